@@ -1,0 +1,142 @@
+"""The public Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msakit.config import RunConfig, resolve_config
+from msakit.metrics import format_table, regression_metrics, summarize_seeds
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    per_seed: dict[int, dict[str, float]]
+    summary: dict[str, dict[str, float]]  # metric -> {"mean", "std", "n"}
+    evaluated_split: str
+
+    def table(self) -> str:
+        return format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
+
+
+def make_synthetic(path: str | Path, **spec: Any) -> Path:
+    """Write the synthetic MMSA-format pickle (see ``msakit.data.synthetic``) to ``path``."""
+    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+
+    return write_synthetic(path, SyntheticSpec(**spec))
+
+
+def train(
+    model: str = "self_mm",
+    data: str | Path = "synthetic",
+    *,
+    kind: str = "mosi",
+    seeds: tuple[int, ...] | list[int] = (1111,),
+    run_dir: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    resume: bool = False,
+) -> TrainSummary:
+    """Train ``model`` on ``data`` once per seed; return per-seed and mean ± std test metrics.
+
+    ``data`` is an MMSA feature pickle, a directory of ``text,label`` tables, or
+    ``"synthetic"``. ``overrides`` is ``{"model"|"data"|"train": {key: value}}``. Each seed
+    runs in ``run_dir/seed_<seed>``; ``resume=True`` continues unfinished seeds from their
+    last completed epoch and leaves finished ones as they are.
+    """
+    from msakit.data import load_dataset
+    from msakit.training.checkpoint import write_json
+    from msakit.training.trainer import Trainer
+
+    if not seeds:
+        raise ValueError("seeds: give at least one seed")
+    base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
+    if run_dir is None:
+        stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
+        run_dir = Path("runs") / f"{model}_{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(run_dir)
+    dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
+    per_seed, split = {}, "test"
+    for seed in seeds:
+        config = RunConfig(base.model, base.model_config, base.data, _with_seed(base, seed))
+        seed_dir = run_dir / f"seed_{seed}"
+        if resume and (seed_dir / "results.json").exists():
+            import json
+
+            done = json.loads((seed_dir / "results.json").read_text())
+            per_seed[seed], split = done["metrics"], done["evaluated_split"]
+            continue
+        trainer = Trainer(config, seed_dir, data=dataset)
+        result = trainer.fit(resume=resume and (seed_dir / "last.pt").exists())
+        per_seed[seed], split = result.metrics, result.evaluated_split
+    summary = summarize_seeds(list(per_seed.values()))
+    write_json(run_dir / "summary.json", {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary})
+    return TrainSummary(run_dir, per_seed, summary, split)
+
+
+def _with_seed(config: RunConfig, seed: int):
+    import dataclasses
+
+    return dataclasses.replace(config.train, seed=int(seed))
+
+
+def _seed_dirs(run_dir: Path) -> list[Path]:
+    if (run_dir / "best").is_dir():
+        return [run_dir]
+    dirs = sorted(p for p in run_dir.glob("seed_*") if (p / "best").is_dir())
+    if not dirs:
+        raise FileNotFoundError(f"{run_dir}: no trained model found (expected best/ or seed_*/best/)")
+    return dirs
+
+
+def load_run(run_dir: str | Path, device: str = "cpu"):
+    """Load the trained model of a run: ``(model, tokenizer, meta)``. A multi-seed run
+    directory loads its first seed; pass a ``seed_<n>`` directory to choose."""
+    from msakit.training.checkpoint import load_model
+
+    return load_model(_seed_dirs(Path(run_dir))[0], device)
+
+
+def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str):
+    from msakit.data import load_dataset
+    from msakit.data.batching import BatchBuilder
+    from msakit.training.trainer import predict_builder, resolve_device
+
+    torch_device = resolve_device(device)
+    model, tokenizer, meta = load_run(run, str(torch_device))
+    kind = kind or meta["kind"]
+    modalities = tuple(meta["input_dims"]["modalities"])
+    dataset = load_dataset(data, kind, modalities)
+    target = dataset[split]
+    for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
+        if m in modalities and target.feature_dim(m) != meta["input_dims"][key]:
+            raise ValueError(
+                f"{data}: {m!r} features have {target.feature_dim(m)} dims but the model at {run} was "
+                f"trained on {meta['input_dims'][key]}; use data with the same feature extractor"
+            )
+    builder = BatchBuilder(target, modalities, tokenizer)
+    return predict_builder(model, builder, 64, torch_device), target, kind
+
+
+def evaluate(run_dir: str | Path, data: str | Path = "synthetic", *, kind: str | None = None, split: str = "test", device: str = "auto") -> dict:
+    """Metrics of a trained run on ``split`` of ``data``: per seed, and mean ± std if several."""
+    per_seed = {}
+    for seed_dir in _seed_dirs(Path(run_dir)):
+        predictions, target, used_kind = _predict_split(seed_dir, data, kind, split, device)
+        per_seed[seed_dir.name] = regression_metrics(predictions["m"], target.labels["m"], used_kind)
+    return {"per_seed": per_seed, "summary": summarize_seeds(list(per_seed.values()))}
+
+
+def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, kind: str | None = None, split: str = "test", device: str = "auto") -> Path:
+    """Write a CSV of predictions (id, label, prediction, unimodal predictions) for ``split``."""
+    from msakit.training.trainer import write_predictions_csv
+
+    predictions, target, _ = _predict_split(_seed_dirs(Path(run_dir))[0], data, kind, split, device)
+    output_csv = Path(output_csv)
+    write_predictions_csv(output_csv, target.ids, target.labels.get("m"), predictions)
+    return output_csv
+
+
+__all__ = ["TrainSummary", "evaluate", "load_run", "make_synthetic", "predict", "train"]

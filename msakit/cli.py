@@ -1,0 +1,101 @@
+"""Command line: ``msakit train | evaluate | predict | synth``, each over a function in ``msakit.api``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from msakit.models import available_models
+
+    parser = argparse.ArgumentParser(prog="msakit", description="Multimodal sentiment analysis: train, evaluate, predict.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model, one run per seed, and print test metrics")
+    p.add_argument("--model", default="self_mm", choices=available_models())
+    p.add_argument("--data", default="synthetic", help="MMSA feature pickle, a directory of text,label tables, or 'synthetic' (default)")
+    p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"], help="dataset kind: label range, metrics and defaults")
+    p.add_argument("--seeds", type=_seeds, default=[1111], help="comma-separated, e.g. 1111,1112,1113")
+    p.add_argument("--modalities", help="subset of t,a,v to use, e.g. t or t,a (default: all the data has)")
+    p.add_argument("--run-dir", help="where to write the run (default runs/<model>_<data>_<time>)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--epochs", type=int, help="maximum epochs (train.max_epochs)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value, e.g. model.post_text_dim=64 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("evaluate", help="metrics of a trained run on a data file")
+    p.add_argument("run_dir")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("predict", help="write a CSV of a trained run's predictions on a feature pickle")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True)
+    p.add_argument("--output", required=True, help="CSV file to write")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"])
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("synth", help="write the synthetic dataset as an MMSA feature pickle")
+    p.add_argument("output")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=600)
+    p.add_argument("--n-valid", type=int, default=150)
+    p.add_argument("--n-test", type=int, default=300)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import msakit
+    from msakit.config import parse_set_options
+    from msakit.metrics import format_table
+
+    try:
+        if args.command == "train":
+            overrides = parse_set_options(args.set)
+            if args.modalities:
+                overrides["data"]["modalities"] = args.modalities
+            if args.device:
+                overrides["train"]["device"] = args.device
+            if args.epochs:
+                overrides["train"]["max_epochs"] = args.epochs
+            if args.quiet:
+                overrides["train"]["progress"] = "false"
+            if args.resume and not args.run_dir:
+                raise ValueError("--resume needs --run-dir (the run to continue)")
+            result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides, resume=args.resume)
+            print(result.table())
+            print(f"run written to {result.run_dir}")
+        elif args.command == "evaluate":
+            result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
+            print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
+            print(json.dumps(result["per_seed"], indent=2))
+        elif args.command == "predict":
+            path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
+            print(f"predictions written to {path}")
+        elif args.command == "synth":
+            path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
+            print(f"synthetic dataset written to {path}")
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"msakit {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

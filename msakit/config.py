@@ -1,0 +1,170 @@
+"""Typed run configuration: plain dataclasses with defaults, per-dataset values, overrides.
+
+Resolution order, lowest to highest priority: the dataclass defaults, the model's
+per-dataset defaults (``DATASET_DEFAULTS`` in the model's file), then the user's overrides
+(``--set model.post_text_dim=64`` on the command line, or a dict from Python). The resolved
+config is saved with every run, so a run can always be rebuilt from its directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASET_KINDS = ("mosi", "mosei", "sims")
+
+
+@dataclass
+class DataConfig:
+    path: str = "synthetic"  # MMSA pickle, text-table directory, or "synthetic"
+    kind: str = "mosi"  # mosi | mosei | sims: label range, metrics and defaults
+    modalities: tuple[str, ...] | None = None  # None = every modality the data has
+    max_text_tokens: int = 128  # longer transcripts are truncated when re-tokenized
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    grad_accumulation: int = 4  # one optimiser step every N batches (Self-MM's update_epochs)
+    max_epochs: int = 30
+    early_stop: int = 8  # epochs without a better validation MAE before stopping
+    seed: int = 1111
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    model: str
+    model_config: Any  # the model's own config dataclass
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "model_config": dataclasses.asdict(self.model_config),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+        }
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert ``value`` (often a string from the command line) to the field's declared type."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing) | {"Any": Any})  # dataclass string annotations
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except (TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise ValueError(f"{where}: cannot read {value!r} as {annotation}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace("+", ",").split(",") if v.strip()]
+        return tuple(_coerce(v, args[0], where) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{where}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
+    if annotation is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if annotation is str:
+        return str(value)
+    return value
+
+
+def apply_overrides(obj: Any, overrides: dict[str, Any], section: str) -> Any:
+    """Return a copy of dataclass ``obj`` with ``overrides`` applied, each type-checked."""
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise KeyError(
+                f"unknown setting {section}.{key}; valid {section} settings: {', '.join(sorted(names))}"
+            )
+        changes[key] = _coerce(value, names[key].type, f"{section}.{key}")
+    return dataclasses.replace(obj, **changes)
+
+
+def parse_set_options(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["model.post_text_dim=64", "train.seed=2"]`` -> ``{"model": {...}, "train": {...}}``."""
+    sections: dict[str, dict[str, str]] = {"model": {}, "data": {}, "train": {}}
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.post_text_dim=64")
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        if section not in sections:
+            raise ValueError(f"--set {item!r}: section must be one of {', '.join(sections)}")
+        sections[section][name] = value
+    return sections
+
+
+def resolve_config(
+    model: str,
+    *,
+    kind: str = "mosi",
+    data_path: str = "synthetic",
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> RunConfig:
+    """Build the full config of a run: defaults -> per-dataset defaults -> overrides."""
+    from msakit.models import get_model_class
+
+    if kind not in DATASET_KINDS:
+        raise ValueError(f"kind={kind!r}: must be one of {', '.join(DATASET_KINDS)}")
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    unknown = set(overrides) - {"model", "data", "train"}
+    if unknown:
+        raise KeyError(f"overrides: unknown sections {sorted(unknown)}; use model, data, train")
+    model_class = get_model_class(model)
+    dataset_defaults = model_class.dataset_defaults(kind)
+    model_config = apply_overrides(model_class.config_class(), dataset_defaults.get("model", {}), "model")
+    model_config = apply_overrides(model_config, overrides.get("model", {}), "model")
+    train = apply_overrides(TrainConfig(), dataset_defaults.get("train", {}), "train")
+    train = apply_overrides(train, overrides.get("train", {}), "train")
+    data = apply_overrides(DataConfig(path=data_path, kind=kind), overrides.get("data", {}), "data")
+    if data.kind != kind:
+        raise ValueError("set the dataset kind with the kind argument (--kind), not data.kind")
+    return RunConfig(model=model, model_config=model_config, data=data, train=train)
+
+
+def config_from_dict(payload: dict) -> RunConfig:
+    """Rebuild a RunConfig saved by ``RunConfig.to_dict`` (e.g. a run's config.json)."""
+    from msakit.models import get_model_class
+
+    model_class = get_model_class(payload["model"])
+    return RunConfig(
+        model=payload["model"],
+        model_config=apply_overrides(model_class.config_class(), payload["model_config"], "model"),
+        data=apply_overrides(DataConfig(), payload["data"], "data"),
+        train=apply_overrides(TrainConfig(), payload["train"], "train"),
+    )

@@ -1,0 +1,45 @@
+"""Data: readers (MMSA pickle, text table, synthetic) -> validated ``FeatureData`` -> batches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from msakit.data.types import LABEL_RANGE, MODALITIES, SPLITS, FeatureData, Split
+
+SYNTHETIC = "synthetic"
+
+
+def cache_dir() -> Path:
+    """Where generated data is kept: ``$MSAKIT_CACHE`` or ``~/.cache/msakit``."""
+    return Path(os.environ.get("MSAKIT_CACHE", Path.home() / ".cache" / "msakit"))
+
+
+def synthetic_path() -> Path:
+    """The default synthetic pickle, written on first use (version-stamped, so a changed
+    generator never silently reuses an old file)."""
+    from msakit.data.synthetic import GENERATOR_VERSION, write_synthetic
+
+    path = cache_dir() / f"synthetic-v{GENERATOR_VERSION}.pkl"
+    if not path.exists():
+        write_synthetic(path)
+    return path
+
+
+def load_dataset(path: str | Path, kind: str = "mosi", modalities: tuple[str, ...] | None = None) -> FeatureData:
+    """Read any supported input: an MMSA pickle, a directory of text tables, or ``"synthetic"``."""
+    from msakit.data.mmsa import read_mmsa_pickle
+    from msakit.data.text_table import read_text_dataset
+
+    if str(path) == SYNTHETIC:
+        path = synthetic_path()
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in (".tsv", ".csv"):
+        data = read_text_dataset(path, kind=kind)
+        if modalities and set(modalities) - {"t"}:
+            raise ValueError(f"{path}: a text table has only the text modality; got modalities={modalities}")
+        return data
+    return read_mmsa_pickle(path, kind=kind, modalities=modalities)
+
+
+__all__ = ["FeatureData", "Split", "MODALITIES", "SPLITS", "LABEL_RANGE", "load_dataset", "synthetic_path", "cache_dir"]

@@ -1,0 +1,110 @@
+"""From a validated Split to model-ready batches.
+
+Text is tokenized once, up front, with the model's own tokenizer (the ``text_bert`` ids in
+MMSA files only fit bert-base). Each batch is padded to its own longest item: MOSI
+transcripts average ~15 word pieces, so padding every batch to the file's 50 would triple
+the text encoder's work. Audio and vision are trimmed to the batch's longest valid length.
+
+The shuffle order of epoch ``n`` depends only on ``(seed, n)``, so a run resumed at epoch
+``n`` sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from msakit.data.types import Split
+
+
+@dataclass
+class Batch:
+    index: torch.Tensor  # (B,) position of each sample in its split (ULGM state is indexed by it)
+    labels: dict[str, torch.Tensor]  # "m" and any human/planted unimodal labels
+    text_ids: torch.Tensor | None = None  # (B, L) with L the batch's longest tokenization
+    text_mask: torch.Tensor | None = None
+    audio: torch.Tensor | None = None  # (B, T_a, D_a), T_a the batch's longest audio
+    audio_lengths: torch.Tensor | None = None
+    vision: torch.Tensor | None = None
+    vision_lengths: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def to(self, device: torch.device | str) -> "Batch":
+        moved = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                value = value.to(device, non_blocking=True)
+            elif isinstance(value, dict):
+                value = {k: v.to(device, non_blocking=True) for k, v in value.items()}
+            moved[f.name] = value
+        return Batch(**moved)
+
+
+class BatchBuilder:
+    """Holds one split, tokenized, and cuts it into batches for the chosen modalities."""
+
+    def __init__(self, split: Split, modalities: tuple[str, ...], tokenizer=None, max_text_tokens: int = 128):
+        missing = [m for m in modalities if m not in split.modalities]
+        if missing:
+            raise ValueError(
+                f"split {split.name!r} has no {missing} data (it has {list(split.modalities)}); "
+                "choose modalities the data provides"
+            )
+        self.split = split
+        self.modalities = modalities
+        self.token_ids: list[list[int]] | None = None
+        if "t" in modalities:
+            if tokenizer is None:
+                raise ValueError("text modality requested but no tokenizer given")
+            encoded = tokenizer(list(split.raw_text), truncation=True, max_length=max_text_tokens)
+            self.token_ids = encoded["input_ids"]
+            self.pad_id = int(tokenizer.pad_token_id or 0)
+        self.labels = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in split.labels.items()}
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def order(self, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+        if not shuffle:
+            return np.arange(len(self.split))
+        return np.random.default_rng([seed, epoch]).permutation(len(self.split))
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0) -> Iterator[Batch]:
+        order = self.order(shuffle, seed, epoch)
+        for start in range(0, len(order), batch_size):
+            yield self.make_batch(order[start : start + batch_size])
+
+    def num_batches(self, batch_size: int) -> int:
+        return (len(self.split) + batch_size - 1) // batch_size
+
+    def make_batch(self, rows: np.ndarray) -> Batch:
+        rows = np.asarray(rows, dtype=np.int64)
+        index = torch.from_numpy(rows)
+        batch = Batch(index=index, labels={k: v[index] for k, v in self.labels.items()})
+        if self.token_ids is not None:
+            seqs = [self.token_ids[i] for i in rows]
+            width = max(len(s) for s in seqs)
+            ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(seqs), width), dtype=np.int64)
+            for r, s in enumerate(seqs):
+                ids[r, : len(s)] = s
+                mask[r, : len(s)] = 1
+            batch.text_ids, batch.text_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+        if "a" in self.modalities:
+            batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows)
+        if "v" in self.modalities:
+            batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows)
+        return batch
+
+    @staticmethod
+    def _frames(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        batch_lengths = lengths[rows]
+        longest = int(batch_lengths.max())
+        frames = np.ascontiguousarray(array[rows, :longest], dtype=np.float32)
+        return torch.from_numpy(frames), torch.from_numpy(batch_lengths.astype(np.int64))

@@ -1,0 +1,132 @@
+"""A synthetic dataset in the MMSA pickle format, with structure planted where we can check it.
+
+Per sample: a shared sentiment factor ``z`` and a private factor per modality ``p_s``. The
+true unimodal labels are ``y_s = 3·tanh(g·(ρ·z + √(1−ρ²)·p_s))`` for s in t, a, v, and the
+multimodal label is ``y_m = clip(c·(w_t·y_t + w_a·y_a + w_v·y_v), −3, 3)``, so every modality
+carries part of the answer and none carries all of it. The true unimodal labels are stored as
+``regression_labels_T/_A/_V`` (the SIMS key names) so ULGM's generated labels can be scored.
+
+Text is English built from sentiment-bearing words, chosen from ``y_t`` (stochastic
+rounding to one of seven intensity levels), so a pretrained encoder can read it. Audio and
+vision are variable-length frame sequences whose frames carry ``y_s`` along a fixed direction
+under per-frame noise, so a sequence model must integrate over time to recover it.
+
+Written through the same pickle layout real files use, so the default path exercises the
+real reader. Seeded and deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pathlib import Path
+
+import numpy as np
+
+# Bump when the generator changes what it writes: cached files carry this number.
+GENERATOR_VERSION = 1
+
+_LEVELS = {
+    -3: ["terrible", "awful", "a complete disaster", "the worst thing i have seen", "painful to sit through"],
+    -2: ["bad", "really boring", "quite disappointing", "poorly made", "a waste of time"],
+    -1: ["a bit weak", "not that great", "somewhat dull", "mediocre", "a little disappointing"],
+    0: ["okay", "average", "neither good nor bad", "just fine", "so so"],
+    1: ["pretty good", "nice", "enjoyable", "decent", "pleasant enough"],
+    2: ["really good", "great", "very enjoyable", "well made", "a lot of fun"],
+    3: ["amazing", "fantastic", "absolutely wonderful", "a masterpiece", "the best thing i have seen"],
+}
+_SUBJECTS = ["the movie", "the film", "the story", "the acting", "the ending", "the plot", "the soundtrack", "the main character"]
+_OPENERS = ["", "honestly ", "i think ", "overall ", "to be fair ", "well ", "i would say "]
+_FILLERS = ["", " and i saw it last weekend", " from what i remember", " if you ask me", " to be honest", " at least for me"]
+
+
+@dataclass
+class SyntheticSpec:
+    n_train: int = 600
+    n_valid: int = 150
+    n_test: int = 300
+    audio_dim: int = 5
+    vision_dim: int = 20
+    min_frames: int = 12
+    max_audio_frames: int = 60
+    max_vision_frames: int = 80
+    shared_fraction: float = 0.6  # ρ: how much of each unimodal label is the shared factor
+    gain: float = 0.9  # g
+    weights: tuple[float, float, float] = (0.4, 0.3, 0.3)  # w_t, w_a, w_v
+    scale: float = 1.25  # c: spreads y_m over the MOSI range
+    frame_signal: float = 0.6  # signal amplitude per frame, relative to unit noise
+    seed: int = 0
+
+
+def _sentence(y_t: float, rng: np.random.Generator) -> str:
+    level = int(np.clip(np.floor(y_t + rng.random()), -3, 3))  # stochastic rounding: unbiased
+    words = _LEVELS[level][rng.integers(len(_LEVELS[level]))]
+    subject = _SUBJECTS[rng.integers(len(_SUBJECTS))]
+    opener = _OPENERS[rng.integers(len(_OPENERS))]
+    filler = _FILLERS[rng.integers(len(_FILLERS))]
+    return f"{opener}{subject} was {words}{filler}".strip()
+
+
+def _frames(y: np.ndarray, direction: np.ndarray, max_frames: int, spec: SyntheticSpec, rng: np.random.Generator):
+    n, dim = len(y), len(direction)
+    lengths = rng.integers(spec.min_frames, max_frames + 1, size=n)
+    frames = np.zeros((n, max_frames, dim), dtype=np.float32)
+    for i in range(n):
+        length = lengths[i]
+        signal = spec.frame_signal * (y[i] / 3.0) * direction
+        frames[i, :length] = signal + rng.standard_normal((length, dim))
+    return frames, lengths.astype(np.int64)
+
+
+def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
+    """The synthetic dataset as an MMSA-format dict (``train``/``valid``/``test``)."""
+    spec = spec or SyntheticSpec()
+    rng = np.random.default_rng(spec.seed)
+    # Fixed per-dataset directions along which audio/vision frames carry sentiment.
+    direction_a = rng.standard_normal(spec.audio_dim)
+    direction_a *= np.sqrt(spec.audio_dim) / np.linalg.norm(direction_a)
+    direction_v = rng.standard_normal(spec.vision_dim)
+    direction_v *= np.sqrt(spec.vision_dim) / np.linalg.norm(direction_v)
+    rho = spec.shared_fraction
+    data = {}
+    for split, n in (("train", spec.n_train), ("valid", spec.n_valid), ("test", spec.n_test)):
+        z = rng.standard_normal(n)
+        unimodal = {}
+        for s in ("t", "a", "v"):
+            private = rng.standard_normal(n)
+            unimodal[s] = 3.0 * np.tanh(spec.gain * (rho * z + np.sqrt(1 - rho**2) * private))
+        w_t, w_a, w_v = spec.weights
+        y_m = np.clip(spec.scale * (w_t * unimodal["t"] + w_a * unimodal["a"] + w_v * unimodal["v"]), -3, 3)
+        texts = [_sentence(y, rng) for y in unimodal["t"]]
+        audio, audio_lengths = _frames(unimodal["a"], direction_a, spec.max_audio_frames, spec, rng)
+        vision, vision_lengths = _frames(unimodal["v"], direction_v, spec.max_vision_frames, spec, rng)
+        # text_bert mirrors the real layout (ids, mask, segments); msakit re-tokenizes raw_text,
+        # so the ids are placeholders and only the mask (word count + [CLS]/[SEP]) is meaningful.
+        text_bert = np.zeros((n, 3, 50), dtype=np.float32)
+        for i, text in enumerate(texts):
+            text_bert[i, 1, : min(50, len(text.split()) + 2)] = 1
+        data[split] = {
+            "id": [f"synth{split}{i:05d}$_$0" for i in range(n)],
+            "raw_text": texts,
+            "text_bert": text_bert,
+            "audio": audio,
+            "audio_lengths": audio_lengths.tolist(),
+            "vision": vision,
+            "vision_lengths": vision_lengths.tolist(),
+            "regression_labels": y_m.astype(np.float32),
+            "regression_labels_T": unimodal["t"].astype(np.float32),
+            "regression_labels_A": unimodal["a"].astype(np.float32),
+            "regression_labels_V": unimodal["v"].astype(np.float32),
+            "annotations": ["Positive" if y > 0 else "Negative" if y < 0 else "Neutral" for y in y_m],
+        }
+    return data
+
+
+def write_synthetic(path: str | Path, spec: SyntheticSpec | None = None) -> Path:
+    """Write the synthetic dataset as an MMSA feature pickle at ``path``."""
+    from msakit.data.mmsa import write_mmsa_pickle
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_mmsa_pickle(path, make_synthetic_data(spec))
+    return path

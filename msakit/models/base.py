@@ -1,0 +1,70 @@
+"""What every model shares: its inputs' sizes, its output, and the contract with the trainer.
+
+A model builds its encoders, fusion and heads; returns predictions and features per
+modality; says how its parameters split into optimiser groups; and lists the objectives it
+trains with. The trainer knows nothing model-specific beyond this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from msakit.data.types import Split
+
+
+@dataclass(frozen=True)
+class InputDims:
+    """Modalities a model sees and their feature sizes, read from the data, never assumed."""
+
+    modalities: tuple[str, ...]
+    audio_dim: int | None = None
+    vision_dim: int | None = None
+
+    @classmethod
+    def from_split(cls, split: Split, modalities: tuple[str, ...]) -> "InputDims":
+        return cls(
+            modalities=tuple(modalities),
+            audio_dim=split.feature_dim("a") if "a" in modalities else None,
+            vision_dim=split.feature_dim("v") if "v" in modalities else None,
+        )
+
+
+@dataclass
+class ModelOutput:
+    """Predictions ``(B,)`` and features ``(B, k)`` keyed by ``m`` (fused), ``t``, ``a``, ``v``."""
+
+    predictions: dict[str, torch.Tensor]
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class MSAModel(nn.Module):
+    """Base class of registered models. Subclasses set ``name``, ``config_class`` and
+    ``DATASET_DEFAULTS`` (``{kind: {"model": {...}, "train": {...}}}``)."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    DATASET_DEFAULTS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    uses_text_encoder: ClassVar[bool] = True
+
+    def __init__(self, config: Any, dims: InputDims):
+        super().__init__()
+        self.config = config
+        self.dims = dims
+
+    @classmethod
+    def dataset_defaults(cls, kind: str) -> dict[str, dict[str, Any]]:
+        return cls.DATASET_DEFAULTS.get(kind, {})
+
+    def forward(self, batch) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def parameter_groups(self) -> list[dict]:
+        """Adam parameter groups; the default is one group with the config's lr/weight decay."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:  # pragma: no cover
+        raise NotImplementedError

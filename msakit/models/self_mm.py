@@ -1,0 +1,174 @@
+"""Self-MM (Yu et al., AAAI 2021): multimodal fusion plus three unimodal tasks whose labels
+ULGM generates during training.
+
+Text: the first token's last hidden state of a fine-tuned BERT-family encoder. Audio and
+vision: a one-layer LSTM over the valid frames, dropout, linear to ``audio_out``/``video_out``.
+Fusion: concat -> dropout -> Linear+ReLU (``F_m``) -> Linear+ReLU -> Linear(1) = ``ŷ_m``.
+Each unimodal head, on the same encoder outputs: dropout -> Linear+ReLU (``F_s``) ->
+Linear+ReLU -> Linear(1) = ``ŷ_s``. Any subset of t/a/v may be used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from msakit.data.types import LABEL_RANGE, Split
+from msakit.encoders import SequenceLSTMEncoder, TextEncoder
+from msakit.models import register_model
+from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.objectives import ULGM, RegressionL1
+
+
+@dataclass
+class SelfMMConfig:
+    text_encoder: str = "minilm"  # "minilm" (packaged) or a local BERT-family directory
+    audio_hidden: int = 16
+    video_hidden: int = 32
+    audio_out: int = 16
+    video_out: int = 32
+    audio_lstm_dropout: float = 0.0
+    video_lstm_dropout: float = 0.0
+    post_fusion_dim: int = 128
+    post_text_dim: int = 32
+    post_audio_dim: int = 16
+    post_video_dim: int = 32
+    post_fusion_dropout: float = 0.0
+    post_text_dropout: float = 0.1
+    post_audio_dropout: float = 0.1
+    post_video_dropout: float = 0.0
+    lr_text: float = 5e-5
+    lr_audio: float = 5e-3
+    lr_video: float = 5e-3
+    lr_other: float = 1e-3
+    weight_decay_text: float = 1e-3
+    weight_decay_audio: float = 1e-3
+    weight_decay_video: float = 1e-3
+    weight_decay_other: float = 1e-3
+    ulgm: bool = True  # False: train the fusion task only (the unimodal heads get no loss)
+    ulgm_bound: float = 3.0  # H: generated labels are clamped to [-H, H]
+    ulgm_zero_is_positive: bool = False  # reference MOSI/MOSEI code counts only > 0 as positive
+    packed_lstm: bool = False  # True: the reference packed LSTM (same numbers, slower on CPU)
+
+
+def _head(in_dim: int, feature_dim: int, dropout: float) -> tuple[nn.Module, nn.Module]:
+    """dropout -> Linear+ReLU gives the feature F; Linear+ReLU -> Linear(1) the prediction."""
+    feature = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, feature_dim), nn.ReLU())
+    regressor = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(), nn.Linear(feature_dim, 1))
+    return feature, regressor
+
+
+@register_model
+class SelfMM(MSAModel):
+    name = "self_mm"
+    config_class = SelfMMConfig
+    # MMSA's config_regression.json, Self-MM section (see DATA.md).
+    DATASET_DEFAULTS = {
+        "mosi": {"train": {"batch_size": 16}},
+        "mosei": {
+            "model": {
+                "lr_video": 1e-4,
+                "weight_decay_audio": 0.0,
+                "weight_decay_video": 0.0,
+                "weight_decay_other": 1e-2,
+                "post_fusion_dropout": 0.1,
+                "post_text_dropout": 0.0,
+                "post_audio_dropout": 0.0,
+            },
+            "train": {"batch_size": 32},
+        },
+        "sims": {
+            "model": {
+                "video_hidden": 64,
+                "post_text_dim": 64,
+                "weight_decay_audio": 1e-2,
+                "weight_decay_video": 1e-2,
+                "ulgm_bound": 1.0,
+            },
+            "train": {"batch_size": 32},
+        },
+    }
+
+    def __init__(self, config: SelfMMConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
+        super().__init__(config, dims)
+        if not dims.modalities:
+            raise ValueError("Self-MM needs at least one modality")
+        c = config
+        encoded = {}
+        if "t" in dims.modalities:
+            if text_encoder is None:
+                raise ValueError("Self-MM with text needs a text encoder")
+            self.text_model = text_encoder
+            encoded["t"] = text_encoder.hidden_size
+        if "a" in dims.modalities:
+            self.audio_model = SequenceLSTMEncoder(dims.audio_dim, c.audio_hidden, c.audio_out, c.audio_lstm_dropout, c.packed_lstm)
+            encoded["a"] = c.audio_out
+        if "v" in dims.modalities:
+            self.video_model = SequenceLSTMEncoder(dims.vision_dim, c.video_hidden, c.video_out, c.video_lstm_dropout, c.packed_lstm)
+            encoded["v"] = c.video_out
+        self.feature_dims = {
+            "m": c.post_fusion_dim,
+            "t": c.post_text_dim,
+            "a": c.post_audio_dim,
+            "v": c.post_video_dim,
+        }
+        dropouts = {"m": c.post_fusion_dropout, "t": c.post_text_dropout, "a": c.post_audio_dropout, "v": c.post_video_dropout}
+        heads = {"m": _head(sum(encoded.values()), c.post_fusion_dim, c.post_fusion_dropout)}
+        for s in dims.modalities:
+            heads[s] = _head(encoded[s], self.feature_dims[s], dropouts[s])
+        self.feature_layers = nn.ModuleDict({s: h[0] for s, h in heads.items()})
+        self.regressors = nn.ModuleDict({s: h[1] for s, h in heads.items()})
+
+    def encode(self, batch) -> dict[str, torch.Tensor]:
+        encoded = {}
+        if "t" in self.dims.modalities:
+            encoded["t"] = self.text_model(batch.text_ids, batch.text_mask)
+        if "a" in self.dims.modalities:
+            encoded["a"] = self.audio_model(batch.audio, batch.audio_lengths)
+        if "v" in self.dims.modalities:
+            encoded["v"] = self.video_model(batch.vision, batch.vision_lengths)
+        return encoded
+
+    def forward(self, batch) -> ModelOutput:
+        encoded = self.encode(batch)
+        fused_input = torch.cat([encoded[s] for s in self.dims.modalities], dim=-1)
+        inputs = {"m": fused_input, **encoded}
+        features = {s: self.feature_layers[s](x) for s, x in inputs.items()}
+        predictions = {s: self.regressors[s](f).squeeze(-1) for s, f in features.items()}
+        return ModelOutput(predictions=predictions, features=features)
+
+    def parameter_groups(self) -> list[dict]:
+        """MMSA's five Adam groups: BERT with/without decay, audio subnet, video subnet, rest."""
+        c = self.config
+        groups = []
+        taken = set()
+        if "t" in self.dims.modalities:
+            no_decay = ("bias", "LayerNorm.bias", "LayerNorm.weight")
+            named = list(self.text_model.named_parameters())
+            groups.append({"name": "text_decay", "params": [p for n, p in named if not any(k in n for k in no_decay)], "lr": c.lr_text, "weight_decay": c.weight_decay_text})
+            groups.append({"name": "text_no_decay", "params": [p for n, p in named if any(k in n for k in no_decay)], "lr": c.lr_text, "weight_decay": 0.0})
+            taken |= {id(p) for _, p in named}
+        for attr, lr, wd, name in (("audio_model", c.lr_audio, c.weight_decay_audio, "audio"), ("video_model", c.lr_video, c.weight_decay_video, "video")):
+            if hasattr(self, attr):
+                params = list(getattr(self, attr).parameters())
+                groups.append({"name": name, "params": params, "lr": lr, "weight_decay": wd})
+                taken |= {id(p) for p in params}
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        groups.append({"name": "other", "params": rest, "lr": c.lr_other, "weight_decay": c.weight_decay_other})
+        return [g for g in groups if g["params"]]
+
+    def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
+        objectives: list[nn.Module] = [RegressionL1("m")]
+        if self.config.ulgm:
+            objectives.append(
+                ULGM(
+                    train_split.labels["m"],
+                    {s: self.feature_dims[s] for s in ("m",) + self.dims.modalities},
+                    self.dims.modalities,
+                    bound=self.config.ulgm_bound,
+                    zero_is_positive=self.config.ulgm_zero_is_positive,
+                )
+            )
+        return objectives

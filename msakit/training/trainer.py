@@ -1,0 +1,298 @@
+"""One trainer for every model.
+
+Read ``fit`` top to bottom for the order of operations. Per training step: forward; every
+objective's loss with the current state; backward; every objective's ``after_step`` hook
+(ULGM updates its labels, memory and centres here, in the order the paper gives); an
+optimiser step every ``grad_accumulation`` batches. Per epoch: validate, keep the best
+weights by validation MAE of ``ŷ_m``, save a resume checkpoint, stop early after
+``early_stop`` epochs without improvement. Finally: reload the best weights and test.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from msakit.config import RunConfig, config_from_dict
+from msakit.data import FeatureData, load_dataset
+from msakit.data.batching import BatchBuilder
+from msakit.metrics import regression_metrics
+from msakit.models import InputDims, get_model_class
+from msakit.training.checkpoint import (
+    atomic_write,
+    check_state_matches,
+    load_model,
+    save_best_model,
+    write_json,
+)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, float]  # on test if the data has a test split, else on validation
+    evaluated_split: str
+    best_epoch: int
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} requested but CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Builds data, model and objectives for one run and trains it in ``run_dir``."""
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, data: FeatureData | None = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        t = config.train
+        if t.num_threads > 0:
+            torch.set_num_threads(t.num_threads)
+        self.device = resolve_device(t.device)
+        seed_everything(t.seed)
+
+        self.data = data if data is not None else load_dataset(config.data.path, config.data.kind, config.data.modalities)
+        self.modalities = tuple(config.data.modalities or self.data.modalities)
+        if not self.modalities:
+            raise ValueError(f"{self.data.source}: no modality is present in every split")
+        for split_name in ("train", "valid"):
+            if split_name not in self.data.splits:
+                raise ValueError(f"{self.data.source}: training needs a {split_name!r} split; it has {sorted(self.data.splits)}")
+
+        model_class = get_model_class(config.model)
+        dims = InputDims.from_split(self.data["train"], self.modalities)
+        kwargs, self.tokenizer = {}, None
+        if "t" in self.modalities and model_class.uses_text_encoder:
+            from msakit.encoders.text import TextEncoder, load_tokenizer, resolve_encoder_path
+
+            encoder_path = resolve_encoder_path(config.model_config.text_encoder)
+            self.tokenizer = load_tokenizer(encoder_path)
+            kwargs["text_encoder"] = TextEncoder.from_pretrained(encoder_path)
+        self.model = model_class(config.model_config, dims, **kwargs).to(self.device)
+        self.objectives = [o.to(self.device) for o in self.model.build_objectives(self.data["train"], config.data.kind)]
+        self.optimizer = torch.optim.Adam(self.model.parameter_groups())
+
+        self.builders = {
+            name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
+            for name, split in self.data.splits.items()
+        }
+
+    # ---- one epoch of training -------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        t = self.config.train
+        self.model.train()
+        builder = self.builders["train"]
+        totals: dict[str, float] = {}
+        seen, started = 0, time.perf_counter()
+        bar = tqdm(
+            builder.batches(t.batch_size, shuffle=True, seed=t.seed, epoch=epoch),
+            total=builder.num_batches(t.batch_size),
+            desc=f"epoch {epoch}",
+            disable=not t.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        pending = 0  # batches whose gradients are accumulated but not yet applied
+        for step, batch in enumerate(bar):
+            batch = batch.to(self.device)
+            if pending == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+            output = self.model(batch)
+            terms = {}
+            for objective in self.objectives:
+                terms.update(objective(output, batch, epoch))
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"epoch {epoch}, batch {step}: the loss is {loss.item()} ({ {k: float(v) for k, v in terms.items()} }). "
+                    f"The last good checkpoint is {self.run_dir / 'last.pt'}; lower the learning rates and --resume."
+                )
+            loss.backward()
+            for objective in self.objectives:
+                if hasattr(objective, "after_step"):
+                    objective.after_step(output, batch, epoch)
+            pending += 1
+            if pending == t.grad_accumulation:
+                self.optimizer.step()
+                pending = 0
+            n = len(batch)
+            seen += n
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) * n
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * n
+            bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - started):.1f}")
+        if pending:
+            self.optimizer.step()  # the epoch's last, partial accumulation window
+        bar.close()
+        elapsed = time.perf_counter() - started
+        summary = {f"train_{k}": v / seen for k, v in totals.items()}
+        summary["train_seconds"] = elapsed
+        summary["train_samples_per_s"] = seen / elapsed
+        return summary
+
+    # ---- evaluation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, split: str, model=None) -> dict[str, np.ndarray]:
+        return predict_builder(model or self.model, self.builders[split], self.config.train.eval_batch_size, self.device)
+
+    def evaluate(self, split: str, model=None) -> dict[str, float]:
+        predictions = self.predict(split, model)
+        return regression_metrics(predictions["m"], self.data[split].labels["m"], self.config.data.kind)
+
+    # ---- the whole run --------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> RunResult:
+        t = self.config.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"epoch": 0, "best_mae": math.inf, "best_epoch": 0, "stale": 0, "history": []}
+        if resume:
+            state = self._load_resume_state()
+        else:
+            if (self.run_dir / "last.pt").exists():
+                raise FileExistsError(
+                    f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, "
+                    "or choose a new run directory"
+                )
+            write_json(self.run_dir / "config.json", self.config.to_dict())
+            (self.run_dir / "metrics.jsonl").write_text("")
+
+        epoch = state["epoch"]
+        while epoch < t.max_epochs and state["stale"] < t.early_stop:
+            epoch += 1
+            record = {"epoch": epoch, **self.train_epoch(epoch)}
+            valid = self.evaluate("valid")
+            record.update({f"valid_{k}": v for k, v in valid.items()})
+            improved = valid["MAE"] < state["best_mae"]
+            if improved:
+                state.update(best_mae=valid["MAE"], best_epoch=epoch, stale=0)
+                save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer)
+            else:
+                state["stale"] += 1
+            state["epoch"] = epoch
+            state["history"].append(record)
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self._save_resume_state(state)
+            if t.progress:
+                tqdm.write(
+                    f"epoch {epoch:3d}  loss {record['train_loss']:.4f}  valid MAE {valid['MAE']:.4f}  "
+                    f"Corr {valid['Corr']:.4f}  {record['train_samples_per_s']:.1f} samples/s"
+                    + ("  *best" if improved else "")
+                )
+        return self._finish(state)
+
+    def _finish(self, state: dict) -> RunResult:
+        best, _, _ = load_model(self.run_dir, self.device)
+        split = "test" if "test" in self.data.splits else "valid"
+        predictions = self.predict(split, best)
+        metrics = regression_metrics(predictions["m"], self.data[split].labels["m"], self.config.data.kind)
+        write_predictions_csv(self.run_dir / f"{split}_predictions.csv", self.data[split].ids, self.data[split].labels["m"], predictions)
+        results = {
+            "model": self.config.model,
+            "data": self.data.source,
+            "kind": self.config.data.kind,
+            "modalities": list(self.modalities),
+            "seed": self.config.train.seed,
+            "evaluated_split": split,
+            "metrics": metrics,
+            "best_epoch": state["best_epoch"],
+            "best_valid_MAE": state["best_mae"],
+            "epochs_run": state["epoch"],
+            "train_seconds": sum(r["train_seconds"] for r in state["history"]),
+        }
+        write_json(self.run_dir / "results.json", results)
+        return RunResult(self.run_dir, metrics, split, state["best_epoch"], state["epoch"], state["history"])
+
+    # ---- resume ---------------------------------------------------------------------------
+    def _save_resume_state(self, state: dict) -> None:
+        payload = {
+            "state": state,
+            "model": self.model.state_dict(),
+            "objectives": [o.state_dict() for o in self.objectives],
+            "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(),
+        }
+        atomic_write(self.run_dir / "last.pt", lambda p: torch.save(payload, p))
+
+    def _load_resume_state(self) -> dict:
+        path = self.run_dir / "last.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: nothing to resume (no epoch has finished in {self.run_dir})")
+        saved_config = json.loads((self.run_dir / "config.json").read_text())
+        if config_from_dict(saved_config).to_dict() != self.config.to_dict():
+            raise ValueError(
+                f"{self.run_dir}: the run was started with another config; resume with the same "
+                f"settings (they are in {self.run_dir / 'config.json'}) or start a new run directory"
+            )
+        payload = torch.load(path, map_location=self.device, weights_only=True)
+        check_state_matches(self.model, payload["model"], str(path))
+        self.model.load_state_dict(payload["model"])
+        for objective, objective_state in zip(self.objectives, payload["objectives"]):
+            objective.load_state_dict(objective_state)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        _set_rng_state(payload["rng"])
+        state = payload["state"]
+        if self.config.train.progress:
+            tqdm.write(f"resuming {self.run_dir} after epoch {state['epoch']} (best epoch {state['best_epoch']})")
+        return state
+
+
+@torch.no_grad()
+def predict_builder(model, builder: BatchBuilder, batch_size: int, device) -> dict[str, np.ndarray]:
+    model.eval()
+    collected: dict[str, list[np.ndarray]] = {}
+    for batch in builder.batches(batch_size):
+        output = model(batch.to(device))
+        for k, v in output.predictions.items():
+            collected.setdefault(k, []).append(v.float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+def write_predictions_csv(path: Path, ids, labels, predictions: dict[str, np.ndarray]) -> None:
+    keys = ["m"] + [k for k in ("t", "a", "v") if k in predictions]
+
+    def write(p: Path) -> None:
+        with open(p, "w", newline="") as f:
+            writer = csv.writer(f)
+            header = ["id"] + (["label"] if labels is not None else []) + ["prediction"] + [f"prediction_{k}" for k in keys[1:]]
+            writer.writerow(header)
+            for i, sample_id in enumerate(ids):
+                row = [sample_id] + ([f"{float(labels[i]):.6g}"] if labels is not None else [])
+                row += [f"{float(predictions[k][i]):.6g}" for k in keys]
+                writer.writerow(row)
+
+    atomic_write(path, write)

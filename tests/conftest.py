@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny BERT directory (random weights, real loading path) and small data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MOSI_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi_text"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Generated data goes to a per-session temp dir, never the user's ~/.cache.
+    monkeypatch.setenv("MSAKIT_CACHE", str(tmp_path_factory.getbasetemp() / "msakit-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT saved like any local model directory."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from msakit.data.synthetic import _FILLERS, _LEVELS, _OPENERS, _SUBJECTS
+
+    directory = tmp_path_factory.mktemp("tiny_bert")
+    words = set()
+    for phrase in [*_FILLERS, *_OPENERS, *_SUBJECTS, *(w for ws in _LEVELS.values() for w in ws)]:
+        words.update(phrase.split())
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *"abcdefghijklmnopqrstuvwxyz"]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(str(directory))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+
+    path = tmp_path_factory.mktemp("data") / "small.pkl"
+    return write_synthetic(path, SyntheticSpec(n_train=96, n_valid=32, n_test=40, max_audio_frames=24, max_vision_frames=30, seed=3))
+
+
+@pytest.fixture
+def tiny_overrides(tiny_bert_dir):
+    def make(**train):
+        return {
+            "model": {"text_encoder": str(tiny_bert_dir)},
+            "train": {"batch_size": 16, "max_epochs": 3, "progress": False, **train},
+        }
+
+    return make
