@@ -99,7 +99,7 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     return load_model(_seed_dirs(Path(run_dir))[0], device)
 
 
-def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str):
+def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True):
     from msakit.data import load_dataset
     from msakit.data.batching import BatchBuilder
     from msakit.training.trainer import predict_builder, resolve_device
@@ -108,7 +108,7 @@ def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, de
     model, tokenizer, meta = load_run(run, str(torch_device))
     kind = kind or meta["kind"]
     modalities = tuple(meta["input_dims"]["modalities"])
-    dataset = load_dataset(data, kind, modalities)
+    dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels)
     target = dataset[split]
     for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
         if m in modalities and target.feature_dim(m) != meta["input_dims"][key]:
@@ -130,10 +130,14 @@ def evaluate(run_dir: str | Path, data: str | Path = "synthetic", *, kind: str |
 
 
 def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, kind: str | None = None, split: str = "test", device: str = "auto") -> Path:
-    """Write a CSV of predictions (id, label, prediction, unimodal predictions) for ``split``."""
+    """Write a CSV of predictions (id, [label,] prediction, unimodal predictions) for ``split``.
+
+    The file needs only that split, and labels are optional: this is how a trained model is
+    run on one's own clips (features extracted the way the training data's were).
+    """
     from msakit.training.trainer import write_predictions_csv
 
-    predictions, target, _ = _predict_split(_seed_dirs(Path(run_dir))[0], data, kind, split, device)
+    predictions, target, _ = _predict_split(_seed_dirs(Path(run_dir))[0], data, kind, split, device, require_labels=False)
     output_csv = Path(output_csv)
     write_predictions_csv(output_csv, target.ids, target.labels.get("m"), predictions)
     return output_csv

@@ -54,3 +54,19 @@ def test_config_layers_dataset_defaults_under_overrides():
     assert mosi.data.modalities == ("t", "a")
     with pytest.raises(ValueError, match="SECTION.KEY=VALUE"):
         parse_set_options(["post_text_dim=64"])
+
+
+def test_predict_on_unlabelled_clips_of_one_split(small_synthetic, tiny_overrides, tmp_path):
+    import msakit
+    from msakit.data.mmsa import write_mmsa_pickle
+    from msakit.data.safe_pickle import safe_load
+
+    msakit.train("self_mm", small_synthetic, run_dir=tmp_path / "run", overrides=tiny_overrides(max_epochs=1))
+    clips = safe_load(small_synthetic)["test"]
+    for key in [k for k in clips if k.startswith("regression_labels")]:
+        del clips[key]
+    write_mmsa_pickle(tmp_path / "clips.pkl", {"test": clips})  # a user's file: one split, no labels
+    out = msakit.predict(tmp_path / "run", tmp_path / "clips.pkl", tmp_path / "p.csv")
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40 and "label" not in rows[0] and rows[0]["id"] == clips["id"][0]

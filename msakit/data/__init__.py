@@ -26,8 +26,18 @@ def synthetic_path() -> Path:
     return path
 
 
-def load_dataset(path: str | Path, kind: str = "mosi", modalities: tuple[str, ...] | None = None) -> FeatureData:
-    """Read any supported input: an MMSA pickle, a directory of text tables, or ``"synthetic"``."""
+def load_dataset(
+    path: str | Path,
+    kind: str = "mosi",
+    modalities: tuple[str, ...] | None = None,
+    *,
+    splits: tuple[str, ...] = SPLITS,
+    require_labels: bool = True,
+) -> FeatureData:
+    """Read any supported input: an MMSA pickle, a directory of text tables, or ``"synthetic"``.
+
+    ``splits``/``require_labels`` relax what an MMSA pickle must hold (see ``read_mmsa_pickle``).
+    """
     from msakit.data.mmsa import read_mmsa_pickle
     from msakit.data.text_table import read_text_dataset
 
@@ -39,7 +49,7 @@ def load_dataset(path: str | Path, kind: str = "mosi", modalities: tuple[str, ..
         if modalities and set(modalities) - {"t"}:
             raise ValueError(f"{path}: a text table has only the text modality; got modalities={modalities}")
         return data
-    return read_mmsa_pickle(path, kind=kind, modalities=modalities)
+    return read_mmsa_pickle(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels)
 
 
 __all__ = ["FeatureData", "Split", "MODALITIES", "SPLITS", "LABEL_RANGE", "load_dataset", "synthetic_path", "cache_dir"]

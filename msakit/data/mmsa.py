@@ -212,6 +212,8 @@ def read_mmsa_pickle(
     *,
     kind: str | None = None,
     modalities: tuple[str, ...] | None = None,
+    splits: tuple[str, ...] = SPLITS,
+    require_labels: bool = True,
 ) -> FeatureData:
     """Read an MMSA feature pickle into a validated ``FeatureData``.
 
@@ -220,7 +222,14 @@ def read_mmsa_pickle(
     present in all three splits. Arrays of modalities not asked for are dropped. ``aligned``
     is True when a requested audio/vision array had no ``*_lengths`` key, so its lengths came
     from the ``text_bert`` mask (or are the full T when that is absent too).
+    ``splits`` names the splits that must be present and are read (prediction on one's own
+    clips needs only one); with ``require_labels=False`` a split may lack
+    ``regression_labels`` (its ``labels`` dict is then empty).
     """
+    wanted = tuple(splits)
+    unknown_splits = [s for s in wanted if s not in SPLITS]
+    if unknown_splits or not wanted:
+        raise ValueError(f"splits={splits!r}: choose from {list(SPLITS)}")
     shown = str(path)
     bound = label_bound(kind)
     requested = _parse_modalities(modalities)
@@ -230,24 +239,24 @@ def read_mmsa_pickle(
             f"{shown}: expected a dict with 'train', 'valid', 'test' at the top level, got {type(data).__name__}; "
             "is this an MMSA feature pickle?"
         )
-    missing = [s for s in SPLITS if s not in data]
+    missing = [s for s in wanted if s not in data]
     if missing:
         raise ValueError(
-            f"{shown}: missing split(s) {missing}; an MMSA pickle needs 'train', 'valid' and 'test'. "
+            f"{shown}: missing split(s) {missing}; this use needs {list(wanted)}. "
             f"Keys found: {sorted(map(str, data))}"
         )
-    for name in SPLITS:
+    for name in wanted:
         if not isinstance(data[name], dict):
             raise ValueError(f"{shown}: split {name!r} must be a dict of arrays, got {type(data[name]).__name__}")
 
     if requested is None:
-        found = [m for m in MODALITIES if any(_has_modality(data[s], m) for s in SPLITS)]
+        found = [m for m in MODALITIES if any(_has_modality(data[s], m) for s in wanted)]
         if not found:
             raise ValueError(
                 f"{shown}: no modality found: no split has 'raw_text' (t), 'audio' (a) or 'vision' (v)"
             )
         requested = tuple(found)
-    for name in SPLITS:
+    for name in wanted:
         for m in requested:
             if not _has_modality(data[name], m):
                 raise ValueError(
@@ -261,17 +270,19 @@ def read_mmsa_pickle(
     clamped: dict[tuple[str, str], int] = {}
     aligned = False
     dims: dict[str, dict[str, int]] = {"audio": {}, "vision": {}}
-    for name in SPLITS:
+    for name in wanted:
         split = data[name]
         where = f"{shown}, split {name!r}"
-        for key in ("id", "regression_labels"):
+        for key in ("id", "regression_labels") if require_labels else ("id",):
             if key not in split:
                 raise ValueError(f"{where}: missing required key {key!r}. Keys found: {sorted(map(str, split))}")
         ids = _str_list(split["id"], where, "id", None, allow_ints=True)
         n = len(ids)
         if n == 0:
             raise ValueError(f"{where}: 'id' is empty; every split needs at least one sample")
-        labels = {"m": _labels(split["regression_labels"], where, "regression_labels", n, bound, kind)}
+        labels = {}
+        if split.get("regression_labels") is not None:
+            labels["m"] = _labels(split["regression_labels"], where, "regression_labels", n, bound, kind)
         for m, key in _UNIMODAL_LABEL_KEYS.items():
             if split.get(key) is not None:
                 labels[m] = _labels(split[key], where, key, n, bound, kind)

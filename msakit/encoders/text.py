@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from msakit.encoders.unpadded_bert import bert_cls_unpadded, supports_unpadded
+
 # Belt and braces: even a misconfigured cache must never trigger a download at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -64,10 +66,12 @@ def load_tokenizer(path: str | Path):
 class TextEncoder(nn.Module):
     """Fine-tunable BERT-family encoder returning the first token's last hidden state."""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, unpadded: bool = True):
         super().__init__()
         self.backbone = backbone
         self.hidden_size = int(backbone.config.hidden_size)
+        # Real-tokens-only forward (see unpadded_bert.py); False gives the stock forward.
+        self.unpadded = unpadded and supports_unpadded(backbone)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "TextEncoder":
@@ -77,11 +81,15 @@ class TextEncoder(nn.Module):
         # The sentence-transformers checkpoints carry a pooler we drop on purpose; keep the
         # load report about it out of the user's terminal.
         previous = hf_logging.get_verbosity()
+        bars_were_enabled = hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             backbone = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
         finally:
             hf_logging.set_verbosity(previous)
+            if bars_were_enabled:
+                hf_logging.enable_progress_bar()
         return cls(backbone)
 
     @classmethod
@@ -98,5 +106,8 @@ class TextEncoder(nn.Module):
         return self.backbone.config.to_diff_dict() | {"model_type": self.backbone.config.model_type}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # The packed path needs right padding ([CLS] first in every row), as our batches are.
+        if self.unpadded and bool(attention_mask[:, 0].all()):
+            return bert_cls_unpadded(self.backbone, input_ids, attention_mask)
         states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return states[:, 0]

@@ -105,7 +105,9 @@ class Trainer:
             kwargs["text_encoder"] = TextEncoder.from_pretrained(encoder_path)
         self.model = model_class(config.model_config, dims, **kwargs).to(self.device)
         self.objectives = [o.to(self.device) for o in self.model.build_objectives(self.data["train"], config.data.kind)]
-        self.optimizer = torch.optim.Adam(self.model.parameter_groups())
+        # The fused kernel applies the same Adam update in one pass (several times faster than
+        # the per-tensor loop on CPU for BERT-sized parameter lists).
+        self.optimizer = torch.optim.Adam(self.model.parameter_groups(), fused=True)
 
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
