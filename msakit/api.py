@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msakit.config import RunConfig, resolve_config
+from msakit.config import resolve_config
 from msakit.metrics import format_table, regression_metrics, summarize_seeds
 
 
@@ -60,7 +61,7 @@ def train(
     dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
     per_seed, split = {}, "test"
     for seed in seeds:
-        config = RunConfig(base.model, base.model_config, base.data, _with_seed(base, seed))
+        config = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed)))
         seed_dir = run_dir / f"seed_{seed}"
         if resume and (seed_dir / "results.json").exists():
             import json
@@ -74,12 +75,6 @@ def train(
     summary = summarize_seeds(list(per_seed.values()))
     write_json(run_dir / "summary.json", {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary})
     return TrainSummary(run_dir, per_seed, summary, split)
-
-
-def _with_seed(config: RunConfig, seed: int):
-    import dataclasses
-
-    return dataclasses.replace(config.train, seed=int(seed))
 
 
 def _seed_dirs(run_dir: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DATASET_KINDS = ("mosi", "mosei", "sims")
+SECTIONS = ("model", "data", "train", "alignment")
 
 
 @dataclass
@@ -39,11 +40,21 @@ class TrainConfig:
 
 
 @dataclass
+class AlignmentConfig:
+    """Deep modal alignment, for any model that exposes per-modality features."""
+
+    pairs: str = "none"  # "a-v", "t-a,t-v", "all", "none"; per-pair weights as "a-v:0.5"
+    weight: float = 0.1  # λ for pairs given without their own weight
+    align_dim: int = 0  # > 0: the feature size of every aligned modality (sets the post dims)
+
+
+@dataclass
 class RunConfig:
     model: str
     model_config: Any  # the model's own config dataclass
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     def to_dict(self) -> dict:
         return {
@@ -51,6 +62,7 @@ class RunConfig:
             "model_config": dataclasses.asdict(self.model_config),
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
+            "alignment": dataclasses.asdict(self.alignment),
         }
 
 
@@ -117,7 +129,7 @@ def apply_overrides(obj: Any, overrides: dict[str, Any], section: str) -> Any:
 
 def parse_set_options(items: list[str] | None) -> dict[str, dict[str, str]]:
     """``["model.post_text_dim=64", "train.seed=2"]`` -> ``{"model": {...}, "train": {...}}``."""
-    sections: dict[str, dict[str, str]] = {"model": {}, "data": {}, "train": {}}
+    sections: dict[str, dict[str, str]] = {name: {} for name in SECTIONS}
     for item in items or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.post_text_dim=64")
@@ -142,9 +154,9 @@ def resolve_config(
     if kind not in DATASET_KINDS:
         raise ValueError(f"kind={kind!r}: must be one of {', '.join(DATASET_KINDS)}")
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
-    unknown = set(overrides) - {"model", "data", "train"}
+    unknown = set(overrides) - set(SECTIONS)
     if unknown:
-        raise KeyError(f"overrides: unknown sections {sorted(unknown)}; use model, data, train")
+        raise KeyError(f"overrides: unknown sections {sorted(unknown)}; use {', '.join(SECTIONS)}")
     model_class = get_model_class(model)
     dataset_defaults = model_class.dataset_defaults(kind)
     model_config = apply_overrides(model_class.config_class(), dataset_defaults.get("model", {}), "model")
@@ -154,7 +166,29 @@ def resolve_config(
     data = apply_overrides(DataConfig(path=data_path, kind=kind), overrides.get("data", {}), "data")
     if data.kind != kind:
         raise ValueError("set the dataset kind with the kind argument (--kind), not data.kind")
-    return RunConfig(model=model, model_config=model_config, data=data, train=train)
+    alignment = apply_overrides(AlignmentConfig(), dataset_defaults.get("alignment", {}), "alignment")
+    alignment = apply_overrides(alignment, overrides.get("alignment", {}), "alignment")
+    model_config = apply_align_dim(model_class, model_config, alignment)
+    return RunConfig(model=model, model_config=model_config, data=data, train=train, alignment=alignment)
+
+
+def apply_align_dim(model_class, model_config: Any, alignment: AlignmentConfig) -> Any:
+    """Give every aligned modality's feature the size ``align_dim`` via the model's own fields."""
+    from msakit.objectives.alignment import parse_pairs
+
+    pairs = parse_pairs(alignment.pairs, alignment.weight)  # validates the pair set early
+    if alignment.align_dim <= 0:
+        return model_config
+    fields = getattr(model_class, "FEATURE_DIM_FIELDS", {})
+    changes = {}
+    for s in sorted({s for i, j, _ in pairs for s in (i, j)}):
+        if s not in fields:
+            raise ValueError(
+                f"alignment.align_dim: model {model_class.name!r} declares no feature-size setting for {s!r} "
+                f"(it has {fields or 'none'}); align modalities it exposes, or set their sizes yourself"
+            )
+        changes[fields[s]] = alignment.align_dim
+    return dataclasses.replace(model_config, **changes)
 
 
 def config_from_dict(payload: dict) -> RunConfig:
@@ -167,4 +201,5 @@ def config_from_dict(payload: dict) -> RunConfig:
         model_config=apply_overrides(model_class.config_class(), payload["model_config"], "model"),
         data=apply_overrides(DataConfig(), payload["data"], "data"),
         train=apply_overrides(TrainConfig(), payload["train"], "train"),
+        alignment=apply_overrides(AlignmentConfig(), payload.get("alignment", {}), "alignment"),
     )

@@ -41,12 +41,27 @@ class ModelOutput:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def encode_modalities(model: nn.Module, batch) -> dict[str, torch.Tensor]:
+    """One vector per modality used, from the model's ``text_model`` / ``audio_model`` /
+    ``video_model`` (the attribute names every model here uses for its encoders)."""
+    encoded = {}
+    if "t" in model.dims.modalities:
+        encoded["t"] = model.text_model(batch.text_ids, batch.text_mask)
+    if "a" in model.dims.modalities:
+        encoded["a"] = model.audio_model(batch.audio, batch.audio_lengths)
+    if "v" in model.dims.modalities:
+        encoded["v"] = model.video_model(batch.vision, batch.vision_lengths)
+    return encoded
+
+
 class MSAModel(nn.Module):
     """Base class of registered models. Subclasses set ``name``, ``config_class`` and
     ``DATASET_DEFAULTS`` (``{kind: {"model": {...}, "train": {...}}}``)."""
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    # Modality -> the config field that sets the size of its feature F_s (used by align_dim).
+    FEATURE_DIM_FIELDS: ClassVar[dict[str, str]] = {}
     DATASET_DEFAULTS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     uses_text_encoder: ClassVar[bool] = True
 
@@ -61,6 +76,12 @@ class MSAModel(nn.Module):
 
     def forward(self, batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def exposed_feature_dims(self) -> dict[str, int]:
+        """Sizes of the features ``forward`` returns (``m`` and each modality used); models set
+        ``self.feature_dims``. Objectives such as the covariance alignment read this."""
+        dims = getattr(self, "feature_dims", {})
+        return {s: dims[s] for s in ("m",) + tuple(self.dims.modalities) if s in dims}
 
     def parameter_groups(self) -> list[dict]:
         """Adam parameter groups; the default is one group with the config's lr/weight decay."""

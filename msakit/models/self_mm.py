@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from msakit.data.types import LABEL_RANGE, Split
+from msakit.data.types import Split
 from msakit.encoders import SequenceLSTMEncoder, TextEncoder
 from msakit.models import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.models.base import InputDims, ModelOutput, MSAModel, encode_modalities
 from msakit.objectives import ULGM, RegressionL1
 
 
@@ -64,6 +64,7 @@ def _head(in_dim: int, feature_dim: int, dropout: float) -> tuple[nn.Module, nn.
 class SelfMM(MSAModel):
     name = "self_mm"
     config_class = SelfMMConfig
+    FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "post_text_dim", "a": "post_audio_dim", "v": "post_video_dim"}
     # MMSA's config_regression.json, Self-MM section (see DATA.md).
     DATASET_DEFAULTS = {
         "mosi": {"train": {"batch_size": 16}},
@@ -121,18 +122,8 @@ class SelfMM(MSAModel):
         self.feature_layers = nn.ModuleDict({s: h[0] for s, h in heads.items()})
         self.regressors = nn.ModuleDict({s: h[1] for s, h in heads.items()})
 
-    def encode(self, batch) -> dict[str, torch.Tensor]:
-        encoded = {}
-        if "t" in self.dims.modalities:
-            encoded["t"] = self.text_model(batch.text_ids, batch.text_mask)
-        if "a" in self.dims.modalities:
-            encoded["a"] = self.audio_model(batch.audio, batch.audio_lengths)
-        if "v" in self.dims.modalities:
-            encoded["v"] = self.video_model(batch.vision, batch.vision_lengths)
-        return encoded
-
     def forward(self, batch) -> ModelOutput:
-        encoded = self.encode(batch)
+        encoded = encode_modalities(self, batch)
         fused_input = torch.cat([encoded[s] for s in self.dims.modalities], dim=-1)
         inputs = {"m": fused_input, **encoded}
         features = {s: self.feature_layers[s](x) for s, x in inputs.items()}

@@ -51,6 +51,17 @@ def covariance_alignment_loss(x_i: torch.Tensor, x_j: torch.Tensor) -> torch.Ten
     return difference.square().sum() / (4.0 * k * k)
 
 
+def covariance_distances(features: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``L_cov`` between every two same-size features (e.g. over a whole test split), a
+    diagnostic of how far apart the modalities' second-order statistics are."""
+    names = [s for s in ALIGNABLE if s in features]
+    return {
+        f"{i}-{j}": float(covariance_alignment_loss(features[i], features[j]))
+        for i, j in itertools.combinations(names, 2)
+        if features[i].shape[1] == features[j].shape[1] and features[i].shape[0] >= 2
+    }
+
+
 def parse_pairs(spec: str | list | tuple, default_weight: float = 1.0) -> list[tuple[str, str, float]]:
     """Read a pair set: ``"a-v"``, ``"t-a,t-v"``, ``"all"`` (every pair of t, a, v), ``"none"``,
     with optional per-pair weights ``"a-v:0.5,t-a:0.1"``. Returns ``[(i, j, weight), ...]``."""

@@ -27,6 +27,7 @@ from msakit.data import FeatureData, load_dataset
 from msakit.data.batching import BatchBuilder
 from msakit.metrics import regression_metrics
 from msakit.models import InputDims, get_model_class
+from msakit.objectives.alignment import CovarianceAlignment, covariance_distances, parse_pairs
 from msakit.training.checkpoint import (
     atomic_write,
     check_state_matches,
@@ -104,7 +105,11 @@ class Trainer:
             self.tokenizer = load_tokenizer(encoder_path)
             kwargs["text_encoder"] = TextEncoder.from_pretrained(encoder_path)
         self.model = model_class(config.model_config, dims, **kwargs).to(self.device)
-        self.objectives = [o.to(self.device) for o in self.model.build_objectives(self.data["train"], config.data.kind)]
+        objectives = self.model.build_objectives(self.data["train"], config.data.kind)
+        pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
+        if pairs:  # plug-and-play: any model exposing per-modality features can be aligned
+            objectives.append(CovarianceAlignment(pairs, self.model.exposed_feature_dims()))
+        self.objectives = [o.to(self.device) for o in objectives]
         # The fused kernel applies the same Adam update in one pass (several times faster than
         # the per-tensor loop on CPU for BERT-sized parameter lists).
         self.optimizer = torch.optim.Adam(self.model.parameter_groups(), fused=True)
@@ -169,8 +174,8 @@ class Trainer:
 
     # ---- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, split: str, model=None) -> dict[str, np.ndarray]:
-        return predict_builder(model or self.model, self.builders[split], self.config.train.eval_batch_size, self.device)
+    def predict(self, split: str, model=None, features: dict | None = None) -> dict[str, np.ndarray]:
+        return predict_builder(model or self.model, self.builders[split], self.config.train.eval_batch_size, self.device, features)
 
     def evaluate(self, split: str, model=None) -> dict[str, float]:
         predictions = self.predict(split, model)
@@ -220,7 +225,8 @@ class Trainer:
     def _finish(self, state: dict) -> RunResult:
         best, _, _ = load_model(self.run_dir, self.device)
         split = "test" if "test" in self.data.splits else "valid"
-        predictions = self.predict(split, best)
+        features: dict[str, np.ndarray] = {}
+        predictions = self.predict(split, best, features)
         metrics = regression_metrics(predictions["m"], self.data[split].labels["m"], self.config.data.kind)
         write_predictions_csv(self.run_dir / f"{split}_predictions.csv", self.data[split].ids, self.data[split].labels["m"], predictions)
         results = {
@@ -231,6 +237,9 @@ class Trainer:
             "seed": self.config.train.seed,
             "evaluated_split": split,
             "metrics": metrics,
+            # L_cov between every two same-size features over the whole split: how close the
+            # modalities' second-order statistics are, with or without alignment in training.
+            "covariance_distance": covariance_distances({k: torch.from_numpy(v) for k, v in features.items()}),
             "best_epoch": state["best_epoch"],
             "best_valid_MAE": state["best_mae"],
             "epochs_run": state["epoch"],
@@ -274,13 +283,21 @@ class Trainer:
 
 
 @torch.no_grad()
-def predict_builder(model, builder: BatchBuilder, batch_size: int, device) -> dict[str, np.ndarray]:
+def predict_builder(model, builder: BatchBuilder, batch_size: int, device, features: dict | None = None) -> dict[str, np.ndarray]:
+    """Predictions per key over a whole split; if ``features`` is a dict, it is filled with
+    the model's features per key as well."""
     model.eval()
     collected: dict[str, list[np.ndarray]] = {}
+    collected_features: dict[str, list[np.ndarray]] = {}
     for batch in builder.batches(batch_size):
         output = model(batch.to(device))
         for k, v in output.predictions.items():
             collected.setdefault(k, []).append(v.float().cpu().numpy())
+        if features is not None:
+            for k, v in output.features.items():
+                collected_features.setdefault(k, []).append(v.float().cpu().numpy())
+    if features is not None:
+        features.update({k: np.concatenate(v) for k, v in collected_features.items()})
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
