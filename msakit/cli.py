@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
 
+    p = sub.add_parser("ablate", help="train a model with several alignment pair sets (and without ULGM); write a table and a plot")
+    p.add_argument("--model", default="dma", choices=available_models())
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
+    p.add_argument("--seeds", type=_seeds, default=[1111, 1112, 1113])
+    p.add_argument("--pair-sets", default="none;a-v;t-a;t-v;all", help="';'-separated pair sets (a set may hold commas: 't-a,t-v')")
+    p.add_argument("--no-ulgm-for", default="none;a-v", help="';'-separated pair sets also trained without ULGM ('' for none)")
+    p.add_argument("--align-dim", type=int, default=32)
+    p.add_argument("--output", required=True, help="directory for runs, ablation.json/.md/.png")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+
     p = sub.add_parser("synth", help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output")
     p.add_argument("--seed", type=int, default=0)
@@ -87,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
             print(f"predictions written to {path}")
+        elif args.command == "ablate":
+            from msakit.ablation import ablate
+
+            overrides = parse_set_options(args.set)
+            overrides["train"].setdefault("progress", "false")
+            if args.epochs:
+                overrides["train"]["max_epochs"] = args.epochs
+            split = lambda text: [p.strip() for p in text.split(";") if p.strip()]  # noqa: E731
+            ablate(args.model, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, pair_sets=split(args.pair_sets),
+                   no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides)
+            print((Path(args.output) / "ablation.md").read_text())
         elif args.command == "synth":
             path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
             print(f"synthetic dataset written to {path}")
