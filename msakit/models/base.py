@@ -41,6 +41,33 @@ class ModelOutput:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def attach_encoders(
+    model: nn.Module,
+    text_encoder: nn.Module | None,
+    audio: tuple[int, int, float],
+    video: tuple[int, int, float],
+    packed_lstm: bool = False,
+) -> dict[str, int]:
+    """Give ``model`` its ``text_model`` / ``audio_model`` / ``video_model`` for the modalities
+    in ``model.dims``; ``audio``/``video`` are ``(hidden, out, dropout)`` of the LSTM encoders.
+    Returns the size of each modality's encoding."""
+    from msakit.encoders import SequenceLSTMEncoder
+
+    dims, sizes = model.dims, {}
+    if "t" in dims.modalities:
+        if text_encoder is None:
+            raise ValueError(f"{type(model).__name__} with text needs a text encoder")
+        model.text_model = text_encoder
+        sizes["t"] = text_encoder.hidden_size
+    if "a" in dims.modalities:
+        model.audio_model = SequenceLSTMEncoder(dims.audio_dim, audio[0], audio[1], audio[2], packed_lstm)
+        sizes["a"] = audio[1]
+    if "v" in dims.modalities:
+        model.video_model = SequenceLSTMEncoder(dims.vision_dim, video[0], video[1], video[2], packed_lstm)
+        sizes["v"] = video[1]
+    return sizes
+
+
 def encode_modalities(model: nn.Module, batch) -> dict[str, torch.Tensor]:
     """One vector per modality used, from the model's ``text_model`` / ``audio_model`` /
     ``video_model`` (the attribute names every model here uses for its encoders)."""

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from msakit.data.types import Split
-from msakit.encoders import SequenceLSTMEncoder, TextEncoder
+from msakit.encoders import TextEncoder
 from msakit.models import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel, encode_modalities
+from msakit.models.base import InputDims, ModelOutput, MSAModel, attach_encoders, encode_modalities
 from msakit.objectives import RegressionL1
 
 
@@ -41,18 +41,7 @@ class LateFusion(MSAModel):
     def __init__(self, config: LateFusionConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
         super().__init__(config, dims)
         c = config
-        encoded = {}
-        if "t" in dims.modalities:
-            if text_encoder is None:
-                raise ValueError("late_fusion with text needs a text encoder")
-            self.text_model = text_encoder
-            encoded["t"] = text_encoder.hidden_size
-        if "a" in dims.modalities:
-            self.audio_model = SequenceLSTMEncoder(dims.audio_dim, c.audio_hidden, c.audio_out)
-            encoded["a"] = c.audio_out
-        if "v" in dims.modalities:
-            self.video_model = SequenceLSTMEncoder(dims.vision_dim, c.video_hidden, c.video_out)
-            encoded["v"] = c.video_out
+        encoded = attach_encoders(self, text_encoder, (c.audio_hidden, c.audio_out, 0.0), (c.video_hidden, c.video_out, 0.0))
         self.feature_dims = {s: c.feature_dim for s in dims.modalities}
         self.feature_layers = nn.ModuleDict(
             {s: nn.Sequential(nn.Dropout(c.dropout), nn.Linear(k, c.feature_dim), nn.ReLU()) for s, k in encoded.items()}

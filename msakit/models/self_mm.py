@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from msakit.data.types import Split
-from msakit.encoders import SequenceLSTMEncoder, TextEncoder
+from msakit.encoders import TextEncoder
 from msakit.models import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel, encode_modalities
+from msakit.models.base import InputDims, ModelOutput, MSAModel, attach_encoders, encode_modalities
 from msakit.objectives import ULGM, RegressionL1
 
 
@@ -97,18 +97,9 @@ class SelfMM(MSAModel):
         if not dims.modalities:
             raise ValueError("Self-MM needs at least one modality")
         c = config
-        encoded = {}
-        if "t" in dims.modalities:
-            if text_encoder is None:
-                raise ValueError("Self-MM with text needs a text encoder")
-            self.text_model = text_encoder
-            encoded["t"] = text_encoder.hidden_size
-        if "a" in dims.modalities:
-            self.audio_model = SequenceLSTMEncoder(dims.audio_dim, c.audio_hidden, c.audio_out, c.audio_lstm_dropout, c.packed_lstm)
-            encoded["a"] = c.audio_out
-        if "v" in dims.modalities:
-            self.video_model = SequenceLSTMEncoder(dims.vision_dim, c.video_hidden, c.video_out, c.video_lstm_dropout, c.packed_lstm)
-            encoded["v"] = c.video_out
+        encoded = attach_encoders(
+            self, text_encoder, (c.audio_hidden, c.audio_out, c.audio_lstm_dropout), (c.video_hidden, c.video_out, c.video_lstm_dropout), c.packed_lstm
+        )
         self.feature_dims = {
             "m": c.post_fusion_dim,
             "t": c.post_text_dim,
