@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1111,1112,1113")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--workdir", default="/tmp/msakit-bench-mosi-text")
+    parser.add_argument("--resume", action="store_true", help="continue the runs in --workdir instead of starting over")
     args = parser.parse_args()
     data = SHARED_DATA / "mosi_text"
     if not data.is_dir():
@@ -33,8 +34,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     import shutil
 
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    result = msakit.train("self_mm", data, kind="mosi", seeds=seeds, run_dir=args.workdir, overrides=overrides)
+    if not args.resume:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    result = msakit.train("self_mm", data, kind="mosi", seeds=seeds, run_dir=args.workdir, overrides=overrides, resume=args.resume)
     print(result.table())
     s = result.summary
     write_result(

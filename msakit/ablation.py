@@ -33,9 +33,13 @@ def ablate(
     align_dim: int = 32,
     overrides: dict[str, dict[str, Any]] | None = None,
     resume: bool = True,
+    runs_dir: str | Path | None = None,
 ) -> dict:
     """Train every variant (resuming finished ones), then write ``ablation.json``,
-    ``ablation.md`` and ``ablation.png`` in ``output_dir``; return the JSON payload."""
+    ``ablation.md`` and ``ablation.png`` in ``output_dir``; return the JSON payload.
+
+    Runs go to ``runs_dir`` (default ``output_dir/runs``); two ablations sharing a
+    ``runs_dir`` reuse each other's finished seeds instead of training them again."""
     import msakit
     from msakit.models import get_model_class
 
@@ -55,7 +59,7 @@ def ablate(
         if not ulgm:
             run_overrides["model"]["ulgm"] = False
         run_overrides.setdefault("alignment", {}).update({"pairs": pairs, "align_dim": align_dim})
-        run_dir = output_dir / "runs" / name.replace(" / ", "_").replace(",", "+")
+        run_dir = Path(runs_dir or output_dir / "runs") / name.replace(" / ", "_").replace(",", "+")
         print(f"[ablate] {name}: {len(seeds)} seed(s) in {run_dir}", flush=True)
         result = msakit.train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides, resume=resume)
         distances = {}

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair-sets", default="none;a-v;t-a;t-v;all", help="';'-separated pair sets (a set may hold commas: 't-a,t-v')")
     p.add_argument("--no-ulgm-for", default="none;a-v", help="';'-separated pair sets also trained without ULGM ('' for none)")
     p.add_argument("--align-dim", type=int, default=32)
-    p.add_argument("--output", required=True, help="directory for runs, ablation.json/.md/.png")
+    p.add_argument("--output", required=True, help="directory for ablation.json/.md/.png (and the runs, unless --runs-dir)")
+    p.add_argument("--runs-dir", help="where the variants' runs go; finished seeds there are reused")
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
 
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["train"]["max_epochs"] = args.epochs
             split = lambda text: [p.strip() for p in text.split(";") if p.strip()]  # noqa: E731
             ablate(args.model, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, pair_sets=split(args.pair_sets),
-                   no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides)
+                   no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides,
+                   runs_dir=args.runs_dir)
             print((Path(args.output) / "ablation.md").read_text())
         elif args.command == "synth":
             path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)

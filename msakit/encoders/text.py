@@ -105,6 +105,10 @@ class TextEncoder(nn.Module):
     def config_dict(self) -> dict:
         return self.backbone.config.to_diff_dict() | {"model_type": self.backbone.config.model_type}
 
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Every position's last hidden state ``(B, L, H)`` (for models that need the sequence)."""
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # The packed path needs right padding ([CLS] first in every row), as our batches are.
         if self.unpadded and bool(attention_mask[:, 0].all()):

@@ -39,6 +39,7 @@ class ModelOutput:
 
     predictions: dict[str, torch.Tensor]
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # model-specific, for its objectives
 
 
 def attach_encoders(

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from msakit.config import RunConfig, config_from_dict
-from msakit.data import FeatureData, load_dataset
+from msakit.data import MODALITIES, FeatureData, load_dataset
 from msakit.data.batching import BatchBuilder
 from msakit.metrics import regression_metrics
 from msakit.models import InputDims, get_model_class
@@ -88,7 +88,11 @@ class Trainer:
         seed_everything(t.seed)
 
         self.data = data if data is not None else load_dataset(config.data.path, config.data.kind, config.data.modalities)
-        self.modalities = tuple(config.data.modalities or self.data.modalities)
+        chosen = config.data.modalities or self.data.modalities
+        unknown = [m for m in chosen if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"data.modalities: unknown {unknown}; use any of t (text), a (audio), v (vision)")
+        self.modalities = tuple(m for m in MODALITIES if m in chosen)  # canonical order t, a, v
         if not self.modalities:
             raise ValueError(f"{self.data.source}: no modality is present in every split")
         for split_name in ("train", "valid"):
