@@ -3,7 +3,8 @@
 The Deep CORAL normalisation ``/(4k²)`` makes ``L_cov`` small (about 1e-4 for 32-dim ReLU
 features), so the paper's λ (not readable here) cannot be guessed from the formula. This
 trains ``dma`` (pairs a-v) with each λ on one seed and records the best validation MAE and the
-covariance distance it reached; the λ with the lowest validation MAE becomes the default.
+covariance distance it reached; the λ > 0 with the lowest validation MAE becomes the default
+(the flagship has the module on by definition; where λ = 0 stood is recorded too).
 
     python benchmarks/alignment_weight.py [--weights 0,0.1,1,10,100] [--seed 1111] [--epochs 12]
 """
@@ -47,13 +48,16 @@ def main() -> None:
             "test_covariance_distance_a_v": results["covariance_distance"].get("a-v"),
         }
         print(f"λ={weight:g}: {rows[f'{weight:g}']}", flush=True)
-    chosen = min(rows, key=lambda w: rows[w]["best_valid_MAE"])
+    # The flagship has the module on by definition: pick among λ > 0, and say where λ = 0 stood.
+    chosen = min((w for w in rows if float(w) > 0), key=lambda w: rows[w]["best_valid_MAE"])
+    lowest_overall = min(rows, key=lambda w: rows[w]["best_valid_MAE"])
     write_result(
         "alignment_weight",
         {
             "protocol": f"dma (Self-MM + a-v covariance alignment, align_dim 32) on the default synthetic data, seed {args.seed}, max {args.epochs} epochs; selection by best validation MAE only",
             "weights": rows,
-            "chosen_by_validation_MAE": chosen,
+            "chosen_by_validation_MAE_among_positive_weights": chosen,
+            "lowest_validation_MAE_overall": lowest_overall,
         },
     )
 

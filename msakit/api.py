@@ -31,7 +31,7 @@ def make_synthetic(path: str | Path, **spec: Any) -> Path:
 
 
 def train(
-    model: str = "self_mm",
+    model: str = "dma",
     data: str | Path = "synthetic",
     *,
     kind: str = "mosi",
