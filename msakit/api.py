@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,12 @@ def train(
             done = json.loads((seed_dir / "results.json").read_text())
             per_seed[seed], split = done["metrics"], done["evaluated_split"]
             continue
+        can_resume = resume and (seed_dir / "last.pt").exists()
+        if resume and not can_resume and (seed_dir / "config.json").exists():
+            # Killed before its first epoch finished: nothing in it is worth keeping.
+            shutil.rmtree(seed_dir)
         trainer = Trainer(config, seed_dir, data=dataset)
-        result = trainer.fit(resume=resume and (seed_dir / "last.pt").exists())
+        result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
     summary = summarize_seeds(list(per_seed.values()))
     write_json(run_dir / "summary.json", {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary})

@@ -18,8 +18,9 @@ from msakit.training.trainer import Trainer
 def test_run_directory_is_complete_and_best_model_reloads_without_training_code(small_synthetic, tiny_overrides, tmp_path):
     result = msakit.train("self_mm", small_synthetic, run_dir=tmp_path / "run", overrides=tiny_overrides())
     seed_dir = tmp_path / "run" / "seed_1111"
-    for name in ("config.json", "metrics.jsonl", "last.pt", "best/model.safetensors", "best/model.json", "test_predictions.csv", "results.json"):
+    for name in ("config.json", "metrics.jsonl", "best/model.safetensors", "best/model.json", "test_predictions.csv", "results.json"):
         assert (seed_dir / name).exists(), name
+    assert not (seed_dir / "last.pt").exists()  # resume state dropped once the run is finished
     epochs = [json.loads(line) for line in (seed_dir / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
     assert {"train_loss", "valid_MAE", "valid_Corr", "train_samples_per_s"} <= set(epochs[0])
@@ -55,6 +56,7 @@ def _uninterrupted_and_resumed(small_synthetic, tiny_overrides, tmp_path, monkey
         Trainer(config, tmp_path / "killed").fit()
     monkeypatch.setattr(Trainer, "train_epoch", original)
     assert len((tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (tmp_path / "killed" / "last.pt").exists()
     resumed = Trainer(config, tmp_path / "killed").fit(resume=True)
     return straight, resumed
 
@@ -81,6 +83,8 @@ def test_starting_over_an_existing_run_is_refused(small_synthetic, tiny_override
     Trainer(config, tmp_path / "run").fit()
     with pytest.raises(FileExistsError, match="resume"):
         Trainer(config, tmp_path / "run").fit()
+    with pytest.raises(FileExistsError, match="finished"):
+        Trainer(config, tmp_path / "run").fit(resume=True)
     other = resolve_config("self_mm", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=1, batch_size=8))
     with pytest.raises(ValueError, match="another config"):
         Trainer(other, tmp_path / "run").fit(resume=True)
@@ -113,3 +117,20 @@ def test_self_mm_learns_the_planted_signal(small_synthetic, tiny_overrides, tmp_
     baseline = float(np.mean(np.abs(y - y.mean())))
     assert result.summary["MAE"]["mean"] < 0.9 * baseline
     assert result.summary["Corr"]["mean"] > 0.4
+
+
+def test_resume_restarts_a_seed_killed_before_its_first_epoch_and_keeps_finished_ones(small_synthetic, tiny_overrides, tmp_path, monkeypatch):
+    overrides = tiny_overrides(max_epochs=1)
+    original = Trainer.train_epoch
+
+    def dying(self, epoch):
+        raise KeyboardInterrupt("killed in epoch 1")
+
+    first = msakit.train("self_mm", small_synthetic, seeds=[1], run_dir=tmp_path / "run", overrides=overrides)
+    monkeypatch.setattr(Trainer, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        msakit.train("self_mm", small_synthetic, seeds=[1, 2], run_dir=tmp_path / "run", overrides=overrides, resume=True)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert (tmp_path / "run" / "seed_2" / "config.json").exists() and not (tmp_path / "run" / "seed_2" / "last.pt").exists()
+    both = msakit.train("self_mm", small_synthetic, seeds=[1, 2], run_dir=tmp_path / "run", overrides=overrides, resume=True)
+    assert both.per_seed[1] == first.per_seed[1] and set(both.per_seed) == {1, 2}

@@ -4,7 +4,8 @@
 run_dir/
   config.json            resolved RunConfig
   metrics.jsonl          one line per epoch: train loss terms, validation metrics
-  last.pt                resume state after the latest epoch (weights, optimiser, ULGM, RNG)
+  last.pt                resume state after the latest epoch (weights, optimiser, ULGM, RNG);
+                         deleted when the run finishes
   best/model.safetensors best weights by validation MAE
   best/model.json        model name, config, input dims, text-encoder architecture
   best/tokenizer/        the tokenizer, so the run needs nothing outside its folder

@@ -193,7 +193,7 @@ class Trainer:
         if resume:
             state = self._load_resume_state()
         else:
-            if (self.run_dir / "last.pt").exists():
+            if (self.run_dir / "config.json").exists():
                 raise FileExistsError(
                     f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, "
                     "or choose a new run directory"
@@ -250,6 +250,9 @@ class Trainer:
             "train_seconds": sum(r["train_seconds"] for r in state["history"]),
         }
         write_json(self.run_dir / "results.json", results)
+        # The resume state (weights + Adam moments, ~3x the model) has no use once the run is
+        # finished; best/ holds the model. Dropping it keeps multi-seed sweeps from filling disks.
+        (self.run_dir / "last.pt").unlink(missing_ok=True)
         return RunResult(self.run_dir, metrics, split, state["best_epoch"], state["epoch"], state["history"])
 
     # ---- resume ---------------------------------------------------------------------------
@@ -265,14 +268,18 @@ class Trainer:
 
     def _load_resume_state(self) -> dict:
         path = self.run_dir / "last.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: nothing to resume (no epoch has finished in {self.run_dir})")
+        if not (self.run_dir / "config.json").exists():
+            raise FileNotFoundError(f"{self.run_dir}: no run to resume here (no config.json)")
         saved_config = json.loads((self.run_dir / "config.json").read_text())
         if config_from_dict(saved_config).to_dict() != self.config.to_dict():
             raise ValueError(
                 f"{self.run_dir}: the run was started with another config; resume with the same "
                 f"settings (they are in {self.run_dir / 'config.json'}) or start a new run directory"
             )
+        if (self.run_dir / "results.json").exists():
+            raise FileExistsError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: nothing to resume (no epoch has finished in {self.run_dir})")
         payload = torch.load(path, map_location=self.device, weights_only=True)
         check_state_matches(self.model, payload["model"], str(path))
         self.model.load_state_dict(payload["model"])
