@@ -115,5 +115,16 @@ class MSAModel(nn.Module):
         """Adam parameter groups; the default is one group with the config's lr/weight decay."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
+    def text_and_other_groups(self, lr_text: float, lr_other: float, weight_decay: float) -> list[dict]:
+        """Two Adam groups: the pretrained text encoder (usually a small lr) and everything else."""
+        text = list(self.text_model.parameters()) if hasattr(self, "text_model") else []
+        taken = {id(p) for p in text}
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        groups = [
+            {"name": "text", "params": text, "lr": lr_text, "weight_decay": weight_decay},
+            {"name": "other", "params": rest, "lr": lr_other, "weight_decay": weight_decay},
+        ]
+        return [g for g in groups if g["params"]]
+
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:  # pragma: no cover
         raise NotImplementedError

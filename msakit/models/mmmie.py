@@ -135,12 +135,7 @@ class MMMIE(MSAModel):
 
     def parameter_groups(self) -> list[dict]:
         c = self.config
-        text = list(self.text_model.parameters()) if hasattr(self, "text_model") else []
-        taken = {id(p) for p in text}
-        rest = [p for p in self.parameters() if id(p) not in taken]
-        groups = [{"name": "text", "params": text, "lr": c.lr_text, "weight_decay": c.weight_decay}]
-        groups.append({"name": "other", "params": rest, "lr": c.lr_other, "weight_decay": c.weight_decay})
-        return [g for g in groups if g["params"]]
+        return self.text_and_other_groups(c.lr_text, c.lr_other, c.weight_decay)
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         c = self.config
