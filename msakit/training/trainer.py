@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,8 @@ class Trainer:
             disable=not t.progress,
             leave=False,
             dynamic_ncols=True,
+            # Redirected to a log file, per-batch redraws bury the epoch lines: refresh rarely.
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,
         )
         pending = 0  # batches whose gradients are accumulated but not yet applied
         for step, batch in enumerate(bar):
@@ -166,7 +169,7 @@ class Trainer:
             for k, v in terms.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach()) * n
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * n
-            bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - started):.1f}")
+            bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - started):.1f}", refresh=False)
         if pending:
             self.optimizer.step()  # the epoch's last, partial accumulation window
         bar.close()
