@@ -59,3 +59,31 @@ def test_a_missing_encoder_directory_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="config.json"):
         resolve_encoder_path(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("architecture", ["distilbert", "electra"])
+def test_encoders_without_a_pooler_train_and_reload(architecture, tiny_bert_dir, small_synthetic, tmp_path):
+    """BERT-family models without a pooler (DistilBERT, ELECTRA) load, train and reload from a run."""
+    import shutil
+
+    from transformers import DistilBertConfig, DistilBertModel, ElectraConfig, ElectraModel
+
+    import msakit
+
+    directory = tmp_path / architecture
+    shutil.copytree(tiny_bert_dir, directory)
+    for weights in directory.glob("*.safetensors"):
+        weights.unlink()
+    (directory / "config.json").unlink()
+    vocab = len((tiny_bert_dir / "vocab.txt").read_text().split())
+    torch.manual_seed(0)
+    if architecture == "distilbert":
+        model = DistilBertModel(DistilBertConfig(vocab_size=vocab, dim=32, n_layers=1, n_heads=2, hidden_dim=64, max_position_embeddings=64))
+    else:
+        model = ElectraModel(ElectraConfig(vocab_size=vocab, embedding_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+    model.save_pretrained(str(directory))
+
+    overrides = {"model": {"text_encoder": str(directory)}, "train": {"batch_size": 16, "max_epochs": 1, "progress": False}}
+    result = msakit.train("self_mm", small_synthetic, seeds=[1111], run_dir=tmp_path / "run", overrides=overrides)
+    again = msakit.evaluate(tmp_path / "run", small_synthetic, device="cpu")
+    assert again["per_seed"]["seed_1111"]["MAE"] == pytest.approx(result.per_seed[1111]["MAE"], abs=1e-5)

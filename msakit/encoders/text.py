@@ -63,6 +63,17 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
+def _without_pooler(factory, *args, **kwargs) -> nn.Module:
+    """Build a backbone without its pooler where the architecture has one (BERT, RoBERTa);
+    DistilBERT, ELECTRA and others have none and refuse the argument."""
+    try:
+        return factory(*args, add_pooling_layer=False, **kwargs)
+    except TypeError as error:
+        if "add_pooling_layer" not in str(error):
+            raise
+        return factory(*args, **kwargs)
+
+
 class TextEncoder(nn.Module):
     """Fine-tunable BERT-family encoder returning the first token's last hidden state."""
 
@@ -85,7 +96,7 @@ class TextEncoder(nn.Module):
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            backbone = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+            backbone = _without_pooler(AutoModel.from_pretrained, str(path), local_files_only=True)
         finally:
             hf_logging.set_verbosity(previous)
             if bars_were_enabled:
@@ -100,7 +111,7 @@ class TextEncoder(nn.Module):
         config = dict(config)
         model_type = config.pop("model_type")
         hf_config = AutoConfig.for_model(model_type, **config)
-        return cls(AutoModel.from_config(hf_config, add_pooling_layer=False))
+        return cls(_without_pooler(AutoModel.from_config, hf_config))
 
     def config_dict(self) -> dict:
         return self.backbone.config.to_diff_dict() | {"model_type": self.backbone.config.model_type}
