@@ -168,12 +168,15 @@ def resolve_config(
         raise ValueError("set the dataset kind with the kind argument (--kind), not data.kind")
     alignment = apply_overrides(AlignmentConfig(), dataset_defaults.get("alignment", {}), "alignment")
     alignment = apply_overrides(alignment, overrides.get("alignment", {}), "alignment")
-    model_config = apply_align_dim(model_class, model_config, alignment)
+    model_config = apply_align_dim(model_class, model_config, alignment, explicit=overrides.get("model", {}))
     return RunConfig(model=model, model_config=model_config, data=data, train=train, alignment=alignment)
 
 
-def apply_align_dim(model_class, model_config: Any, alignment: AlignmentConfig) -> Any:
-    """Give every aligned modality's feature the size ``align_dim`` via the model's own fields."""
+def apply_align_dim(model_class, model_config: Any, alignment: AlignmentConfig, explicit: dict[str, Any] | None = None) -> Any:
+    """Give every aligned modality's feature the size ``align_dim`` via the model's own fields.
+
+    A size the user set explicitly (``explicit``, the model overrides) to another value is an
+    error, not silently replaced."""
     from msakit.objectives.alignment import parse_pairs
 
     pairs = parse_pairs(alignment.pairs, alignment.weight)  # validates the pair set early
@@ -187,7 +190,14 @@ def apply_align_dim(model_class, model_config: Any, alignment: AlignmentConfig) 
                 f"alignment.align_dim: model {model_class.name!r} declares no feature-size setting for {s!r} "
                 f"(it has {fields or 'none'}); align modalities it exposes, or set their sizes yourself"
             )
-        changes[fields[s]] = alignment.align_dim
+        field = fields[s]
+        if field in (explicit or {}) and explicit[field] != alignment.align_dim:
+            raise ValueError(
+                f"model.{field}={explicit[field]} conflicts with alignment.align_dim={alignment.align_dim}, which sizes "
+                f"every aligned feature (here {s!r}); set alignment.align_dim={explicit[field]}, or "
+                "alignment.align_dim=0 to size the aligned features yourself"
+            )
+        changes[field] = alignment.align_dim
     return dataclasses.replace(model_config, **changes)
 
 

@@ -67,3 +67,13 @@ def test_ablation_writes_table_json_and_plot(small_synthetic, tiny_bert_dir, tmp
     assert "a-v / no ULGM" in table and "±" in table and "cov a-v" in table
     assert (out / "ablation.png").stat().st_size > 10_000
     assert "a-v / no ULGM" in capsys.readouterr().out
+
+
+def test_align_dim_never_silently_overrides_a_size_the_user_set():
+    with pytest.raises(ValueError, match=r"model.post_audio_dim=64 conflicts with alignment.align_dim=32.*align_dim=64"):
+        resolve_config("dma", overrides={"model": {"post_audio_dim": 64}})
+    # Agreeing settings, and sizes of modalities that are not aligned, are fine.
+    assert resolve_config("dma", overrides={"model": {"post_audio_dim": 32}}).model_config.post_audio_dim == 32
+    assert resolve_config("dma", overrides={"model": {"post_text_dim": 48}}).model_config.post_text_dim == 48
+    sized_by_hand = resolve_config("dma", overrides={"model": {"post_audio_dim": 64, "post_video_dim": 64}, "alignment": {"align_dim": 0}})
+    assert (sized_by_hand.model_config.post_audio_dim, sized_by_hand.model_config.post_video_dim) == (64, 64)
