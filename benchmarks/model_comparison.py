@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     print(table)
+    command = "python benchmarks/model_comparison.py " + shlex.join(sys.argv[1:])
     (RESULTS / "model_comparison.md").write_text(
-        f"Default synthetic data, test split, mean ± std over seeds {seeds}, max {args.epochs} epochs; accuracies/F1 in %.\n\n" + table
+        f"Default synthetic data, test split, mean ± std over seeds {seeds}, max {args.epochs} epochs; accuracies/F1 in %.\n\n"
+        + table + f"\nMade with ({args.threads} thread(s) per run; readings in READINGS.md):\n\n    {command}\n"
     )
     write_result("model_comparison", {"protocol": f"default synthetic data, seeds {seeds}, max {args.epochs} epochs, early stop 8, selection on valid MAE, test metrics", "rows": rows})
 

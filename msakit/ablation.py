@@ -34,12 +34,14 @@ def ablate(
     overrides: dict[str, dict[str, Any]] | None = None,
     resume: bool = True,
     runs_dir: str | Path | None = None,
+    command: str | None = None,
 ) -> dict:
     """Train every variant (resuming finished ones), then write ``ablation.json``,
     ``ablation.md`` and ``ablation.png`` in ``output_dir``; return the JSON payload.
 
     Runs go to ``runs_dir`` (default ``output_dir/runs``); two ablations sharing a
-    ``runs_dir`` reuse each other's finished seeds instead of training them again."""
+    ``runs_dir`` reuse each other's finished seeds instead of training them again.
+    ``command``, the call that made the table, is recorded in the JSON and the markdown."""
     import msakit
     from msakit.models import get_model_class
 
@@ -51,7 +53,7 @@ def ablate(
     if no_ulgm_pair_sets and "ulgm" not in {f for f in model_class.config_class.__dataclass_fields__}:
         raise ValueError(f"ablate: model {model!r} has no ULGM switch; pass no_ulgm_pair_sets=()")
     variants = [(p, True) for p in pair_sets] + [(p, False) for p in no_ulgm_pair_sets]
-    payload: dict[str, Any] = {"model": model, "data": str(data), "kind": kind, "seeds": list(seeds), "align_dim": align_dim, "variants": {}}
+    payload: dict[str, Any] = {"command": command, "model": model, "data": str(data), "kind": kind, "seeds": list(seeds), "align_dim": align_dim, "variants": {}}
     for pairs, ulgm in variants:
         name = variant_name(pairs, ulgm)
         run_overrides = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -106,6 +108,8 @@ def ablation_markdown(payload: dict) -> str:
             s = v["covariance_distance"].get(d)
             cells.append(f"{1e3 * s['mean']:.3f} ± {1e3 * s['std']:.3f}" if s else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
+    if payload.get("command"):
+        lines += ["", "Made with:", "", f"    {payload['command']}"]
     return "\n".join(lines) + "\n"
 
 

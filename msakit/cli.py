@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             split = lambda text: [p.strip() for p in text.split(";") if p.strip()]  # noqa: E731
             ablate(args.model, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, pair_sets=split(args.pair_sets),
                    no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides,
-                   runs_dir=args.runs_dir)
+                   runs_dir=args.runs_dir, command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
             print((Path(args.output) / "ablation.md").read_text())
         elif args.command == "synth":
             path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)

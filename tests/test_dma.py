@@ -65,6 +65,8 @@ def test_ablation_writes_table_json_and_plot(small_synthetic, tiny_bert_dir, tmp
         assert v["summary"]["MAE"]["n"] == 2 and "cov a-v" in v["covariance_distance"]
     table = (out / "ablation.md").read_text()
     assert "a-v / no ULGM" in table and "±" in table and "cov a-v" in table
+    # The table says how to make it again.
+    assert payload["command"].startswith("msakit ablate --data") and payload["command"] in table
     assert (out / "ablation.png").stat().st_size > 10_000
     assert "a-v / no ULGM" in capsys.readouterr().out
 
