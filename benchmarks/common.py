@@ -49,10 +49,15 @@ def git_commit() -> str | None:
         return None
 
 
+def command_line() -> str:
+    """How this script was called, as recorded beside its results."""
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "commit": git_commit(),
         "machine": machine(),

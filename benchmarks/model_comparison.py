@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_result  # noqa: E402
+from common import RESULTS, command_line, write_result  # noqa: E402
 
 import msakit  # noqa: E402
 
@@ -58,10 +57,9 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     print(table)
-    command = "python benchmarks/model_comparison.py " + shlex.join(sys.argv[1:])
     (RESULTS / "model_comparison.md").write_text(
         f"Default synthetic data, test split, mean ± std over seeds {seeds}, max {args.epochs} epochs; accuracies/F1 in %.\n\n"
-        + table + f"\nMade with ({args.threads} thread(s) per run; readings in READINGS.md):\n\n    {command}\n"
+        + table + f"\nMade with ({args.threads} thread(s) per run; readings in READINGS.md):\n\n    {command_line()}\n"
     )
     write_result("model_comparison", {"protocol": f"default synthetic data, seeds {seeds}, max {args.epochs} epochs, early stop 8, selection on valid MAE, test metrics", "rows": rows})
 

@@ -32,7 +32,7 @@ def test_batches_are_padded_to_their_own_longest_item(small_synthetic, tiny_bert
         assert np.array_equal(trimmed.numpy(), getattr(split, name)[rows_by_length, : trimmed.shape[1]].astype(np.float32))
 
 
-def test_the_shuffle_order_depends_only_on_seed_and_epoch(small_synthetic, tiny_bert_dir):
+def test_the_shuffle_order_depends_only_on_seed_and_epoch(small_synthetic):
     split = read_mmsa_pickle(small_synthetic).splits["train"]
     builder = BatchBuilder(split, ("a",))
     first = [b.index.tolist() for b in builder.batches(16, shuffle=True, seed=7, epoch=3)]
