@@ -9,33 +9,121 @@ config is saved with every run, so a run can always be rebuilt from its director
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from msakit.errors import ConfigError, UnknownNameError
+
 DATASET_KINDS = ("mosi", "mosei", "sims")
 SECTIONS = ("model", "data", "train", "alignment")
+
+
+def setting(default: Any, *, min: float | None = None, max: float | None = None, gt: float | None = None,
+            lt: float | None = None, choices: tuple | None = None, doc: str = "") -> Any:
+    """A config field with its valid range: ``min``/``max`` inclusive, ``gt``/``lt`` exclusive,
+    ``choices`` for a closed set of strings. Checked by ``validate_section`` when a config is
+    resolved, loaded or rebuilt; fields without these use the name rules of ``RANGE_RULES``."""
+    meta = {k: v for k, v in dict(min=min, max=max, gt=gt, lt=lt, choices=choices, doc=doc).items() if v not in (None, "")}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("setting(): use an immutable default (a tuple, not a list)")
+    return field(default=default, metadata=meta)
+
+
+# Valid ranges of fields that do not declare their own, by name (first match wins). Every
+# float must also be finite. A model's config follows these names, so its fields are checked
+# without repeating the rule: *_dim/*_hidden/*_out/*layers/*heads are sizes (>= 1), dropouts
+# lie in [0, 1), learning rates are > 0, weight decays and loss weights are >= 0.
+RANGE_RULES: tuple[tuple[str, dict[str, float]], ...] = (
+    ("*dropout*", {"min": 0.0, "lt": 1.0}),
+    ("lr", {"gt": 0.0}),
+    ("lr_*", {"gt": 0.0}),
+    ("*_lr", {"gt": 0.0}),
+    ("weight_decay*", {"min": 0.0}),
+    ("*_weight", {"min": 0.0}),
+    ("weight", {"min": 0.0}),
+    ("*temperature*", {"gt": 0.0}),
+    ("*_dim", {"min": 1}),
+    ("*_hidden", {"min": 1}),
+    ("*_out", {"min": 1}),
+    ("*layers", {"min": 1}),
+    ("*heads", {"min": 1}),
+    ("*_size", {"min": 1}),
+    ("*stride*", {"min": 1}),
+    ("*rank*", {"min": 1}),
+)
+
+
+def field_range(f: dataclasses.Field) -> dict[str, Any]:
+    """The valid range of a config field: its own ``setting`` metadata, else the name rules."""
+    own = {k: v for k, v in f.metadata.items() if k in ("min", "max", "gt", "lt", "choices")}
+    if own:
+        return own
+    for pattern, rule in RANGE_RULES:
+        if fnmatch.fnmatchcase(f.name, pattern):
+            return dict(rule)
+    return {}
+
+
+def describe_range(rule: dict[str, Any]) -> str:
+    parts = []
+    if "choices" in rule:
+        return "one of " + ", ".join(map(str, rule["choices"]))
+    if "min" in rule:
+        parts.append(f">= {rule['min']}")
+    if "gt" in rule:
+        parts.append(f"> {rule['gt']}")
+    if "max" in rule:
+        parts.append(f"<= {rule['max']}")
+    if "lt" in rule:
+        parts.append(f"< {rule['lt']}")
+    return " and ".join(parts) or "any value"
+
+
+def validate_section(obj: Any, section: str) -> None:
+    """Raise ``ConfigError`` naming ``section.key`` for the first value outside its range."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        where = f"{section}.{f.name}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}={value!r}: must be a finite number")
+        rule = field_range(f)
+        if not rule or value is None or isinstance(value, bool):
+            continue
+        if "choices" in rule:
+            if value not in rule["choices"]:
+                raise ConfigError(f"{where}={value!r}: must be {describe_range(rule)}")
+            continue
+        if not isinstance(value, (int, float)):
+            continue
+        ok = (("min" not in rule or value >= rule["min"]) and ("max" not in rule or value <= rule["max"])
+              and ("gt" not in rule or value > rule["gt"]) and ("lt" not in rule or value < rule["lt"]))
+        if not ok:
+            doc = f" ({f.metadata['doc']})" if f.metadata.get("doc") else ""
+            raise ConfigError(f"{where}={value!r}: must be {describe_range(rule)}{doc}")
 
 
 @dataclass
 class DataConfig:
     path: str = "synthetic"  # MMSA pickle, text-table directory, or "synthetic"
-    kind: str = "mosi"  # mosi | mosei | sims: label range, metrics and defaults
+    kind: str = setting("mosi", choices=DATASET_KINDS, doc="label range, metrics and defaults")
     modalities: tuple[str, ...] | None = None  # None = every modality the data has
-    max_text_tokens: int = 128  # longer transcripts are truncated when re-tokenized
+    max_text_tokens: int = setting(128, min=2, doc="longer transcripts are truncated when re-tokenized")
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    grad_accumulation: int = 4  # one optimiser step every N batches (Self-MM's update_epochs)
-    max_epochs: int = 30
-    early_stop: int = 8  # epochs without a better validation MAE before stopping
-    seed: int = 1111
+    batch_size: int = setting(16, min=1)
+    eval_batch_size: int = setting(64, min=1)
+    grad_accumulation: int = setting(4, min=1, doc="one optimiser step every N batches (Self-MM's update_epochs)")
+    max_epochs: int = setting(30, min=1)
+    early_stop: int = setting(8, min=1, doc="epochs without a better validation MAE before stopping")
+    seed: int = setting(1111, min=0, max=2**63 - 1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    num_threads: int = setting(0, min=0, doc="CPU threads for torch; 0 keeps torch's default")
     progress: bool = True
 
 
@@ -44,8 +132,8 @@ class AlignmentConfig:
     """Deep modal alignment, for any model that exposes per-modality features."""
 
     pairs: str = "none"  # "a-v", "t-a,t-v", "all", "none"; per-pair weights as "a-v:0.5"
-    weight: float = 0.1  # λ for pairs given without their own weight
-    align_dim: int = 0  # > 0: the feature size of every aligned modality (sets the post dims)
+    weight: float = setting(0.1, min=0.0, doc="λ for pairs given without their own weight")
+    align_dim: int = setting(0, min=0, doc="> 0: the feature size of every aligned modality (sets the post dims)")
 
 
 @dataclass
@@ -55,6 +143,17 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+
+    def validate(self) -> "RunConfig":
+        """Check every field against its valid range (``setting``/``RANGE_RULES``), then the
+        model config's own cross-field checks (a ``validate()`` method, if it has one)."""
+        validate_section(self.model_config, "model")
+        validate_section(self.data, "data")
+        validate_section(self.train, "train")
+        validate_section(self.alignment, "alignment")
+        if hasattr(self.model_config, "validate"):
+            self.model_config.validate()
+        return self
 
     def to_dict(self) -> dict:
         return {
@@ -84,7 +183,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except (TypeError, ValueError) as exc:
                 errors.append(str(exc))
-        raise ValueError(f"{where}: cannot read {value!r} as {annotation}")
+        raise ConfigError(f"{where}: cannot read {value!r} as {annotation}")
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.replace("+", ",").split(",") if v.strip()]
@@ -96,19 +195,19 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
             return False
-        raise ValueError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if annotation is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
     if annotation is float:
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if annotation is str:
         return str(value)
     return value
@@ -120,7 +219,7 @@ def apply_overrides(obj: Any, overrides: dict[str, Any], section: str) -> Any:
     changes = {}
     for key, value in overrides.items():
         if key not in names:
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown setting {section}.{key}; valid {section} settings: {', '.join(sorted(names))}"
             )
         changes[key] = _coerce(value, names[key].type, f"{section}.{key}")
@@ -132,11 +231,11 @@ def parse_set_options(items: list[str] | None) -> dict[str, dict[str, str]]:
     sections: dict[str, dict[str, str]] = {name: {} for name in SECTIONS}
     for item in items or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.post_text_dim=64")
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.post_text_dim=64")
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
         if section not in sections:
-            raise ValueError(f"--set {item!r}: section must be one of {', '.join(sections)}")
+            raise ConfigError(f"--set {item!r}: section must be one of {', '.join(sections)}")
         sections[section][name] = value
     return sections
 
@@ -152,11 +251,11 @@ def resolve_config(
     from msakit.models import get_model_class
 
     if kind not in DATASET_KINDS:
-        raise ValueError(f"kind={kind!r}: must be one of {', '.join(DATASET_KINDS)}")
+        raise ConfigError(f"kind={kind!r}: must be one of {', '.join(DATASET_KINDS)}")
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
     unknown = set(overrides) - set(SECTIONS)
     if unknown:
-        raise KeyError(f"overrides: unknown sections {sorted(unknown)}; use {', '.join(SECTIONS)}")
+        raise UnknownNameError(f"overrides: unknown sections {sorted(unknown)}; use {', '.join(SECTIONS)}")
     model_class = get_model_class(model)
     dataset_defaults = model_class.dataset_defaults(kind)
     model_config = apply_overrides(model_class.config_class(), dataset_defaults.get("model", {}), "model")
@@ -165,11 +264,11 @@ def resolve_config(
     train = apply_overrides(train, overrides.get("train", {}), "train")
     data = apply_overrides(DataConfig(path=data_path, kind=kind), overrides.get("data", {}), "data")
     if data.kind != kind:
-        raise ValueError("set the dataset kind with the kind argument (--kind), not data.kind")
+        raise ConfigError("set the dataset kind with the kind argument (--kind), not data.kind")
     alignment = apply_overrides(AlignmentConfig(), dataset_defaults.get("alignment", {}), "alignment")
     alignment = apply_overrides(alignment, overrides.get("alignment", {}), "alignment")
     model_config = apply_align_dim(model_class, model_config, alignment, explicit=overrides.get("model", {}))
-    return RunConfig(model=model, model_config=model_config, data=data, train=train, alignment=alignment)
+    return RunConfig(model=model, model_config=model_config, data=data, train=train, alignment=alignment).validate()
 
 
 def apply_align_dim(model_class, model_config: Any, alignment: AlignmentConfig, explicit: dict[str, Any] | None = None) -> Any:
@@ -186,13 +285,13 @@ def apply_align_dim(model_class, model_config: Any, alignment: AlignmentConfig, 
     changes = {}
     for s in sorted({s for i, j, _ in pairs for s in (i, j)}):
         if s not in fields:
-            raise ValueError(
+            raise ConfigError(
                 f"alignment.align_dim: model {model_class.name!r} declares no feature-size setting for {s!r} "
                 f"(it has {fields or 'none'}); align modalities it exposes, or set their sizes yourself"
             )
         field = fields[s]
         if field in (explicit or {}) and explicit[field] != alignment.align_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"model.{field}={explicit[field]} conflicts with alignment.align_dim={alignment.align_dim}, which sizes "
                 f"every aligned feature (here {s!r}); set alignment.align_dim={explicit[field]}, or "
                 "alignment.align_dim=0 to size the aligned features yourself"
@@ -212,4 +311,4 @@ def config_from_dict(payload: dict) -> RunConfig:
         data=apply_overrides(DataConfig(), payload["data"], "data"),
         train=apply_overrides(TrainConfig(), payload["train"], "train"),
         alignment=apply_overrides(AlignmentConfig(), payload.get("alignment", {}), "alignment"),
-    )
+    ).validate()

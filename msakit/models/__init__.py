@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from msakit.errors import UnknownNameError
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 
 _REGISTRY: dict[str, type[MSAModel]] = {}
@@ -16,7 +17,7 @@ def register_model(cls: type[MSAModel]) -> type[MSAModel]:
 
 def get_model_class(name: str) -> type[MSAModel]:
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+        raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     return _REGISTRY[name]
 
 
