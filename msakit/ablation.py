@@ -8,6 +8,8 @@ covariance distances of all variants are comparable.
 
 from __future__ import annotations
 
+from msakit.errors import ConfigError
+
 import json
 from pathlib import Path
 from typing import Any
@@ -49,9 +51,9 @@ def ablate(
     model_class = get_model_class(model)
     fields = getattr(model_class, "FEATURE_DIM_FIELDS", {})
     if not all(s in fields for s in "tav"):
-        raise ValueError(f"ablate: model {model!r} does not declare feature sizes for t, a and v")
+        raise ConfigError(f"ablate: model {model!r} does not declare feature sizes for t, a and v")
     if no_ulgm_pair_sets and "ulgm" not in {f for f in model_class.config_class.__dataclass_fields__}:
-        raise ValueError(f"ablate: model {model!r} has no ULGM switch; pass no_ulgm_pair_sets=()")
+        raise ConfigError(f"ablate: model {model!r} has no ULGM switch; pass no_ulgm_pair_sets=()")
     variants = [(p, True) for p in pair_sets] + [(p, False) for p in no_ulgm_pair_sets]
     payload: dict[str, Any] = {"command": command, "model": model, "data": str(data), "kind": kind, "seeds": list(seeds), "align_dim": align_dim, "variants": {}}
     for pairs, ulgm in variants:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msakit.errors import ConfigError, MissingFileError
+
 import dataclasses
 import shutil
 import time
@@ -53,7 +55,7 @@ def train(
     from msakit.training.trainer import Trainer
 
     if not seeds:
-        raise ValueError("seeds: give at least one seed")
+        raise ConfigError("seeds: give at least one seed")
     base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
     if run_dir is None:
         stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
@@ -87,7 +89,7 @@ def _seed_dirs(run_dir: Path) -> list[Path]:
         return [run_dir]
     dirs = sorted(p for p in run_dir.glob("seed_*") if (p / "best").is_dir())
     if not dirs:
-        raise FileNotFoundError(f"{run_dir}: no trained model found (expected best/ or seed_*/best/)")
+        raise MissingFileError(f"{run_dir}: no trained model found (expected best/ or seed_*/best/)")
     return dirs
 
 
@@ -112,7 +114,7 @@ def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, de
     target = dataset[split]
     for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
         if m in modalities and target.feature_dim(m) != meta["input_dims"][key]:
-            raise ValueError(
+            raise ConfigError(
                 f"{data}: {m!r} features have {target.feature_dim(m)} dims but the model at {run} was "
                 f"trained on {meta['input_dims'][key]}; use data with the same feature extractor"
             )

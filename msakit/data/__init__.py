@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msakit.errors import ConfigError
+
 import os
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def load_dataset(
     if path.is_dir() or path.suffix.lower() in (".tsv", ".csv"):
         data = read_text_dataset(path, kind=kind)
         if modalities and set(modalities) - {"t"}:
-            raise ValueError(f"{path}: a text table has only the text modality; got modalities={modalities}")
+            raise ConfigError(f"{path}: a text table has only the text modality; got modalities={modalities}")
         return data
     return read_mmsa_pickle(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels)
 

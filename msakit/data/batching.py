@@ -11,6 +11,8 @@ The shuffle order of epoch ``n`` depends only on ``(seed, n)``, so a run resumed
 
 from __future__ import annotations
 
+from msakit.errors import ConfigError
+
 from dataclasses import dataclass, fields
 from typing import Iterator
 
@@ -52,7 +54,7 @@ class BatchBuilder:
     def __init__(self, split: Split, modalities: tuple[str, ...], tokenizer=None, max_text_tokens: int = 128):
         missing = [m for m in modalities if m not in split.modalities]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"split {split.name!r} has no {missing} data (it has {list(split.modalities)}); "
                 "choose modalities the data provides"
             )
@@ -61,7 +63,7 @@ class BatchBuilder:
         self.token_ids: list[list[int]] | None = None
         if "t" in modalities:
             if tokenizer is None:
-                raise ValueError("text modality requested but no tokenizer given")
+                raise ConfigError("text modality requested but no tokenizer given")
             encoded = tokenizer(list(split.raw_text), truncation=True, max_length=max_text_tokens)
             self.token_ids = encoded["input_ids"]
             self.pad_id = int(tokenizer.pad_token_id or 0)

@@ -13,6 +13,8 @@ Loading goes through ``safe_load``: a pickle that tries to run code is refused.
 
 from __future__ import annotations
 
+from msakit.errors import ConfigError, DataError
+
 import os
 import pickle
 import tempfile
@@ -41,7 +43,7 @@ def label_bound(kind: str | None) -> float:
         return 3.0
     key = kind.lower()
     if key not in LABEL_RANGE:
-        raise ValueError(f"unknown dataset kind {kind!r}: use one of {sorted(LABEL_RANGE)} or None (labels in [-3, 3])")
+        raise ConfigError(f"unknown dataset kind {kind!r}: use one of {sorted(LABEL_RANGE)} or None (labels in [-3, 3])")
     return LABEL_RANGE[key]
 
 
@@ -69,9 +71,9 @@ def _parse_modalities(modalities: Iterable[str] | str | None) -> tuple[str, ...]
     requested = tuple(dict.fromkeys(m.strip().lower() for m in modalities))
     unknown = [m for m in requested if m not in MODALITIES]
     if unknown:
-        raise ValueError(f"unknown modalities {unknown}: use any of {list(MODALITIES)} (t=text, a=audio, v=vision)")
+        raise ConfigError(f"unknown modalities {unknown}: use any of {list(MODALITIES)} (t=text, a=audio, v=vision)")
     if not requested:
-        raise ValueError("modalities is empty: ask for at least one of 't', 'a', 'v' (or None for all in the file)")
+        raise ConfigError("modalities is empty: ask for at least one of 't', 'a', 'v' (or None for all in the file)")
     return tuple(m for m in MODALITIES if m in requested)
 
 
@@ -81,9 +83,9 @@ def _numeric_array(value: Any, where: str, key: str, allowed_kinds: str = "biuf"
         try:
             array = np.asarray(value)
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{where}: {key!r} is not a numeric array ({error})") from error
+            raise DataError(f"{where}: {key!r} is not a numeric array ({error})") from error
     if array.dtype.kind not in allowed_kinds:
-        raise ValueError(
+        raise DataError(
             f"{where}: {key!r} must be a numeric array, got dtype {array.dtype} "
             f"({type(value).__name__}); re-export it as a float numpy array"
         )
@@ -93,10 +95,10 @@ def _numeric_array(value: Any, where: str, key: str, allowed_kinds: str = "biuf"
 def _str_list(value: Any, where: str, key: str, n: int | None, allow_ints: bool = False) -> list[str]:
     if isinstance(value, np.ndarray):
         if value.ndim != 1:
-            raise ValueError(f"{where}: {key!r} must be 1-D (one entry per sample), got shape {value.shape}")
+            raise DataError(f"{where}: {key!r} must be 1-D (one entry per sample), got shape {value.shape}")
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"{where}: {key!r} must be a list of str, got {type(value).__name__}")
+        raise DataError(f"{where}: {key!r} must be a list of str, got {type(value).__name__}")
     out: list[str] = []
     for i, item in enumerate(value):
         if isinstance(item, str):
@@ -104,12 +106,12 @@ def _str_list(value: Any, where: str, key: str, n: int | None, allow_ints: bool 
         elif allow_ints and isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             out.append(str(item))
         else:
-            raise ValueError(
+            raise DataError(
                 f"{where}: {key!r}[{i}] is {type(item).__name__} ({item!r:.60}), expected str; "
                 f"{key!r} must be a list of str"
             )
     if n is not None and len(out) != n:
-        raise ValueError(f"{where}: {key!r} has {len(out)} entries but 'id' has {n}; every key needs one entry per sample")
+        raise DataError(f"{where}: {key!r} has {len(out)} entries but 'id' has {n}; every key needs one entry per sample")
     return out
 
 
@@ -131,19 +133,19 @@ def _labels(value: Any, where: str, key: str, n: int, bound: float, kind: str | 
     if labels.shape == (n, 1):
         labels = labels[:, 0]
     if labels.shape != (n,):
-        raise ValueError(f"{where}: {key!r} must have shape (N,) or (N, 1) with N={n} (len of 'id'), got shape {labels.shape}")
+        raise DataError(f"{where}: {key!r} must have shape (N,) or (N, 1) with N={n} (len of 'id'), got shape {labels.shape}")
     labels = np.array(labels, dtype=np.float32)  # a copy: never alias the caller's array
     bad = np.flatnonzero(~np.isfinite(labels))
     if len(bad):
         first = ", ".join(f"{i} ({labels[i]})" for i in bad[:5])
-        raise ValueError(
+        raise DataError(
             f"{where}: {key!r} has {len(bad)} NaN/inf label(s), first at index {first}; "
             "a missing label cannot be invented: drop those samples or fix the labels, then re-export"
         )
     outside = out_of_range(labels, bound)
     if len(outside):
         i = int(outside[0])
-        raise ValueError(
+        raise DataError(
             f"{where}: {key!r} has {len(outside)} label(s) outside the allowed range [-{bound:g}, {bound:g}] "
             f"(kind={kind!r}); first at index {i}: {float(labels[i]):g}. {range_hint(kind)}"
         )
@@ -153,11 +155,11 @@ def _labels(value: Any, where: str, key: str, n: int, bound: float, kind: str | 
 def _features(value: Any, where: str, key: str, n: int) -> np.ndarray:
     array = _numeric_array(value, where, key)
     if array.ndim != 3 or array.shape[0] != n:
-        raise ValueError(
+        raise DataError(
             f"{where}: {key!r} must be a 3-D array (N, T, D) with N={n} (len of 'id'), got shape {array.shape}"
         )
     if array.shape[1] == 0 or array.shape[2] == 0:
-        raise ValueError(f"{where}: {key!r} has shape {array.shape}: it needs at least one frame and one feature")
+        raise DataError(f"{where}: {key!r} has shape {array.shape}: it needs at least one frame and one feature")
     array = array.astype(np.float32, copy=False)
     if not array.flags.writeable:
         array = array.copy()
@@ -170,17 +172,17 @@ def _given_lengths(value: Any, where: str, key: str, n: int, frames: int) -> tup
     if lengths.shape == (n, 1):
         lengths = lengths[:, 0]
     if lengths.shape != (n,):
-        raise ValueError(f"{where}: {key!r} must have shape (N,) with N={n} (len of 'id'), got shape {lengths.shape}")
+        raise DataError(f"{where}: {key!r} must have shape (N,) with N={n} (len of 'id'), got shape {lengths.shape}")
     if lengths.dtype.kind == "f":
         fractional = np.flatnonzero(~np.isfinite(lengths) | (lengths != np.round(lengths)))
         if len(fractional):
             i = int(fractional[0])
-            raise ValueError(f"{where}: {key!r} must hold whole frame counts; index {i} is {lengths[i]}")
+            raise DataError(f"{where}: {key!r} must hold whole frame counts; index {i} is {lengths[i]}")
     lengths = lengths.astype(np.int64)
     bad = np.flatnonzero((lengths < 0) | (lengths > frames))
     if len(bad):
         i = int(bad[0])
-        raise ValueError(
+        raise DataError(
             f"{where}: {key!r} has {len(bad)} value(s) outside [0, T={frames}] (T = frames in the features); "
             f"first at index {i}: {int(lengths[i])}. The lengths do not match the feature array"
         )
@@ -195,7 +197,7 @@ def _mask_lengths(split: dict, where: str, n: int, frames: int) -> np.ndarray:
         return np.full(n, frames, dtype=np.int64)
     text_bert = _numeric_array(split["text_bert"], where, "text_bert")
     if text_bert.ndim != 3 or text_bert.shape[0] != n or text_bert.shape[1] < 2:
-        raise ValueError(
+        raise DataError(
             f"{where}: 'text_bert' must have shape (N, 3, L) with N={n} (rows: ids, mask, segments), "
             f"got shape {text_bert.shape}"
         )
@@ -229,37 +231,37 @@ def read_mmsa_pickle(
     wanted = tuple(splits)
     unknown_splits = [s for s in wanted if s not in SPLITS]
     if unknown_splits or not wanted:
-        raise ValueError(f"splits={splits!r}: choose from {list(SPLITS)}")
+        raise DataError(f"splits={splits!r}: choose from {list(SPLITS)}")
     shown = str(path)
     bound = label_bound(kind)
     requested = _parse_modalities(modalities)
     data = safe_load(path)
     if not isinstance(data, dict):
-        raise ValueError(
+        raise DataError(
             f"{shown}: expected a dict with 'train', 'valid', 'test' at the top level, got {type(data).__name__}; "
             "is this an MMSA feature pickle?"
         )
     missing = [s for s in wanted if s not in data]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{shown}: missing split(s) {missing}; this use needs {list(wanted)}. "
             f"Keys found: {sorted(map(str, data))}"
         )
     for name in wanted:
         if not isinstance(data[name], dict):
-            raise ValueError(f"{shown}: split {name!r} must be a dict of arrays, got {type(data[name]).__name__}")
+            raise DataError(f"{shown}: split {name!r} must be a dict of arrays, got {type(data[name]).__name__}")
 
     if requested is None:
         found = [m for m in MODALITIES if any(_has_modality(data[s], m) for s in wanted)]
         if not found:
-            raise ValueError(
+            raise DataError(
                 f"{shown}: no modality found: no split has 'raw_text' (t), 'audio' (a) or 'vision' (v)"
             )
         requested = tuple(found)
     for name in wanted:
         for m in requested:
             if not _has_modality(data[name], m):
-                raise ValueError(
+                raise DataError(
                     f"{shown}: split {name!r} has no {_MODALITY_KEY[m]!r} key, needed for modality {m!r} "
                     f"(expected {_describe(m)}). Keys found: {sorted(map(str, data[name]))}. "
                     "Ask only for the modalities the file has (modalities=...)."
@@ -275,11 +277,11 @@ def read_mmsa_pickle(
         where = f"{shown}, split {name!r}"
         for key in ("id", "regression_labels") if require_labels else ("id",):
             if key not in split:
-                raise ValueError(f"{where}: missing required key {key!r}. Keys found: {sorted(map(str, split))}")
+                raise DataError(f"{where}: missing required key {key!r}. Keys found: {sorted(map(str, split))}")
         ids = _str_list(split["id"], where, "id", None, allow_ints=True)
         n = len(ids)
         if n == 0:
-            raise ValueError(f"{where}: 'id' is empty; every split needs at least one sample")
+            raise DataError(f"{where}: 'id' is empty; every split needs at least one sample")
         labels = {}
         if split.get("regression_labels") is not None:
             labels["m"] = _labels(split["regression_labels"], where, "regression_labels", n, bound, kind)
@@ -322,7 +324,7 @@ def read_mmsa_pickle(
     for key, per_split in dims.items():
         if len(set(per_split.values())) > 1:
             detail = ", ".join(f"{s}: D={d}" for s, d in per_split.items())
-            raise ValueError(
+            raise DataError(
                 f"{shown}: {key!r} feature dimension D differs between splits ({detail}); all splits "
                 "must come from the same feature extractor"
             )

@@ -14,6 +14,8 @@ numeric or string data.
 
 from __future__ import annotations
 
+from msakit.errors import DataError, MissingFileError
+
 import collections
 import importlib
 import os
@@ -102,7 +104,7 @@ def _check_objects(value: Any, path: str, where: str, seen: set[int]) -> Any:
         if items is not None and all(isinstance(item, str) for item in items):
             return value.tolist()
         kinds = sorted({type(item).__name__ for item in items}) if items is not None else [str(value.dtype)]
-        raise ValueError(
+        raise DataError(
             f"{path}: the array at {where or 'the top level'} holds Python objects ({', '.join(kinds[:5])}), "
             "not numbers or strings; msakit only reads numeric arrays and arrays/lists of str. "
             "Re-export that entry as a numeric numpy array or a list of str."
@@ -133,9 +135,9 @@ def safe_load(path: str | os.PathLike[str]) -> object:
     path = Path(path)
     shown = str(path)
     if not path.exists():
-        raise FileNotFoundError(f"{shown}: no such file")
+        raise MissingFileError(f"{shown}: no such file")
     if path.is_dir():
-        raise ValueError(f"{shown}: is a directory, not a pickle file")
+        raise DataError(f"{shown}: is a directory, not a pickle file")
     with path.open("rb") as file:
         try:
             value = _RestrictedUnpickler(file, shown).load()
@@ -143,9 +145,9 @@ def safe_load(path: str | os.PathLike[str]) -> object:
             raise
         except EOFError as error:
             detail = "the file is empty" if path.stat().st_size == 0 else "it ends early (truncated?)"
-            raise ValueError(f"{shown}: not a valid pickle: {detail}") from error
+            raise DataError(f"{shown}: not a valid pickle: {detail}") from error
         except Exception as error:  # noqa: BLE001 - any failure here means a broken file
-            raise ValueError(
+            raise DataError(
                 f"{shown}: not a valid pickle ({type(error).__name__}: {error}); "
                 "check the file was fully downloaded and is an MMSA-style feature pickle"
             ) from error
@@ -153,4 +155,4 @@ def safe_load(path: str | os.PathLike[str]) -> object:
     try:
         return _check_objects(value, shown, "", set())
     except RecursionError as error:
-        raise ValueError(f"{shown}: the pickled data is nested more than ~{limit} levels deep") from error
+        raise DataError(f"{shown}: the pickled data is nested more than ~{limit} levels deep") from error

@@ -13,6 +13,8 @@ a ``"`` in a transcript is just a character); CSV files use standard CSV quoting
 
 from __future__ import annotations
 
+from msakit.errors import DataError, MissingFileError
+
 import csv
 import math
 import os
@@ -47,9 +49,9 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
     shown = str(path)
     suffix = path.suffix.lower()
     if suffix not in _EXTENSIONS:
-        raise ValueError(f"{shown}: unsupported table extension {path.suffix!r}; use .tsv (tab-separated) or .csv")
+        raise DataError(f"{shown}: unsupported table extension {path.suffix!r}; use .tsv (tab-separated) or .csv")
     if not path.is_file():
-        raise FileNotFoundError(f"{shown}: no such file")
+        raise MissingFileError(f"{shown}: no such file")
     bound = label_bound(kind)
     texts: list[str] = []
     labels: list[float] = []
@@ -59,11 +61,11 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
         try:
             header = next(rows)
         except StopIteration:
-            raise ValueError(f"{shown}: the file is empty; expected a header line with 'text' and 'label' columns") from None
+            raise DataError(f"{shown}: the file is empty; expected a header line with 'text' and 'label' columns") from None
         columns = [name.strip().lower() for name in header]
         missing = [c for c in ("text", "label") if c not in columns]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"{shown}: no {' or '.join(repr(c) for c in missing)} column in the header; columns found: {header}. "
                 f"The first line must name the columns, including 'text' and 'label'"
             )
@@ -73,7 +75,7 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
                 continue  # blank line
             line = rows.line_num
             if len(row) <= max(text_at, label_at):
-                raise ValueError(
+                raise DataError(
                     f"{shown}, line {line}: {len(row)} field(s), but the header has {len(header)}; "
                     f"is the delimiter right ({'tab' if suffix == '.tsv' else 'comma'})?"
                 )
@@ -83,17 +85,17 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
             except ValueError:
                 value = math.nan
             if not math.isfinite(value):
-                raise ValueError(f"{shown}, line {line}: label {raw!r} is not a number; fix or remove that row")
+                raise DataError(f"{shown}, line {line}: label {raw!r} is not a number; fix or remove that row")
             texts.append(row[text_at])
             labels.append(value)
             lines.append(line)
     if not texts:
-        raise ValueError(f"{shown}: no data rows after the header")
+        raise DataError(f"{shown}: no data rows after the header")
     array = np.asarray(labels, dtype=np.float32)
     outside = out_of_range(array, bound)
     if len(outside):
         i = int(outside[0])
-        raise ValueError(
+        raise DataError(
             f"{shown}: {len(outside)} label(s) outside the allowed range [-{bound:g}, {bound:g}] (kind={kind!r}); "
             f"first on line {lines[i]}: {labels[i]:g}. {range_hint(kind)}"
         )
@@ -123,9 +125,9 @@ def read_text_dataset(directory_or_file: str | os.PathLike[str], *, kind: str | 
     directory = Path(directory_or_file)
     shown = str(directory)
     if not directory.exists():
-        raise FileNotFoundError(f"{shown}: no such file or directory")
+        raise MissingFileError(f"{shown}: no such file or directory")
     if not directory.is_dir():
-        raise ValueError(
+        raise DataError(
             f"{shown}: a text dataset is a directory holding train.tsv (or .csv) and dev.tsv or valid.tsv "
             "(test.tsv optional), not a single file; put the table(s) in a directory with those names "
             "and pass the directory"
@@ -137,13 +139,13 @@ def read_text_dataset(directory_or_file: str | os.PathLike[str], *, kind: str | 
             found.setdefault(split, []).append(entry)
     for split, paths in found.items():
         if len(paths) > 1:
-            raise ValueError(
+            raise DataError(
                 f"{shown}: more than one table for the {split!r} split ({', '.join(p.name for p in paths)}); keep one"
             )
     missing = [name for name, label in (("train", "train.*"), ("valid", "dev.* or valid.*")) if name not in found]
     if missing:
         present = sorted(p.name for p in directory.iterdir())
-        raise ValueError(
+        raise DataError(
             f"{shown}: no table for the {' and '.join(missing)} split(s); the directory needs train.tsv (or .csv) "
             f"and dev.tsv or valid.tsv (test.tsv optional). Files found: {present[:20]}"
         )

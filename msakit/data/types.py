@@ -6,6 +6,8 @@ everything downstream (batching, training, evaluation) consumes only this.
 
 from __future__ import annotations
 
+from msakit.errors import UnknownNameError
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +49,7 @@ class Split:
     def feature_dim(self, modality: str) -> int:
         array = {"a": self.audio, "v": self.vision}[modality]
         if array is None:
-            raise KeyError(f"split {self.name!r} has no {modality!r} features")
+            raise UnknownNameError(f"split {self.name!r} has no {modality!r} features")
         return int(array.shape[2])
 
     def subset(self, indices) -> "Split":
@@ -88,7 +90,7 @@ class FeatureData:
 
     def __getitem__(self, split: str) -> Split:
         if split not in self.splits:
-            raise KeyError(
+            raise UnknownNameError(
                 f"{self.source}: no split {split!r}; the file has {sorted(self.splits)}"
             )
         return self.splits[split]

