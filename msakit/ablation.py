@@ -8,12 +8,11 @@ covariance distances of all variants are comparable.
 
 from __future__ import annotations
 
-from msakit.errors import ConfigError
-
 import json
 from pathlib import Path
 from typing import Any
 
+from msakit.errors import ConfigError
 from msakit.metrics import summarize_seeds
 
 DEFAULT_PAIR_SETS = ("none", "a-v", "t-a", "t-v", "all")

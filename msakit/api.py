@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from msakit.errors import ConfigError, MissingFileError
-
 import dataclasses
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from msakit.config import resolve_config
+from msakit.errors import ConfigError, MissingFileError, RunDirError
 from msakit.metrics import format_table, regression_metrics, summarize_seeds
 
 
@@ -51,25 +51,24 @@ def train(
     last completed epoch and leaves finished ones as they are.
     """
     from msakit.data import load_dataset
-    from msakit.training.checkpoint import write_json
+    from msakit.training.checkpoint import read_json, write_json
     from msakit.training.trainer import Trainer
 
-    if not seeds:
-        raise ConfigError("seeds: give at least one seed")
+    seeds = check_seeds(seeds)
     base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
-    if run_dir is None:
-        stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
-        run_dir = Path("runs") / f"{model}_{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(run_dir)
+    for seed in seeds:  # every seed's config is valid before anything is written
+        dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed)).validate()
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(model, data)
+    check_run_dir(run_dir, resume)
     dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
+    base = drop_default_pairs_without_data(base, dataset, overrides)
     per_seed, split = {}, "test"
     for seed in seeds:
         config = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed)))
         seed_dir = run_dir / f"seed_{seed}"
         if resume and (seed_dir / "results.json").exists():
-            import json
-
-            done = json.loads((seed_dir / "results.json").read_text())
+            check_same_config(seed_dir, config)
+            done = read_json(seed_dir / "results.json", "results file")
             per_seed[seed], split = done["metrics"], done["evaluated_split"]
             continue
         can_resume = resume and (seed_dir / "last.pt").exists()
@@ -82,6 +81,100 @@ def train(
     summary = summarize_seeds(list(per_seed.values()))
     write_json(run_dir / "summary.json", {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary})
     return TrainSummary(run_dir, per_seed, summary, split)
+
+
+def default_run_dir(model: str, data: str | Path) -> Path:
+    """``runs/<model>_<data stem>_<time>``: where ``train`` writes when no run_dir is given."""
+    stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
+    return Path("runs") / f"{model}_{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_seeds(seeds) -> list[int]:
+    """Seeds as a list of distinct integers in [0, 2**63), or a ConfigError naming the bad one."""
+    if isinstance(seeds, (int, str)):
+        seeds = [seeds]
+    seeds = list(seeds or [])
+    if not seeds:
+        raise ConfigError("seeds: give at least one seed (e.g. --seeds 1111,1112,1113)")
+    checked = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, (int, str)) or not str(seed).lstrip("-").isdigit():
+            raise ConfigError(f"seeds: {seed!r} is not an integer; give whole numbers such as 1111,1112")
+        value = int(seed)
+        if not 0 <= value < 2**63:
+            raise ConfigError(f"seeds: {value} is out of range; seeds are integers from 0 to 2**63 - 1")
+        if value in checked:
+            raise ConfigError(f"seeds: {value} is given twice; each seed is one run")
+        checked.append(value)
+    return checked
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse a run directory that cannot hold a run, before any work starts."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--run-dir {run_dir}: is a file, not a directory; choose a directory path")
+    if resume:
+        if not run_dir.is_dir():
+            raise MissingFileError(f"--run-dir {run_dir}: does not exist, so there is nothing to resume; drop --resume to start a new run")
+        return
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirError(f"--run-dir {run_dir}: {existing} is a file, not a directory; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"--run-dir {run_dir}: {existing} is not writable; choose a writable directory")
+
+
+def check_same_config(seed_dir: Path, config) -> None:
+    """A finished run is reused by --resume only if it was trained with the same settings."""
+    from msakit.config import config_from_dict
+    from msakit.training.checkpoint import read_json
+
+    saved = _flatten(config_from_dict(read_json(seed_dir / "config.json", "run config")).to_dict())
+    current = _flatten(config.to_dict())
+    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    if changed:
+        raise ConfigError(
+            f"{seed_dir}: this finished run was trained with other settings ({', '.join(changed[:5])}); "
+            f"repeat its settings (in {seed_dir / 'config.json'}) or choose a new --run-dir"
+        )
+
+
+def _flatten(payload: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in payload.items():
+        name = f"{prefix}{key}".replace("model_config.", "model.")
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def drop_default_pairs_without_data(config, dataset, overrides):
+    """A model's default alignment pairs that name a modality the data lacks are dropped, with
+    a note (e.g. the flagship's a-v pair on a text-only table trains Self-MM on text). Pairs
+    the user set explicitly are kept, and the trainer refuses them with the reason."""
+    import sys
+
+    from msakit.objectives.alignment import parse_pairs
+
+    if "pairs" in ((overrides or {}).get("alignment") or {}):
+        return config
+    used = set(config.data.modalities or dataset.modalities)
+    pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
+    kept = [(i, j, w) for i, j, w in pairs if i in used and j in used]
+    if len(kept) == len(pairs):
+        return config
+    dropped = [f"{i}-{j}" for i, j, _ in pairs if (i, j, _) not in kept]
+    spec = ",".join(f"{i}-{j}:{w:g}" for i, j, w in kept) or "none"
+    print(
+        f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model!r}'s default "
+        f"alignment pair(s) {', '.join(dropped)} need others and are skipped (alignment.pairs={spec})",
+        file=sys.stderr,
+    )
+    return dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, pairs=spec))
 
 
 def _seed_dirs(run_dir: Path) -> list[Path]:
@@ -139,8 +232,10 @@ def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, ki
     """
     from msakit.training.trainer import write_predictions_csv
 
-    predictions, target, _ = _predict_split(_seed_dirs(Path(run_dir))[0], data, kind, split, device, require_labels=False)
     output_csv = Path(output_csv)
+    if output_csv.is_dir():
+        raise ConfigError(f"--output {output_csv}: is a directory; give the path of the CSV file to write (e.g. {output_csv / 'predictions.csv'})")
+    predictions, target, _ = _predict_split(_seed_dirs(Path(run_dir))[0], data, kind, split, device, require_labels=False)
     write_predictions_csv(output_csv, target.ids, target.labels.get("m"), predictions)
     return output_csv
 

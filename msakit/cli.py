@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from msakit.errors import ConfigError
+
 
 def _seeds(text: str) -> list[int]:
     try:
@@ -20,9 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     from msakit.models import available_models
 
     parser = argparse.ArgumentParser(prog="msakit", description="Multimodal sentiment analysis: train, evaluate, predict.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
-    p = sub.add_parser("train", help="train a model, one run per seed, and print test metrics")
+    p = sub.add_parser("train", parents=[common], help="train a model, one run per seed, and print test metrics")
     p.add_argument("--model", default="dma", choices=available_models())
     p.add_argument("--data", default="synthetic", help="MMSA feature pickle, a directory of text,label tables, or 'synthetic' (default)")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"], help="dataset kind: label range, metrics and defaults")
@@ -35,14 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("evaluate", help="metrics of a trained run on a data file")
+    p = sub.add_parser("evaluate", parents=[common], help="metrics of a trained run on a data file")
     p.add_argument("run_dir")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("predict", help="write a CSV of a trained run's predictions on a feature pickle")
+    p = sub.add_parser("predict", parents=[common], help="write a CSV of a trained run's predictions on a feature pickle")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True)
     p.add_argument("--output", required=True, help="CSV file to write")
@@ -50,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("ablate", help="train a model with several alignment pair sets (and without ULGM); write a table and a plot")
+    p = sub.add_parser("ablate", parents=[common], help="train a model with several alignment pair sets (and without ULGM); write a table and a plot")
     p.add_argument("--model", default="dma", choices=available_models())
     p.add_argument("--data", default="synthetic")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
@@ -63,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
 
-    p = sub.add_parser("synth", help="write the synthetic dataset as an MMSA feature pickle")
+    p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=600)
@@ -73,54 +78,103 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure the user can cause ends in one line on stderr naming the
+    file or setting and what to do, with exit code 2; Ctrl-C ends with 130 (and, for training,
+    how to resume); anything else is a bug in msakit: one line (exit 70), and ``--debug``
+    shows its traceback."""
     args = build_parser().parse_args(argv)
+    from msakit.errors import MsakitError
+
+    command_line = "msakit " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        _run(args, command_line)
+    except KeyboardInterrupt:
+        print(f"msakit {args.command}: interrupted{_resume_hint(args, command_line)}", file=sys.stderr)
+        return 130
+    except MsakitError as error:
+        if args.debug:
+            raise
+        print(f"msakit {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the user's files: missing, unreadable, a directory, disk full
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"msakit {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the boundary: a bug, reported as one
+        if args.debug:
+            raise
+        print(
+            f"msakit {args.command}: internal error (a bug in msakit, please report it): {type(error).__name__}: "
+            f"{_one_line(error)}. Rerun with --debug for the traceback.",
+            file=sys.stderr,
+        )
+        return 70
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def _resume_hint(args, command_line: str) -> str:
+    if args.command != "train" or not getattr(args, "run_dir", None):
+        return ""
+    run_dir = Path(args.run_dir)
+    if not any(run_dir.glob("seed_*/last.pt")) and not any(run_dir.glob("seed_*/results.json")):
+        return f"; no epoch had finished, so nothing in {run_dir} is worth keeping: start again"
+    again = command_line if "--resume" in command_line.split() else f"{command_line} --resume"
+    if "--run-dir" not in command_line.split():
+        again += f" --run-dir {shlex.quote(str(run_dir))}"
+    return f"; the finished epochs are saved in {run_dir}. Resume with: {again}"
+
+
+def _run(args, command_line: str) -> None:
     import msakit
     from msakit.config import parse_set_options
     from msakit.metrics import format_table
 
-    try:
-        if args.command == "train":
-            overrides = parse_set_options(args.set)
-            if args.modalities:
-                overrides["data"]["modalities"] = args.modalities
-            if args.device:
-                overrides["train"]["device"] = args.device
-            if args.epochs:
-                overrides["train"]["max_epochs"] = args.epochs
-            if args.quiet:
-                overrides["train"]["progress"] = "false"
-            if args.resume and not args.run_dir:
-                raise ValueError("--resume needs --run-dir (the run to continue)")
-            result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides, resume=args.resume)
-            print(result.table())
-            print(f"run written to {result.run_dir}")
-        elif args.command == "evaluate":
-            result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
-            print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
-            print(json.dumps(result["per_seed"], indent=2))
-        elif args.command == "predict":
-            path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
-            print(f"predictions written to {path}")
-        elif args.command == "ablate":
-            from msakit.ablation import ablate
+    if args.command == "train":
+        overrides = parse_set_options(args.set)
+        if args.modalities:
+            overrides["data"]["modalities"] = args.modalities
+        if args.device:
+            overrides["train"]["device"] = args.device
+        if args.epochs is not None:
+            overrides["train"]["max_epochs"] = args.epochs
+        if args.quiet:
+            overrides["train"]["progress"] = "false"
+        if args.resume and not args.run_dir:
+            raise ConfigError("--resume needs --run-dir (the run to continue)")
+        if not args.run_dir:  # chosen here so an interrupted run can say where it is
+            args.run_dir = str(msakit.api.default_run_dir(args.model, args.data))
+        result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides, resume=args.resume)
+        print(result.table())
+        print(f"run written to {result.run_dir}")
+    elif args.command == "evaluate":
+        result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
+        print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
+        print(json.dumps(result["per_seed"], indent=2))
+    elif args.command == "predict":
+        path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
+        print(f"predictions written to {path}")
+    elif args.command == "ablate":
+        from msakit.ablation import ablate
 
-            overrides = parse_set_options(args.set)
-            overrides["train"].setdefault("progress", "false")
-            if args.epochs:
-                overrides["train"]["max_epochs"] = args.epochs
-            split = lambda text: [p.strip() for p in text.split(";") if p.strip()]  # noqa: E731
-            ablate(args.model, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, pair_sets=split(args.pair_sets),
-                   no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides,
-                   runs_dir=args.runs_dir, command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
-            print((Path(args.output) / "ablation.md").read_text())
-        elif args.command == "synth":
-            path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
-            print(f"synthetic dataset written to {path}")
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"msakit {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+        overrides = parse_set_options(args.set)
+        overrides["train"].setdefault("progress", "false")
+        if args.epochs is not None:
+            overrides["train"]["max_epochs"] = args.epochs
+        split = lambda text: [p.strip() for p in text.split(";") if p.strip()]  # noqa: E731
+        ablate(args.model, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, pair_sets=split(args.pair_sets),
+               no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides,
+               runs_dir=args.runs_dir, command=command_line)
+        print((Path(args.output) / "ablation.md").read_text())
+    elif args.command == "synth":
+        path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
+        print(f"synthetic dataset written to {path}")
 
 
 if __name__ == "__main__":

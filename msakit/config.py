@@ -267,6 +267,7 @@ def resolve_config(
         raise ConfigError("set the dataset kind with the kind argument (--kind), not data.kind")
     alignment = apply_overrides(AlignmentConfig(), dataset_defaults.get("alignment", {}), "alignment")
     alignment = apply_overrides(alignment, overrides.get("alignment", {}), "alignment")
+    validate_section(alignment, "alignment")  # before the pair set is read with its weight
     model_config = apply_align_dim(model_class, model_config, alignment, explicit=overrides.get("model", {}))
     return RunConfig(model=model, model_config=model_config, data=data, train=train, alignment=alignment).validate()
 

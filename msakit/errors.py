@@ -44,4 +44,8 @@ class ExistingRunError(MsakitError, FileExistsError):
     """A run directory already holds a run and would be overwritten."""
 
 
-__all__ = ["ConfigError", "DataError", "ExistingRunError", "MissingFileError", "MsakitError", "RunDirError", "UnknownNameError"]
+class DivergedError(MsakitError, FloatingPointError):
+    """Training produced a non-finite loss; the message names the last good checkpoint."""
+
+
+__all__ = ["ConfigError", "DataError", "DivergedError", "ExistingRunError", "MissingFileError", "MsakitError", "RunDirError", "UnknownNameError"]

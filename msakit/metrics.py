@@ -67,7 +67,9 @@ def regression_metrics(predictions, labels, kind: str) -> dict[str, float]:
     if preds.size < 2:
         raise ValueError(f"need at least 2 samples to compute metrics, got {preds.size}")
     if kind == "sims":
-        return _sims_metrics(preds, truth)
+        # Class bins compare in the inputs' own precision, as the reference does on float32
+        # tensors: a float32 0.1 lies on the 0.1 edge, but above it once cast to float64.
+        return _sims_metrics(preds, truth, _native(predictions), _native(labels))
     return _mosi_metrics(preds, truth)
 
 
@@ -152,9 +154,12 @@ def _rounded_accuracy(preds: np.ndarray, truth: np.ndarray, bound: float) -> flo
 
 
 # ---- SIMS ---------------------------------------------------------------------------------
-def _sims_metrics(preds: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def _sims_metrics(preds: np.ndarray, truth: np.ndarray, native_preds: np.ndarray | None = None,
+                  native_truth: np.ndarray | None = None) -> dict[str, float]:
     preds, truth = np.clip(preds, -1.0, 1.0), np.clip(truth, -1.0, 1.0)
-    classes = {k: (_sims_bins(preds, edges), _sims_bins(truth, edges)) for k, edges in _SIMS_EDGES.items()}
+    bin_preds = preds if native_preds is None else np.clip(native_preds, -1.0, 1.0)
+    bin_truth = truth if native_truth is None else np.clip(native_truth, -1.0, 1.0)
+    classes = {k: (_sims_bins(bin_preds, edges), _sims_bins(bin_truth, edges)) for k, edges in _SIMS_EDGES.items()}
     return {
         "Acc-2": _accuracy(*classes[2]),
         "Acc-3": _accuracy(*classes[3]),
@@ -166,11 +171,22 @@ def _sims_metrics(preds: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def _sims_bins(values: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Class i where edges[i] < value <= edges[i + 1] (MMSA's loop)."""
+    """Class i where edges[i] < value <= edges[i + 1] (MMSA's loop), each edge taken in the
+    values' own dtype (a float32 array compares with float32 edges)."""
     classes = np.zeros(values.shape, dtype=np.int64)
+    cast = values.dtype.type
     for i in range(len(edges) - 1):
-        classes[(values > edges[i]) & (values <= edges[i + 1])] = i
+        classes[(values > cast(edges[i])) & (values <= cast(edges[i + 1]))] = i
     return classes
+
+
+def _native(values) -> np.ndarray | None:
+    """``values`` as a 1-D array in its own floating dtype (float32 stays float32), else None."""
+    if isinstance(values, np.ndarray) and values.dtype in (np.float16, np.float32):
+        return values.reshape(-1)
+    if hasattr(values, "detach") and str(getattr(values, "dtype", "")) in ("torch.float32", "torch.float16"):
+        return values.detach().cpu().numpy().reshape(-1)
+    return None
 
 
 # ---- building blocks ----------------------------------------------------------------------

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from msakit.errors import ConfigError
-
 import os
 from pathlib import Path
 
 from msakit.data.types import LABEL_RANGE, MODALITIES, SPLITS, FeatureData, Split
+from msakit.errors import ConfigError
 
 SYNTHETIC = "synthetic"
 

@@ -11,8 +11,6 @@ The shuffle order of epoch ``n`` depends only on ``(seed, n)``, so a run resumed
 
 from __future__ import annotations
 
-from msakit.errors import ConfigError
-
 from dataclasses import dataclass, fields
 from typing import Iterator
 
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from msakit.data.types import Split
+from msakit.errors import ConfigError
 
 
 @dataclass

@@ -13,8 +13,6 @@ Loading goes through ``safe_load``: a pickle that tries to run code is refused.
 
 from __future__ import annotations
 
-from msakit.errors import ConfigError, DataError
-
 import os
 import pickle
 import tempfile
@@ -26,6 +24,7 @@ import numpy as np
 
 from msakit.data.safe_pickle import safe_load
 from msakit.data.types import LABEL_RANGE, MODALITIES, SPLITS, FeatureData, Split
+from msakit.errors import ConfigError, DataError
 
 __all__ = ["read_mmsa_pickle", "write_mmsa_pickle", "label_bound", "out_of_range"]
 

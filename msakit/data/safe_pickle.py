@@ -14,8 +14,6 @@ numeric or string data.
 
 from __future__ import annotations
 
-from msakit.errors import DataError, MissingFileError
-
 import collections
 import importlib
 import os
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from msakit.errors import DataError, MissingFileError
 
 __all__ = ["UnsafePickleError", "safe_load"]
 

@@ -18,7 +18,6 @@ real reader. Seeded and deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import numpy as np

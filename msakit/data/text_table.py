@@ -13,8 +13,6 @@ a ``"`` in a transcript is just a character); CSV files use standard CSV quoting
 
 from __future__ import annotations
 
-from msakit.errors import DataError, MissingFileError
-
 import csv
 import math
 import os
@@ -25,6 +23,7 @@ import numpy as np
 
 from msakit.data.mmsa import label_bound, out_of_range, range_hint
 from msakit.data.types import FeatureData, Split
+from msakit.errors import DataError, MissingFileError
 
 __all__ = ["read_text_table", "read_text_dataset"]
 
@@ -53,42 +52,15 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
     if not path.is_file():
         raise MissingFileError(f"{shown}: no such file")
     bound = label_bound(kind)
-    texts: list[str] = []
-    labels: list[float] = []
-    lines: list[int] = []  # the line each row came from, for error messages
-    with path.open("r", encoding="utf-8-sig", newline="") as file:
-        rows = _reader(file, suffix)
-        try:
-            header = next(rows)
-        except StopIteration:
-            raise DataError(f"{shown}: the file is empty; expected a header line with 'text' and 'label' columns") from None
-        columns = [name.strip().lower() for name in header]
-        missing = [c for c in ("text", "label") if c not in columns]
-        if missing:
-            raise DataError(
-                f"{shown}: no {' or '.join(repr(c) for c in missing)} column in the header; columns found: {header}. "
-                f"The first line must name the columns, including 'text' and 'label'"
-            )
-        text_at, label_at = columns.index("text"), columns.index("label")
-        for row in rows:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            line = rows.line_num
-            if len(row) <= max(text_at, label_at):
-                raise DataError(
-                    f"{shown}, line {line}: {len(row)} field(s), but the header has {len(header)}; "
-                    f"is the delimiter right ({'tab' if suffix == '.tsv' else 'comma'})?"
-                )
-            raw = row[label_at]
-            try:
-                value = float(raw)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                raise DataError(f"{shown}, line {line}: label {raw!r} is not a number; fix or remove that row")
-            texts.append(row[text_at])
-            labels.append(value)
-            lines.append(line)
+    try:
+        texts, labels, lines = _read_rows(path, shown, suffix)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{shown}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+            "save the table as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+    except csv.Error as error:
+        raise DataError(f"{shown}: not a readable {suffix[1:].upper()} table ({error})") from None
     if not texts:
         raise DataError(f"{shown}: no data rows after the header")
     array = np.asarray(labels, dtype=np.float32)
@@ -155,3 +127,43 @@ def read_text_dataset(directory_or_file: str | os.PathLike[str], *, kind: str | 
         if name in found
     }
     return FeatureData(source=shown, splits=splits, aligned=False)
+
+
+def _read_rows(path: Path, shown: str, suffix: str) -> tuple[list[str], list[float], list[int]]:
+    texts: list[str] = []
+    labels: list[float] = []
+    lines: list[int] = []  # the line each row came from, for error messages
+    with path.open("r", encoding="utf-8-sig", newline="") as file:
+        rows = _reader(file, suffix)
+        try:
+            header = next(rows)
+        except StopIteration:
+            raise DataError(f"{shown}: the file is empty; expected a header line with 'text' and 'label' columns") from None
+        columns = [name.strip().lower() for name in header]
+        missing = [c for c in ("text", "label") if c not in columns]
+        if missing:
+            raise DataError(
+                f"{shown}: no {' or '.join(repr(c) for c in missing)} column in the header; columns found: {header}. "
+                f"The first line must name the columns, including 'text' and 'label'"
+            )
+        text_at, label_at = columns.index("text"), columns.index("label")
+        for row in rows:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            line = rows.line_num
+            if len(row) <= max(text_at, label_at):
+                raise DataError(
+                    f"{shown}, line {line}: {len(row)} field(s), but the header has {len(header)}; "
+                    f"is the delimiter right ({'tab' if suffix == '.tsv' else 'comma'})?"
+                )
+            raw = row[label_at]
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise DataError(f"{shown}, line {line}: label {raw!r} is not a number; fix or remove that row")
+            texts.append(row[text_at])
+            labels.append(value)
+            lines.append(line)
+    return texts, labels, lines

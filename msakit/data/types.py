@@ -6,11 +6,11 @@ everything downstream (batching, training, evaluation) consumes only this.
 
 from __future__ import annotations
 
-from msakit.errors import UnknownNameError
-
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from msakit.errors import UnknownNameError
 
 MODALITIES = ("t", "a", "v")
 SPLITS = ("train", "valid", "test")

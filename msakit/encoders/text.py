@@ -8,8 +8,6 @@ which msakit does not need. Nothing here ever contacts a model hub.
 
 from __future__ import annotations
 
-from msakit.errors import MissingFileError
-
 import importlib.util
 import os
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from msakit.encoders.unpadded_bert import bert_cls_unpadded, supports_unpadded
+from msakit.errors import MissingFileError, MsakitError, RunDirError
 
 # Belt and braces: even a misconfigured cache must never trigger a download at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,10 +58,48 @@ def resolve_encoder_path(name_or_path: str) -> Path:
     return path
 
 
+def refuse_custom_code(path: str | Path) -> None:
+    """Refuse a model or tokenizer directory that asks to run its own code.
+
+    transformers honours an ``auto_map`` entry in ``config.json`` / ``tokenizer_config.json``
+    by importing a Python file from the directory (after a prompt, or silently with
+    ``trust_remote_code=True``). msakit loads only architectures that transformers itself
+    ships, so such a directory is refused before transformers sees it, and every load also
+    passes ``trust_remote_code=False``.
+    """
+    import json
+
+    path = Path(path)
+    for name in ("config.json", "tokenizer_config.json"):
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            payload = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunDirError(f"{file}: not valid JSON ({error}); the model directory is damaged") from None
+        if isinstance(payload, dict) and ("auto_map" in payload or "custom_pipelines" in payload):
+            raise RunDirError(
+                f"{file}: asks to run custom code from its directory ('auto_map'); msakit never runs code "
+                "from a model or run directory: use a standard BERT-family model directory"
+            )
+    code = sorted(p.name for p in path.glob("*.py"))
+    if code:
+        raise RunDirError(
+            f"{path}: holds Python files ({', '.join(code[:3])}); msakit never runs code from a model "
+            "directory: remove them or use a standard BERT-family model directory"
+        )
+
+
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    refuse_custom_code(path)
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunDirError(f"{path}: cannot load the tokenizer ({first})") from None
 
 
 def _without_pooler(factory, *args, **kwargs) -> nn.Module:
@@ -98,7 +135,13 @@ class TextEncoder(nn.Module):
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            backbone = _without_pooler(AutoModel.from_pretrained, str(path), local_files_only=True)
+            refuse_custom_code(path)
+            backbone = _without_pooler(AutoModel.from_pretrained, str(path), local_files_only=True, trust_remote_code=False)
+        except (OSError, ValueError, KeyError) as error:
+            if isinstance(error, MsakitError):
+                raise
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RunDirError(f"{path}: cannot load the text encoder ({first})") from None
         finally:
             hf_logging.set_verbosity(previous)
             if bars_were_enabled:
@@ -106,14 +149,22 @@ class TextEncoder(nn.Module):
         return cls(backbone)
 
     @classmethod
-    def from_config_dict(cls, config: dict) -> "TextEncoder":
-        """Architecture only (random weights): used when a checkpoint supplies the weights."""
+    def from_config_dict(cls, config: dict, source: str = "model.json") -> "TextEncoder":
+        """Architecture only (random weights): used when a checkpoint supplies the weights.
+        Only architectures transformers ships are built; a config naming custom code is refused."""
         from transformers import AutoConfig, AutoModel
 
+        if not isinstance(config, dict) or "model_type" not in config:
+            raise RunDirError(f"{source}: 'text_encoder_config' must be an object with a 'model_type'; the file is damaged")
         config = dict(config)
+        if "auto_map" in config or "custom_pipelines" in config:
+            raise RunDirError(f"{source}: the text encoder config asks to run custom code ('auto_map'); msakit never runs code from a run directory")
         model_type = config.pop("model_type")
-        hf_config = AutoConfig.for_model(model_type, **config)
-        return cls(_without_pooler(AutoModel.from_config, hf_config))
+        try:
+            hf_config = AutoConfig.for_model(model_type, **config)
+            return cls(_without_pooler(AutoModel.from_config, hf_config, trust_remote_code=False))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise RunDirError(f"{source}: cannot build text encoder {model_type!r} ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
 
     def config_dict(self) -> dict:
         return self.backbone.config.to_diff_dict() | {"model_type": self.backbone.config.model_type}

@@ -17,8 +17,6 @@ Loss = L1 + α·Σ_pairs(−I_NCE) + β·KL. Switches: ``infonce_weight = 0``,
 
 from __future__ import annotations
 
-from msakit.errors import ConfigError
-
 import math
 from dataclasses import dataclass
 
@@ -27,6 +25,7 @@ from torch import nn
 
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
+from msakit.errors import ConfigError
 from msakit.models import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionL1

@@ -12,13 +12,14 @@ in its pairs, so any model that exposes per-modality features can use it.
 
 from __future__ import annotations
 
-from msakit.errors import ConfigError
-
 import itertools
+import math
 import warnings
 
 import torch
 from torch import nn
+
+from msakit.errors import ConfigError
 
 ALIGNABLE = ("t", "a", "v", "m")
 
@@ -80,6 +81,8 @@ def parse_pairs(spec: str | list | tuple, default_weight: float = 1.0) -> list[t
             weight = float(weight_text) if weight_text else default_weight
         except ValueError:
             raise ConfigError(f"alignment pairs {spec!r}: weight {weight_text!r} of {name!r} is not a number") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"alignment pairs {spec!r}: the weight of {name!r} is {weight}; it must be a finite number >= 0")
         if name == "all":
             chosen = list(itertools.combinations(("t", "a", "v"), 2))
         else:

@@ -19,10 +19,9 @@ half-written checkpoint.
 
 from __future__ import annotations
 
-from msakit.errors import MissingFileError, RunDirError
-
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -30,24 +29,80 @@ from typing import Any
 
 import torch
 
+from msakit.errors import MissingFileError, MsakitError, RunDirError
+
 FORMAT_VERSION = 1
 
 
+TMP_SUFFIX = ".partial"
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``."""
+    """Call ``write(tmp_path)`` then rename onto ``path``.
+
+    The temporary file is ``.<name>.<random>.partial`` beside ``path``; a process killed
+    mid-write leaves one behind, which ``remove_partial_files`` clears at the next start. The
+    file gets the mode a plain ``open()`` would give it, so every file of a run shares one mode.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def remove_partial_files(directory: Path) -> list[Path]:
+    """Delete temporary files left in ``directory`` (and ``best/``) by a killed write."""
+    removed = []
+    for folder in (directory, directory / "best"):
+        if folder.is_dir():
+            for leftover in folder.glob(f".*{TMP_SUFFIX}"):
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    return removed
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "tolist"):
+        return finite_json(value.tolist())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return finite_json(dataclasses.asdict(value))
+    return value
+
+
 def write_json(path: Path, payload: Any) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n"))
+    """Strict JSON (non-finite numbers written as null), atomically."""
+    text = json.dumps(finite_json(payload), indent=2, allow_nan=False, default=_json_default) + "\n"
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """Parse a JSON file of a run, or a ``RunDirError`` naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no such {what}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirError(f"{path}: damaged {what}, not valid JSON ({error}); restore it or re-run") from None
 
 
 def _json_default(value):
@@ -88,7 +143,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from msakit.config import apply_overrides
+    from msakit.config import apply_overrides, validate_section
     from msakit.encoders import TextEncoder, load_tokenizer
     from msakit.models import InputDims, get_model_class
 
@@ -97,26 +152,68 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     meta_path = directory / "model.json"
     if not meta_path.is_file():
         raise MissingFileError(f"{path}: no trained model here (expected {meta_path}); was training finished?")
-    meta = json.loads(meta_path.read_text())
+    check_run_files(directory)
+    meta = read_json(meta_path, "model description")
+    if not isinstance(meta, dict):
+        raise RunDirError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}; the file is damaged")
+    missing = [k for k in ("format_version", "model", "model_config", "input_dims") if k not in meta]
+    if missing:
+        raise RunDirError(f"{meta_path}: missing key(s) {missing}; the file is damaged or was not written by msakit")
     if meta.get("format_version") != FORMAT_VERSION:
         raise RunDirError(f"{meta_path}: checkpoint format {meta.get('format_version')} is not supported (expected {FORMAT_VERSION})")
-    model_class = get_model_class(meta["model"])
-    config = apply_overrides(model_class.config_class(), meta["model_config"], "model")
-    dims_payload = dict(meta["input_dims"])
-    dims = InputDims(**(dims_payload | {"modalities": tuple(dims_payload["modalities"])}))
+    try:
+        model_class = get_model_class(meta["model"])
+        config = apply_overrides(model_class.config_class(), meta["model_config"], "model")
+        validate_section(config, "model")
+        dims_payload = dict(meta["input_dims"])
+        dims = InputDims(**(dims_payload | {"modalities": tuple(dims_payload["modalities"])}))
+    except (MsakitError, TypeError, KeyError, ValueError) as error:
+        raise RunDirError(f"{meta_path}: {error}; the file is damaged or was written by another msakit version") from None
     kwargs = {}
     tokenizer = None
     if meta.get("text_encoder_config") is not None:
-        kwargs["text_encoder"] = TextEncoder.from_config_dict(meta["text_encoder_config"])
+        if not (directory / "tokenizer").is_dir():
+            raise RunDirError(f"{directory / 'tokenizer'}: missing; the run's tokenizer is part of the run: copy the whole run directory")
+        kwargs["text_encoder"] = TextEncoder.from_config_dict(meta["text_encoder_config"], source=str(meta_path))
         tokenizer = load_tokenizer(directory / "tokenizer")
     model = model_class(config, dims, **kwargs)
+    weights = directory / "model.safetensors"
     try:
-        state = load_file(str(directory / "model.safetensors"))
+        state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
-        raise RunDirError(f"{directory / 'model.safetensors'}: unreadable weights ({exc}); the run may be incomplete") from None
-    check_state_matches(model, state, str(directory / "model.safetensors"))
+        raise RunDirError(f"{weights}: unreadable weights ({exc}); the run may be incomplete") from None
+    check_state_matches(model, state, str(weights))
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise RunDirError(f"{weights}: {bad} non-finite value(s) in {key!r}; the weights are damaged: restore the file or re-train")
     model.load_state_dict(state)
     return model.to(device).eval(), tokenizer, meta
+
+
+# What a run's best/ folder may hold: weights as safetensors, descriptions as JSON, and the
+# tokenizer's data files. Anything else (Python files, pickles, libraries) is refused unread.
+_RUN_FILE_SUFFIXES = {".json", ".safetensors"}
+_TOKENIZER_FILE_SUFFIXES = {".json", ".txt", ".model"}
+
+
+def check_run_files(directory: Path) -> None:
+    """Refuse a run folder holding anything but the files a run is made of."""
+    for entry in sorted(directory.iterdir()):
+        if entry.name == "tokenizer" and entry.is_dir():
+            for item in sorted(entry.iterdir()):
+                if not item.is_file() or item.suffix.lower() not in _TOKENIZER_FILE_SUFFIXES:
+                    raise RunDirError(
+                        f"{item}: not a tokenizer data file (allowed: {', '.join(sorted(_TOKENIZER_FILE_SUFFIXES))}); "
+                        "msakit never loads code from a run directory: remove it or re-train"
+                    )
+        elif entry.name.endswith(TMP_SUFFIX) or entry.name.startswith("."):
+            continue  # a partial write from a killed run: never read
+        elif not entry.is_file() or entry.suffix.lower() not in _RUN_FILE_SUFFIXES:
+            raise RunDirError(
+                f"{entry}: not part of a msakit run (a run folder holds model.safetensors, *.json and tokenizer/); "
+                "msakit never loads code from a run directory: remove it or re-train"
+            )
 
 
 def check_state_matches(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

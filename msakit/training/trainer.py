@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from msakit.config import RunConfig, config_from_dict
 from msakit.data import MODALITIES, FeatureData, load_dataset
 from msakit.data.batching import BatchBuilder
+from msakit.errors import ConfigError, DataError, DivergedError, ExistingRunError, MissingFileError, MsakitError, RunDirError
 from msakit.metrics import regression_metrics
 from msakit.models import InputDims, get_model_class
 from msakit.objectives.alignment import CovarianceAlignment, covariance_distances, parse_pairs
@@ -33,6 +34,8 @@ from msakit.training.checkpoint import (
     atomic_write,
     check_state_matches,
     load_model,
+    read_json,
+    remove_partial_files,
     save_best_model,
     write_json,
 )
@@ -51,9 +54,14 @@ class RunResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device={name!r}: unsupported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} requested but CUDA is not available here; use --device cpu or auto")
+        raise ConfigError(f"device={name!r} requested but CUDA is not available here; use --device cpu or auto")
     return device
 
 
@@ -92,13 +100,27 @@ class Trainer:
         chosen = config.data.modalities or self.data.modalities
         unknown = [m for m in chosen if m not in MODALITIES]
         if unknown:
-            raise ValueError(f"data.modalities: unknown {unknown}; use any of t (text), a (audio), v (vision)")
+            raise ConfigError(f"data.modalities: unknown {unknown}; use any of t (text), a (audio), v (vision)")
         self.modalities = tuple(m for m in MODALITIES if m in chosen)  # canonical order t, a, v
         if not self.modalities:
-            raise ValueError(f"{self.data.source}: no modality is present in every split")
+            raise DataError(f"{self.data.source}: no modality is present in every split")
         for split_name in ("train", "valid"):
             if split_name not in self.data.splits:
-                raise ValueError(f"{self.data.source}: training needs a {split_name!r} split; it has {sorted(self.data.splits)}")
+                raise DataError(f"{self.data.source}: training needs a {split_name!r} split; it has {sorted(self.data.splits)}")
+
+        for split_name in ("valid", "test"):
+            if split_name in self.data.splits and len(self.data[split_name]) < 2:
+                raise DataError(
+                    f"{self.data.source}: the {split_name!r} split has {len(self.data[split_name])} sample(s); "
+                    "its metrics (MAE, Corr) need at least 2: move samples into it"
+                )
+        pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
+        missing = sorted({s for i, j, _ in pairs for s in (i, j)} - set(self.modalities))
+        if missing:
+            raise ConfigError(
+                f"alignment.pairs={config.alignment.pairs!r} aligns {', '.join(missing)}, which this run does not use "
+                f"(modalities {','.join(self.modalities)}); choose pairs among the modalities used, or alignment.pairs=none"
+            )
 
         model_class = get_model_class(config.model)
         dims = InputDims.from_split(self.data["train"], self.modalities)
@@ -111,7 +133,6 @@ class Trainer:
             kwargs["text_encoder"] = TextEncoder.from_pretrained(encoder_path)
         self.model = model_class(config.model_config, dims, **kwargs).to(self.device)
         objectives = self.model.build_objectives(self.data["train"], config.data.kind)
-        pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
         if pairs:  # plug-and-play: any model exposing per-modality features can be aligned
             objectives.append(CovarianceAlignment(pairs, self.model.exposed_feature_dims()))
         self.objectives = [o.to(self.device) for o in objectives]
@@ -152,7 +173,7 @@ class Trainer:
                 terms.update(objective(output, batch, epoch))
             loss = sum(terms.values())
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise DivergedError(
                     f"epoch {epoch}, batch {step}: the loss is {loss.item()} ({ {k: float(v) for k, v in terms.items()} }). "
                     f"The last good checkpoint is {self.run_dir / 'last.pt'}; lower the learning rates and --resume."
                 )
@@ -191,13 +212,22 @@ class Trainer:
     # ---- the whole run --------------------------------------------------------------------
     def fit(self, resume: bool = False) -> RunResult:
         t = self.config.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunDirError(f"{self.run_dir}: cannot create the run directory ({error.strerror or error})") from None
+        # Temporary files of a write that a kill interrupted: never valid, often hundreds of MB.
+        remove_partial_files(self.run_dir)
         state = {"epoch": 0, "best_mae": math.inf, "best_epoch": 0, "stale": 0, "history": []}
         if resume:
             state = self._load_resume_state()
+            # A kill between an epoch's metrics line and its checkpoint leaves a line for an
+            # epoch that will run again: keep exactly the epochs the checkpoint holds.
+            lines = "".join(json.dumps(record) + "\n" for record in state["history"])
+            atomic_write(self.run_dir / "metrics.jsonl", lambda p: p.write_text(lines))
         else:
             if (self.run_dir / "config.json").exists():
-                raise FileExistsError(
+                raise ExistingRunError(
                     f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, "
                     "or choose a new run directory"
                 )
@@ -272,25 +302,48 @@ class Trainer:
     def _load_resume_state(self) -> dict:
         path = self.run_dir / "last.pt"
         if not (self.run_dir / "config.json").exists():
-            raise FileNotFoundError(f"{self.run_dir}: no run to resume here (no config.json)")
-        saved_config = json.loads((self.run_dir / "config.json").read_text())
-        if config_from_dict(saved_config).to_dict() != self.config.to_dict():
-            raise ValueError(
+            raise MissingFileError(f"{self.run_dir}: no run to resume here (no config.json)")
+        saved_config = read_json(self.run_dir / "config.json", "run config")
+        try:
+            same = config_from_dict(saved_config).to_dict() == self.config.to_dict()
+        except (MsakitError, KeyError, TypeError) as error:
+            raise RunDirError(f"{self.run_dir / 'config.json'}: damaged run config ({error}); start a new run directory") from None
+        if not same:
+            raise ConfigError(
                 f"{self.run_dir}: the run was started with another config; resume with the same "
                 f"settings (they are in {self.run_dir / 'config.json'}) or start a new run directory"
             )
         if (self.run_dir / "results.json").exists():
-            raise FileExistsError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+            raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
         if not path.exists():
-            raise FileNotFoundError(f"{path}: nothing to resume (no epoch has finished in {self.run_dir})")
-        payload = torch.load(path, map_location=self.device, weights_only=True)
-        check_state_matches(self.model, payload["model"], str(path))
-        self.model.load_state_dict(payload["model"])
-        for objective, objective_state in zip(self.objectives, payload["objectives"]):
-            objective.load_state_dict(objective_state)
-        self.optimizer.load_state_dict(payload["optimizer"])
-        _set_rng_state(payload["rng"])
-        state = payload["state"]
+            raise MissingFileError(f"{path}: nothing to resume (no epoch has finished in {self.run_dir})")
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any failure means a damaged or hostile file
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise RunDirError(
+                f"{path}: not a resume checkpoint msakit can read safely ({first}); delete it to restart "
+                f"{self.run_dir} from scratch, or start a new run directory"
+            ) from None
+        try:
+            check_state_matches(self.model, payload["model"], str(path))
+            self.model.load_state_dict(payload["model"])
+            if len(payload["objectives"]) != len(self.objectives):
+                raise ValueError(f"{len(payload['objectives'])} objective states for {len(self.objectives)} objectives")
+            for objective, objective_state in zip(self.objectives, payload["objectives"]):
+                objective.load_state_dict(objective_state)
+            self.optimizer.load_state_dict(payload["optimizer"])
+            _set_rng_state(payload["rng"])
+            state = payload["state"]
+            if not isinstance(state, dict) or not {"epoch", "best_mae", "best_epoch", "stale", "history"} <= set(state):
+                raise ValueError("no training state")
+        except RunDirError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise RunDirError(
+                f"{path}: damaged resume checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}); "
+                f"delete it to restart {self.run_dir} from scratch, or start a new run directory"
+            ) from None
         if self.config.train.progress:
             tqdm.write(f"resuming {self.run_dir} after epoch {state['epoch']} (best epoch {state['best_epoch']})")
         return state
