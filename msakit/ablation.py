@@ -8,12 +8,12 @@ covariance distances of all variants are comparable.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from msakit.errors import ConfigError
 from msakit.metrics import summarize_seeds
+from msakit.training.checkpoint import read_json, write_json
 
 DEFAULT_PAIR_SETS = ("none", "a-v", "t-a", "t-v", "all")
 
@@ -64,10 +64,11 @@ def ablate(
         run_overrides.setdefault("alignment", {}).update({"pairs": pairs, "align_dim": align_dim})
         run_dir = Path(runs_dir or output_dir / "runs") / name.replace(" / ", "_").replace(",", "+")
         print(f"[ablate] {name}: {len(seeds)} seed(s) in {run_dir}", flush=True)
-        result = msakit.train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides, resume=resume)
+        result = msakit.train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
+                              resume=resume and run_dir.exists())  # finished seeds there are reused
         distances = {}
         for seed in seeds:
-            seed_results = json.loads((run_dir / f"seed_{seed}" / "results.json").read_text())
+            seed_results = read_json(run_dir / f"seed_{seed}" / "results.json", "results file")
             distances[seed] = {f"cov {k}": v for k, v in seed_results["covariance_distance"].items()}
         payload["variants"][name] = {
             "pairs": pairs,
@@ -79,7 +80,7 @@ def ablate(
         }
     payload["evaluated_split"] = result.evaluated_split
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "ablation.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(output_dir / "ablation.json", payload)
     (output_dir / "ablation.md").write_text(ablation_markdown(payload))
     plot_ablation(payload, output_dir / "ablation.png")
     return payload
