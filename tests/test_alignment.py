@@ -67,6 +67,7 @@ def test_batch_of_one_warns_and_gives_a_differentiable_zero_not_nan():
     assert torch.equal(x.grad, torch.zeros_like(x))
 
 
+@pytest.mark.bad_input
 def test_different_sizes_are_refused_with_the_dims():
     with pytest.raises(ValueError, match=r"\(8, 16\) and \(8, 32\)"):
         covariance_alignment_loss(torch.randn(8, 16), torch.randn(8, 32))

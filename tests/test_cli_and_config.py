@@ -36,6 +36,7 @@ def test_synth_writes_a_readable_pickle(tmp_path, capsys):
     assert set(data["train"].labels) == {"m", "t", "a", "v"}
 
 
+@pytest.mark.bad_input
 def test_bad_input_gives_an_error_not_a_traceback(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "missing.pkl"), "--quiet"]) == 2
     assert "missing.pkl" in capsys.readouterr().err

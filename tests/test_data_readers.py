@@ -67,6 +67,7 @@ def _write(tmp_path: Path, data: dict, name: str = "d.pkl") -> Path:
 # ------------------------------------------------------------------- safe unpickling
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("payload, global_name", [(_RunsShell, f"{os.system.__module__}.system"), (_RunsEval, "builtins.eval")])
 def test_pickle_that_runs_code_is_refused_before_running(tmp_path, payload, global_name):
     marker = tmp_path / "pwned"
@@ -90,6 +91,7 @@ def test_pickle_that_runs_code_is_refused_before_running(tmp_path, payload, glob
     assert marker.exists()
 
 
+@pytest.mark.bad_input
 def test_object_arrays_of_str_become_lists_and_others_are_refused(tmp_path):
     path = tmp_path / "o.pkl"
     path.write_bytes(pickle.dumps({"id": np.array(["a", "b"], dtype=object)}, protocol=2))
@@ -99,6 +101,7 @@ def test_object_arrays_of_str_become_lists_and_others_are_refused(tmp_path):
         safe_load(path)
 
 
+@pytest.mark.bad_input
 def test_missing_and_broken_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pkl"):
         safe_load(tmp_path / "nope.pkl")
@@ -214,6 +217,7 @@ def _expect_error(tmp_path: Path, source: dict, *fragments: str, **kwargs) -> st
     return message
 
 
+@pytest.mark.bad_input
 def test_wrong_shapes_are_refused(tmp_path):
     source = _dataset()
     source["valid"]["audio"] = source["valid"]["audio"][:, :, 0]
@@ -232,6 +236,7 @@ def test_wrong_shapes_are_refused(tmp_path):
     _expect_error(tmp_path, source, "'train'", "'audio_lengths'", "T=7")
 
 
+@pytest.mark.bad_input
 def test_missing_keys_and_splits_are_named(tmp_path):
     source = _dataset()
     del source["train"]["vision"]
@@ -250,6 +255,7 @@ def test_missing_keys_and_splits_are_named(tmp_path):
     _expect_error(tmp_path, source, "'test'", "'regression_labels'")
 
 
+@pytest.mark.bad_input
 def test_bad_labels_are_refused(tmp_path):
     source = _dataset()
     source["valid"]["regression_labels"][1, 0] = 3.5
@@ -315,6 +321,7 @@ def test_text_tables_tsv_and_csv(tmp_path):
         assert list(read_text_dataset(tmp_path).splits) == ["train", "valid", "test"]
 
 
+@pytest.mark.bad_input
 def test_text_table_errors(tmp_path):
     bad = tmp_path / "train.tsv"
     bad.write_text("text\tlabel\ngood\t1.0\nbad\tpositive\n", encoding="utf-8")

@@ -53,6 +53,7 @@ def test_packaged_minilm_loads_offline_and_reads_sentiment_words():
     assert fast.shape == (4, 384) and torch.isfinite(fast).all()
 
 
+@pytest.mark.bad_input
 def test_a_missing_encoder_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="never downloads"):
         resolve_encoder_path(str(tmp_path / "bert-base-uncased"))

@@ -78,6 +78,7 @@ def test_same_seed_same_numbers_and_other_seed_differs(small_synthetic, tiny_ove
     assert runs[0].per_seed[5] != runs[2].per_seed[6]
 
 
+@pytest.mark.bad_input
 def test_starting_over_an_existing_run_is_refused(small_synthetic, tiny_overrides, tmp_path):
     config = resolve_config("self_mm", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=1))
     Trainer(config, tmp_path / "run").fit()
@@ -90,6 +91,7 @@ def test_starting_over_an_existing_run_is_refused(small_synthetic, tiny_override
         Trainer(other, tmp_path / "run").fit(resume=True)
 
 
+@pytest.mark.bad_input
 def test_checkpoint_from_another_model_configuration_is_refused(small_synthetic, tiny_overrides, tmp_path):
     msakit.train("self_mm", small_synthetic, run_dir=tmp_path / "text", overrides=tiny_overrides(max_epochs=1) | {"data": {"modalities": "t"}})
     meta_path = tmp_path / "text" / "seed_1111" / "best" / "model.json"
