@@ -101,6 +101,7 @@ class Trainer:
                 raise ValueError(f"{self.data.source}: training needs a {split_name!r} split; it has {sorted(self.data.splits)}")
 
         model_class = get_model_class(config.model)
+        model_class.check_data(self.data, self.modalities)
         dims = InputDims.from_split(self.data["train"], self.modalities)
         kwargs, self.tokenizer = {}, None
         if "t" in self.modalities and model_class.uses_text_encoder:
@@ -162,6 +163,7 @@ class Trainer:
                     objective.after_step(output, batch, epoch)
             pending += 1
             if pending == t.grad_accumulation:
+                self.model.clip_gradients()
                 self.optimizer.step()
                 pending = 0
             n = len(batch)
@@ -171,6 +173,7 @@ class Trainer:
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * n
             bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - started):.1f}", refresh=False)
         if pending:
+            self.model.clip_gradients()
             self.optimizer.step()  # the epoch's last, partial accumulation window
         bar.close()
         elapsed = time.perf_counter() - started
