@@ -32,8 +32,8 @@ another vocabulary the pairing drifts where word pieces split differently. Unali
 Modalities: text plus audio and/or vision (t,a,v; t,a; t,v); the gate has nothing to adapt
 with text alone, and without text there is no encoder to adapt.
 
-Parameter count, bert-base-uncased, MOSI sizes (D_a = 5, D_v = 20): reference REF_TOTAL,
-msakit OUR_TOTAL: equal. (The reference's pooler is BERT's pretrained one; msakit's text
+Parameter count, bert-base-uncased, MOSI sizes (D_a = 5, D_v = 20): reference 110,705,665
+(its layers rebuilt with their shapes), msakit 110,705,665: equal. (The reference's pooler is BERT's pretrained one; msakit's text
 encoder drops BERT poolers, so the pooler here is the model's own, of the same shape.)
 
 Deliberate differences from the reference:

@@ -25,8 +25,8 @@ Modalities: any two or three of t, a, v (the similarity and difference losses ac
 modalities); a single modality is refused.
 
 Parameter count, bert-base-uncased text encoder, MOSI sizes (D_a = 5, D_v = 20, h = 128):
-reference REF_TOTAL (``MISA(config)`` of MMSA, its BERT built with the pooler); msakit
-OUR_TOTAL. The difference, DIFF_TOTAL, is exactly what the reference builds and never uses:
+reference 110,620,273 (its layers rebuilt with their shapes; BERT with the pooler it loads);
+msakit 110,026,093. The difference, 594,180, is exactly what the reference builds and never uses:
 the BERT pooler (590,592), ``tlayer_norm`` (LayerNorm(1536): 3,072) and ``sp_discriminator``
 (Linear(128 → 4): 516; its output enters no loss with ``use_cmd_sim``). Every other tensor has
 the reference's shape; ``tests/test_baselines_partB.py`` checks the non-text part layer by layer.

@@ -26,7 +26,7 @@ reference's trainer does. ``contrast = false`` trains on L1 alone (the reference
 Modalities: text plus audio and/or vision (every MI term is anchored on text: t-v, t-a).
 
 Parameter count, bert-base-uncased, MOSI sizes (D_a = 5, D_v = 20, defaults): reference
-REF_TOTAL (its BERT with the pooler), msakit OUR_TOTAL; the difference is BERT's unused
+109,763,913 (its layers rebuilt with their shapes; BERT with its pooler), msakit 109,173,321; the difference is BERT's unused
 pooler (590,592). ``tests/test_baselines_partB.py`` checks the non-text part layer by layer.
 
 Deliberate differences from the reference:
