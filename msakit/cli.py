@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=600)
     p.add_argument("--n-valid", type=int, default=150)
     p.add_argument("--n-test", type=int, default=300)
+    p.add_argument("--aligned", action="store_true", help="word-aligned layout like aligned_50.pkl (one frame per token, no *_lengths)")
     return parser
 
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                    runs_dir=args.runs_dir, command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
             print((Path(args.output) / "ablation.md").read_text())
         elif args.command == "synth":
-            path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
+            path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
             print(f"synthetic dataset written to {path}")
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

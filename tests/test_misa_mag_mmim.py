@@ -14,8 +14,7 @@ import msakit
 from msakit.config import resolve_config
 from msakit.data import load_dataset
 from msakit.data.batching import BatchBuilder
-from msakit.data.mmsa import write_mmsa_pickle
-from msakit.data.safe_pickle import safe_load
+from msakit.data.synthetic import SyntheticSpec, write_synthetic
 from msakit.encoders.text import TextEncoder, load_tokenizer
 from msakit.errors import ConfigError, DataError
 from msakit.models import InputDims, get_model_class
@@ -26,11 +25,16 @@ D_A, D_V = 5, 20  # the small_synthetic fixture's feature sizes
 
 @pytest.fixture(scope="module")
 def aligned_synthetic(small_synthetic, tmp_path_factory):
-    """The same data as an MMSA aligned file: no *_lengths; lengths from the text mask."""
-    raw = safe_load(small_synthetic)
-    for split in raw.values():
-        split.pop("audio_lengths"), split.pop("vision_lengths")
-    return write_mmsa_pickle(tmp_path_factory.mktemp("aligned") / "aligned_50.pkl", raw)
+    """The small_synthetic samples in the aligned_50.pkl layout: no *_lengths, one frame per
+    text position, lengths from the text mask."""
+    spec = SyntheticSpec(n_train=96, n_valid=32, n_test=40, max_audio_frames=24, max_vision_frames=30, seed=3, aligned=True)
+    path = write_synthetic(tmp_path_factory.mktemp("aligned") / "aligned_50.pkl", spec)
+    aligned, unaligned = load_dataset(path), load_dataset(small_synthetic)
+    assert aligned.aligned and not unaligned.aligned
+    assert aligned["test"].raw_text == unaligned["test"].raw_text
+    words = np.array([len(t.split()) + 2 for t in aligned["test"].raw_text])  # + [CLS], [SEP]
+    np.testing.assert_array_equal(aligned["test"].audio_lengths, np.minimum(words, 24))
+    return path
 
 
 def _build(name, tiny_bert_dir, modalities=("t", "a", "v")):

@@ -158,7 +158,7 @@ class MAGBert(MSAModel):
         if not getattr(data, "aligned", False):
             raise DataError(
                 f"{data.source}: MAG-BERT needs word-aligned audio/vision (one frame per text token), but this data is "
-                "unaligned (its frames have their own *_lengths); use the aligned file instead, e.g. aligned_50.pkl for MOSI/MOSEI"
+                "unaligned (its frames have their own *_lengths); use the aligned file instead (aligned_50.pkl for MOSI/MOSEI; for synthetic data: msakit synth PATH --aligned)"
             )
 
     def forward(self, batch) -> ModelOutput:
