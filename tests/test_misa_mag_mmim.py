@@ -143,6 +143,9 @@ def test_learns_the_planted_signal_and_reloads_with_identical_predictions(name, 
     again = predict_builder(msakit.load_run(seed_dir)[0], builder, 7, torch.device("cpu"))["m"]
     np.testing.assert_allclose(first, saved, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(first, again, rtol=0, atol=1e-6)  # another batch size, another load
+    if name == "mag_bert":  # a trained MAG-BERT refuses unaligned frames at evaluation too
+        with pytest.raises(DataError, match="aligned_50.pkl"):
+            msakit.evaluate(seed_dir, small_synthetic, device="cpu")
 
 
 # --- layouts and modality subsets -----------------------------------------------------------------
@@ -198,7 +201,7 @@ def test_embedding_hook_applies_on_both_text_encoder_paths(tiny_bert_dir, small_
     torch.testing.assert_close(after, plain, rtol=1e-4, atol=1e-5)  # the hook is gone afterwards
 
 
-def test_mag_gate_adds_nothing_where_there_are_no_frames(tiny_bert_dir, aligned_synthetic, small_synthetic):
+def test_frames_map_to_token_positions_and_a_zero_shift_leaves_the_layer_norm(tiny_bert_dir, aligned_synthetic, small_synthetic):
     from msakit.models.mag_bert import frames_per_token
 
     frames = torch.arange(1, 13, dtype=torch.float32).view(2, 3, 2)
@@ -208,8 +211,7 @@ def test_mag_gate_adds_nothing_where_there_are_no_frames(tiny_bert_dir, aligned_
     assert torch.equal(mapped[1, :1], frames[1, :1]) and mapped[1, 1:].abs().sum() == 0
     model = _build("mag_bert", tiny_bert_dir).eval()
     batch = _batch(small_synthetic, tiny_bert_dir, aligned_synthetic)
-    batch.audio.zero_(), batch.vision.zero_()
-    with torch.no_grad():  # zero frames: W_v·0 + b_v still shifts; with all weights zeroed, the gate is LayerNorm(e)
+    with torch.no_grad():  # zero frames still shift by b_v, b_a; with those zeroed too, the gate is LayerNorm(e)
         for layer in (model.gate.W_v, model.gate.W_a):
             layer.weight.zero_(), layer.bias.zero_()
         gated = model.text_model(batch.text_ids, batch.text_mask, embedding_hook=lambda e: model.gate(e, torch.zeros(*e.shape[:2], D_A), torch.zeros(*e.shape[:2], D_V)))

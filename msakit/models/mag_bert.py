@@ -23,8 +23,8 @@ text token. MMSA's aligned files (``aligned_50.pkl``) hold one frame per positio
 ``text_bert`` tokens (bert-base-uncased word pieces, ``[CLS]`` first, padded to 50; valid
 frames = the text mask), and MMSA's BERT_MAG pairs token position i with frame i. msakit
 re-tokenises ``raw_text`` with the run's own tokenizer and does the same: token position i
-gets frame i, positions past the sample's valid frames get zero frames (so the gate adds
-nothing there). With bert-base-uncased or the packaged MiniLM (same uncased WordPiece
+gets frame i, positions past the sample's valid frames get zero frames (as the padding of
+MMSA's aligned files). With bert-base-uncased or the packaged MiniLM (same uncased WordPiece
 vocabulary) the positions are the file's own, up to ``data.max_text_tokens`` truncation; with
 another vocabulary the pairing drifts where word pieces split differently. Unaligned data
 (frames at their own rate, ``*_lengths`` keys) is refused with the file to use instead.

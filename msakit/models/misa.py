@@ -29,7 +29,7 @@ reference 110,620,273 (its layers rebuilt with their shapes; BERT with the poole
 msakit 110,026,093. The difference, 594,180, is exactly what the reference builds and never uses:
 the BERT pooler (590,592), ``tlayer_norm`` (LayerNorm(1536): 3,072) and ``sp_discriminator``
 (Linear(128 → 4): 516; its output enters no loss with ``use_cmd_sim``). Every other tensor has
-the reference's shape; ``tests/test_baselines_partB.py`` checks the non-text part layer by layer.
+the reference's shape; ``tests/test_misa_mag_mmim.py`` checks the non-text part layer by layer.
 
 Deliberate differences from the reference:
 - Audio and vision LSTMs run over each modality's own valid frames; the reference packs them

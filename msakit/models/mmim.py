@@ -22,12 +22,14 @@ networks (``lr_mmilb``), everything else (``lr_main``); a step per batch; gradie
 clipped to ``grad_clip`` separately for the MMILB networks and for the rest (the reference
 clips each stage's backward). Non-text weight matrices are Xavier-normal initialised, as the
 reference's trainer does. ``contrast = false`` trains on L1 alone (the reference switch).
+The logged ``train_loss`` sums every term, the stage-1 ``mmilb_estimator`` included;
+``train_l1_m`` is the task loss.
 
 Modalities: text plus audio and/or vision (every MI term is anchored on text: t-v, t-a).
 
 Parameter count, bert-base-uncased, MOSI sizes (D_a = 5, D_v = 20, defaults): reference
 109,763,913 (its layers rebuilt with their shapes; BERT with its pooler), msakit 109,173,321; the difference is BERT's unused
-pooler (590,592). ``tests/test_baselines_partB.py`` checks the non-text part layer by layer.
+pooler (590,592). ``tests/test_misa_mag_mmim.py`` checks the non-text part layer by layer.
 
 Deliberate differences from the reference:
 - **Two stages in one step.** The reference trains the MMILB networks for a whole epoch
