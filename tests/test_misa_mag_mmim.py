@@ -258,3 +258,20 @@ def test_dataset_defaults_follow_the_reference_configs():
     assert (mmim.train.batch_size, mmim.model_config.cpc_weight, mmim.model_config.mmilb_weight) == (32, 0.1, 0.1)
     with pytest.raises(ConfigError, match="model.hidden_dim=30 must be divisible by model.transformer_heads=4"):
         resolve_config("misa", overrides={"model": {"hidden_dim": 30, "transformer_heads": 4}})
+
+
+def test_mag_displacement_is_capped_at_beta_times_the_embedding_norm():
+    from msakit.models.mag_bert import MultimodalAdaptationGate
+
+    torch.manual_seed(0)
+    gate = MultimodalAdaptationGate(8, D_A, D_V, beta_shift=0.5, dropout=0.0)
+    e, a, v = torch.randn(3, 7, 8), torch.randn(3, 7, D_A), torch.randn(3, 7, D_V)
+    with torch.no_grad():
+        small = gate.displacement(e, 1e-3 * a, 1e-3 * v)
+        for layer in (gate.W_v, gate.W_a):
+            layer.weight.mul_(1e3)
+        large = gate.displacement(e, a, v)
+    limit = 0.5 * e.norm(dim=-1)
+    assert (small.norm(dim=-1) < limit).all()  # a small shift passes unchanged (α = 1)
+    torch.testing.assert_close(large.norm(dim=-1), limit, rtol=1e-4, atol=1e-5)  # a large one is scaled to β‖e‖
+    torch.testing.assert_close(gate(e, a, v), gate.layer_norm(e + large))

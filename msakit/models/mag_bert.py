@@ -100,6 +100,10 @@ class MultimodalAdaptationGate(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, embeddings: torch.Tensor, audio: torch.Tensor | None, vision: torch.Tensor | None) -> torch.Tensor:
+        return self.dropout(self.layer_norm(embeddings + self.displacement(embeddings, audio, vision)))
+
+    def displacement(self, embeddings: torch.Tensor, audio: torch.Tensor | None, vision: torch.Tensor | None) -> torch.Tensor:
+        """``α H``: the nonverbal shift, at most ``β ‖e‖`` long at every position."""
         shift = torch.zeros_like(embeddings)
         if vision is not None:
             shift = shift + F.relu(self.W_hv(torch.cat((vision, embeddings), dim=-1))) * self.W_v(vision)
@@ -109,7 +113,7 @@ class MultimodalAdaptationGate(nn.Module):
         shift_norm = shift.norm(dim=-1)
         shift_norm = torch.where(shift_norm == 0, torch.ones_like(shift_norm), shift_norm)
         alpha = (embedding_norm / (shift_norm + EPS) * self.beta_shift).clamp(max=1.0).unsqueeze(-1)
-        return self.dropout(self.layer_norm(alpha * shift + embeddings))
+        return alpha * shift
 
 
 @register_model
