@@ -204,6 +204,7 @@ def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, de
     kind = kind or meta["kind"]
     modalities = tuple(meta["input_dims"]["modalities"])
     dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels)
+    type(model).check_data(dataset, modalities)  # e.g. MAG-BERT refuses unaligned frames here too
     target = dataset[split]
     for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
         if m in modalities and target.feature_dim(m) != meta["input_dims"][key]:

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=600)
     p.add_argument("--n-valid", type=int, default=150)
     p.add_argument("--n-test", type=int, default=300)
+    p.add_argument("--aligned", action="store_true", help="word-aligned layout like aligned_50.pkl (one frame per token, no *_lengths)")
     return parser
 
 
@@ -173,7 +174,7 @@ def _run(args, command_line: str) -> None:
                runs_dir=args.runs_dir, command=command_line)
         print((Path(args.output) / "ablation.md").read_text())
     elif args.command == "synth":
-        path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
+        path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
         print(f"synthetic dataset written to {path}")
 
 

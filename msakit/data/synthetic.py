@@ -55,6 +55,10 @@ class SyntheticSpec:
     scale: float = 1.25  # c: spreads y_m over the MOSI range
     frame_signal: float = 0.6  # signal amplitude per frame, relative to unit noise
     seed: int = 0
+    # True: the layout of MMSA's aligned_50.pkl: frames trimmed to the 50 text positions, no
+    # *_lengths keys (the reader takes each sample's length from its text mask), so frame i
+    # belongs to text position i. Same samples and values as the unaligned file otherwise.
+    aligned: bool = False
 
 
 def _sentence(y_t: float, rng: np.random.Generator) -> str:
@@ -118,6 +122,10 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
             "regression_labels_V": unimodal["v"].astype(np.float32),
             "annotations": ["Positive" if y > 0 else "Negative" if y < 0 else "Neutral" for y in y_m],
         }
+        if spec.aligned:
+            for key in ("audio", "vision"):
+                data[split][key] = data[split][key][:, : text_bert.shape[2]]
+                del data[split][f"{key}_lengths"]
     return data
 
 

@@ -8,6 +8,7 @@ which msakit does not need. Nothing here ever contacts a model hub.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
@@ -169,13 +170,32 @@ class TextEncoder(nn.Module):
     def config_dict(self) -> dict:
         return self.backbone.config.to_diff_dict() | {"model_type": self.backbone.config.model_type}
 
-    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, embedding_hook=None) -> torch.Tensor:
         """Every position's last hidden state ``(B, L, H)`` (for models that need the sequence)."""
-        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        with self._embedding_hook(embedding_hook):
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # The packed path needs right padding ([CLS] first in every row), as our batches are.
-        if self.unpadded and bool(attention_mask[:, 0].all()):
-            return bert_cls_unpadded(self.backbone, input_ids, attention_mask)
-        states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return states[:, 0]
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, embedding_hook=None) -> torch.Tensor:
+        """The first token's last hidden state ``(B, H)``. ``embedding_hook(embeddings) ->
+        embeddings``, if given, rewrites the ``(B, L, H)`` embedding output before the first
+        layer (MAG-BERT fuses audio/vision there); every forward path applies it."""
+        with self._embedding_hook(embedding_hook):
+            # The packed path needs right padding ([CLS] first in every row), as our batches are.
+            if self.unpadded and bool(attention_mask[:, 0].all()):
+                return bert_cls_unpadded(self.backbone, input_ids, attention_mask)
+            states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return states[:, 0]
+
+    @contextlib.contextmanager
+    def _embedding_hook(self, hook):
+        if hook is None:
+            yield
+            return
+        embeddings = getattr(self.backbone, "embeddings", None)
+        if not isinstance(embeddings, nn.Module):
+            raise TypeError(f"{type(self.backbone).__name__} has no `embeddings` module to hook into")
+        handle = embeddings.register_forward_hook(lambda module, args, output: hook(output))
+        try:
+            yield
+        finally:
+            handle.remove()

@@ -128,3 +128,12 @@ class MSAModel(nn.Module):
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:  # pragma: no cover
         raise NotImplementedError
+
+    @classmethod
+    def check_data(cls, data, modalities: tuple[str, ...]) -> None:
+        """Refuse (``ConfigError``/``DataError``) data this model cannot use, e.g. unaligned
+        frames for a model that needs one frame per word; called before the model is built."""
+
+    def clip_gradients(self) -> None:
+        """Called before every optimiser step (after the gradients are complete); models whose
+        reference clips gradients do it here."""

@@ -5,7 +5,7 @@ sums every term. It may define ``after_step(output, batch, epoch)``, which the t
 after ``backward()`` (ULGM updates its labels, memory and centres there).
 """
 
-from msakit.objectives.regression import RegressionL1
+from msakit.objectives.regression import RegressionL1, RegressionMSE
 from msakit.objectives.ulgm import ULGM
 
-__all__ = ["RegressionL1", "ULGM"]
+__all__ = ["RegressionL1", "RegressionMSE", "ULGM"]

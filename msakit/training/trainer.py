@@ -123,6 +123,7 @@ class Trainer:
             )
 
         model_class = get_model_class(config.model)
+        model_class.check_data(self.data, self.modalities)
         dims = InputDims.from_split(self.data["train"], self.modalities)
         kwargs, self.tokenizer = {}, None
         if "t" in self.modalities and model_class.uses_text_encoder:
@@ -183,6 +184,7 @@ class Trainer:
                     objective.after_step(output, batch, epoch)
             pending += 1
             if pending == t.grad_accumulation:
+                self.model.clip_gradients()
                 self.optimizer.step()
                 pending = 0
             n = len(batch)
@@ -192,6 +194,7 @@ class Trainer:
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * n
             bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - started):.1f}", refresh=False)
         if pending:
+            self.model.clip_gradients()
             self.optimizer.step()  # the epoch's last, partial accumulation window
         bar.close()
         elapsed = time.perf_counter() - started
