@@ -144,6 +144,7 @@ def compare(
         "overrides": base,
         "model_overrides": model_overrides or {},
         "machine": _machine(),
+        "complete": False,  # True once every row is in
         "rows": {},
     }
     del dataset
@@ -160,6 +161,7 @@ def compare(
         except ConfigError as refusal:  # the model cannot run on this data (e.g. these modalities)
             print(f"[compare] {label}: refused: {refusal}", flush=True)
             payload["rows"][label] = {"model": name, "status": "refused", "reason": str(refusal), "run_dir": str(run_dir)}
+            _write_outputs(payload, output_dir)
             continue
         split = result.evaluated_split
         statistics = {seed: _run_statistics(run_dir / f"seed_{seed}") for seed in seeds}
@@ -174,12 +176,20 @@ def compare(
             "per_seed_timing": {str(k): v for k, v in statistics.items()},
             **_parameter_counts(run_dir / f"seed_{seeds[0]}"),
         }
-    payload["evaluated_split"] = split
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "compare.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (output_dir / "compare.md").write_text(compare_markdown(payload))
-    plot_compare(payload, output_dir / "compare.png")
+        payload["evaluated_split"] = split
+        _write_outputs(payload, output_dir)  # after every row: a stopped comparison keeps its finished rows
+    payload["complete"] = True
+    _write_outputs(payload, output_dir)
     return payload
+
+
+def _write_outputs(payload: dict, output_dir: Path) -> None:
+    from msakit.training.checkpoint import atomic_write
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(output_dir / "compare.json", lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
+    atomic_write(output_dir / "compare.md", lambda p: p.write_text(compare_markdown(payload)))
+    plot_compare(payload, output_dir / "compare.png")
 
 
 def _cell(summary: dict, metric: str, percent: bool, digits: int = 4) -> str:
@@ -216,6 +226,8 @@ def compare_markdown(payload: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     machine = payload.get("machine", {})
     lines += ["", f"Machine: {machine.get('platform')}, {machine.get('cores_visible')} cores visible, torch {machine.get('torch')}."]
+    if not payload.get("complete", True):
+        lines += ["", f"Incomplete: {len(rows)} row(s) so far; run the same command again to finish (finished seeds are reused)."]
     if payload.get("command"):
         lines += ["", "Made with:", "", f"    {payload['command']}"]
     return "\n".join(lines) + "\n"
@@ -248,10 +260,13 @@ def plot_compare(payload: dict, path: Path) -> None:
             ax.scatter(x + rng.uniform(-0.12, 0.12, len(points)), points, s=12, color="#e73", alpha=0.8, zorder=2)
         ax.set_title(metric if section == "summary" else "train seconds / epoch", fontsize=10)
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle(f"{payload['data']} ({payload.get('evaluated_split')}): mean ± std (squares) and each seed (dots), seeds {payload['seeds']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from msakit.training.checkpoint import atomic_write
+
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)

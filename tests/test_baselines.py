@@ -170,7 +170,7 @@ def test_modality_subsets_are_supported_or_refused_with_the_reason():
     batch = _batch()
     for name in ("tfn", "lmf"):
         for dims in (InputDims(("t",)), InputDims(("a", "v"), 5, 20), text_audio):
-            model, _ = _model(name, dims=dims)
+            model, _ = _model(name, dims=dims, **({"text_out": 8, "video_hidden": 16} if name == "tfn" else {}))
             assert model.eval()(batch).predictions["m"].shape == (3,)
     mult, c = _model("mult", dims=text_audio)
     out = mult.eval()(batch)
@@ -190,3 +190,22 @@ def test_lmf_factors_train_at_their_own_rate_and_mult_asks_for_gradient_clipping
     assert sum(len(g["params"]) for g in groups.values()) == len([p for p in lmf.parameters() if p.requires_grad])
     mult, c = _model("mult")
     assert mult.grad_clip_value == c.grad_clip == 0.6
+
+
+def test_mult_computes_the_reference_forward_exactly_on_unpadded_input():
+    """With nothing to mask (every sequence full length), msakit's MulT and a re-implementation
+    of the reference forward (fairseq attention, padding found by zero features, the reference's
+    future mask; benchmarks/mult_speed.py) give the same predictions from the same weights."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mult_speed import reference_forward
+
+    model, _ = _model("mult", model_dim=8, heads=2, layers=2, conv_kernel_a=3)
+    model.eval()
+    batch = _batch((9, 9, 9), (14, 14, 14), (11, 11, 11))
+    with torch.no_grad():
+        ours = model(batch).predictions["m"]
+        theirs = reference_forward(model, model.text_model.token_states(batch.text_ids, batch.text_mask), batch.audio, batch.vision)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)

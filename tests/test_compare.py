@@ -21,6 +21,7 @@ def test_compare_writes_table_and_figure_reuses_runs_and_adds_text_only_rows(sma
     ]
     assert main(argv) == 0
     payload = json.loads((out / "compare.json").read_text())
+    assert payload["complete"] is True
     assert list(payload["rows"]) == ["tfn", "tfn (text only)", "mult", "mult (text only)"]
     tfn = payload["rows"]["tfn"]
     assert tfn["status"] == "ok" and set(tfn["per_seed"]) == {"1", "2"} and tfn["summary"]["MAE"]["n"] == 2
