@@ -68,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
 
+    p = sub.add_parser("compare", parents=[common], help="train several models over the same seeds; write a table (markdown, JSON) and a figure")
+    p.add_argument("--models", required=True, help="comma-separated, e.g. self_mm,dma,tfn,lmf,mult")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
+    p.add_argument("--seeds", type=_seeds, default=[1111, 1112, 1113])
+    p.add_argument("--output", required=True, help="directory for compare.json/.md/.png (and the runs, unless --runs-dir)")
+    p.add_argument("--runs-dir", help="where the runs go; finished seeds there are reused")
+    p.add_argument("--epochs", type=int, help="maximum epochs of every run (train.max_epochs)")
+    p.add_argument("--text-only", action="store_true", help="also train each model on the text alone (a row per model)")
+    p.add_argument("--set", action="append", metavar="[MODEL:]SECTION.KEY=VALUE",
+                   help="override a setting for every model, or for one model with a MODEL: prefix (e.g. tfn:model.post_fusion_dim=32)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output")
     p.add_argument("--seed", type=int, default=0)
@@ -173,6 +186,25 @@ def _run(args, command_line: str) -> None:
                no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides,
                runs_dir=args.runs_dir, command=command_line)
         print((Path(args.output) / "ablation.md").read_text())
+    elif args.command == "compare":
+        from msakit.compare import compare
+
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        shared = [item for item in args.set or [] if ":" not in item.split("=", 1)[0]]
+        per_model: dict = {}
+        for item in args.set or []:
+            if item not in shared:
+                name, rest = item.split(":", 1)
+                per_model.setdefault(name.strip(), []).append(rest)
+        overrides = parse_set_options(shared)
+        if args.epochs is not None:
+            overrides["train"]["max_epochs"] = args.epochs
+        if args.quiet:
+            overrides["train"]["progress"] = "false"
+        compare(models, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, overrides=overrides,
+                model_overrides={m: parse_set_options(items) for m, items in per_model.items()}, text_only=args.text_only,
+                runs_dir=args.runs_dir, command=command_line)
+        print((Path(args.output) / "compare.md").read_text())
     elif args.command == "synth":
         path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
         print(f"synthetic dataset written to {path}")

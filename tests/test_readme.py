@@ -27,7 +27,7 @@ def readme_blocks(language: str) -> list[str]:
 def readme_commands() -> list[str]:
     commands = []
     for block in readme_blocks("bash"):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
             if line and not line.startswith("#") and not line.startswith(SKIPPED_PREFIXES):
                 commands.append(line)
@@ -65,6 +65,11 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
     files = {}
     mmsa = tmp_path / "MMSA"
     files["~/MMSA/MOSI/unaligned_50.pkl"] = small_synthetic
+    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+
+    files["~/MMSA/MOSI/aligned_50.pkl"] = write_synthetic(
+        mmsa / "MOSI" / "aligned_50.pkl", SyntheticSpec(n_train=48, n_valid=16, n_test=16, seed=3, aligned=True))
+    files["/path/to/bert-base-uncased"] = tiny_bert_dir
     sims = {name: dict(split) for name, split in data.items()}
     for split in sims.values():
         for key in [k for k in split if k.startswith("regression_labels")]:
@@ -94,7 +99,7 @@ def localise(command: str, files: dict) -> list[str]:
     return argv[1:]
 
 
-KNOWN = {"train", "evaluate", "predict", "synth", "ablate"}
+KNOWN = {"train", "evaluate", "predict", "synth", "ablate", "compare"}
 
 
 def test_every_readme_command_runs_as_written(readme_world, capsys):

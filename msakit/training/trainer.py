@@ -140,6 +140,8 @@ class Trainer:
         # The fused kernel applies the same Adam update in one pass (several times faster than
         # the per-tensor loop on CPU for BERT-sized parameter lists).
         self.optimizer = torch.optim.Adam(self.model.parameter_groups(), fused=True)
+        # A model may ask for gradient value clipping after every backward (MulT's grad_clip).
+        self.grad_clip_value = float(getattr(self.model, "grad_clip_value", 0.0) or 0.0)
 
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
@@ -179,6 +181,8 @@ class Trainer:
                     f"The last good checkpoint is {self.run_dir / 'last.pt'}; lower the learning rates and --resume."
                 )
             loss.backward()
+            if self.grad_clip_value > 0:
+                torch.nn.utils.clip_grad_value_([p for p in self.model.parameters() if p.requires_grad], self.grad_clip_value)
             for objective in self.objectives:
                 if hasattr(objective, "after_step"):
                     objective.after_step(output, batch, epoch)

@@ -1,0 +1,273 @@
+"""Several models on the same data and seeds: one table (markdown + JSON) and one figure.
+
+``compare`` trains every model over every seed through ``msakit.train`` (finished seeds in the
+runs directory are reused, after checking they were trained with the same config), then
+writes ``compare.json``, ``compare.md`` (mean ± std of every metric, parameter count, train
+time per epoch, training samples/s) and ``compare.png`` (each metric per model, every seed as
+a point over the mean ± std). With ``text_only=True`` each model also gets a row trained on
+the text alone, so a reader can see how much the other modalities add; a model that cannot
+run on text alone gets a row saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msakit.errors import ConfigError, RunDirError
+from msakit.metrics import summarize_seeds
+
+TEXT_ONLY = " (text only)"
+
+
+def _merge(*layers: dict | None) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in (layer or {}).items():
+            merged.setdefault(section, {}).update(values)
+    return merged
+
+
+def _config_differences(saved: dict, wanted: dict) -> list[str]:
+    keys = []
+    for section in ("model", "model_config", "data", "train", "alignment"):
+        a, b = saved.get(section), wanted.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k != "progress"]
+        elif a != b:
+            keys.append(section)
+    return [k.replace("model_config.", "model.") for k in keys]
+
+
+def _check_reusable(run_dir: Path, model: str, data: str, kind: str, seeds, overrides: dict) -> None:
+    """Refuse to reuse (or resume) a seed directory that was trained with another config."""
+    import dataclasses
+
+    from msakit.config import config_from_dict, resolve_config
+
+    base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
+    for seed in seeds:
+        saved_path = run_dir / f"seed_{seed}" / "config.json"
+        if not saved_path.exists():
+            continue
+        wanted = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed))).to_dict()
+        try:
+            saved = config_from_dict(json.loads(saved_path.read_text())).to_dict()
+        except (ValueError, KeyError) as exc:
+            raise RunDirError(f"{saved_path}: unreadable run config ({exc}); remove {saved_path.parent} or use another runs directory") from None
+        differences = _config_differences(saved, wanted)
+        if differences:
+            raise RunDirError(
+                f"{saved_path.parent} was trained with another config (differs in {', '.join(differences[:5])}); "
+                "remove it or give compare another runs directory"
+            )
+
+
+def _run_statistics(seed_dir: Path) -> dict[str, float]:
+    results = json.loads((seed_dir / "results.json").read_text())
+    epochs = [json.loads(line) for line in (seed_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {
+        "seconds_per_epoch": results["train_seconds"] / max(results["epochs_run"], 1),
+        "samples_per_s": float(np.mean([e["train_samples_per_s"] for e in epochs])) if epochs else float("nan"),
+        "epochs_run": results["epochs_run"],
+        "best_epoch": results["best_epoch"],
+    }
+
+
+def _parameter_counts(seed_dir: Path) -> dict[str, int]:
+    from msakit.training.checkpoint import load_model
+
+    model, _, _ = load_model(seed_dir)
+    total = sum(p.numel() for p in model.parameters())
+    text = sum(p.numel() for p in model.text_model.parameters()) if hasattr(model, "text_model") else 0
+    return {"parameters": total, "parameters_without_text_encoder": total - text}
+
+
+def _machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "cores_visible": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def compare(
+    models: list[str] | tuple[str, ...],
+    data: str | Path = "synthetic",
+    *,
+    output_dir: str | Path,
+    kind: str = "mosi",
+    seeds: tuple[int, ...] | list[int] = (1111, 1112, 1113),
+    overrides: dict[str, dict[str, Any]] | None = None,
+    model_overrides: dict[str, dict[str, dict[str, Any]]] | None = None,
+    text_only: bool = False,
+    runs_dir: str | Path | None = None,
+    command: str | None = None,
+) -> dict:
+    """Train each model in ``models`` over ``seeds`` on ``data`` and write the comparison.
+
+    ``overrides`` (``{"train"|"data"|"alignment"|"model": {...}}``) apply to every model;
+    ``model_overrides[name]`` to that model only. Runs go to ``runs_dir`` (default
+    ``output_dir/runs``), one directory per row; finished seeds there are reused. ``command``,
+    the call that made the table, is recorded in the JSON and the markdown. Returns the JSON
+    payload."""
+    import msakit
+    from msakit.data import load_dataset
+    from msakit.models import get_model_class
+
+    models = list(dict.fromkeys(models))
+    if not models:
+        raise ConfigError("compare: --models is empty; name at least one model, e.g. --models self_mm,tfn")
+    for name in models:
+        get_model_class(name)  # unknown names fail before anything trains
+    unknown = set(model_overrides or {}) - set(models)
+    if unknown:
+        raise ConfigError(f"compare: settings given for {sorted(unknown)}, which are not among --models {','.join(models)}")
+    if not seeds:
+        raise ConfigError("compare: --seeds is empty; give at least one seed")
+    output_dir = Path(output_dir)
+    runs_dir = Path(runs_dir) if runs_dir else output_dir / "runs"
+    base = _merge(overrides)
+    dataset = load_dataset(str(data), kind, base.get("data", {}).get("modalities"))
+    rows = [(name, name, None) for name in models]
+    if text_only and "t" in dataset.modalities and len(dataset.modalities) > 1:
+        rows = [r for name in models for r in ((name, name, None), (name + TEXT_ONLY, name, "t"))]
+    payload: dict[str, Any] = {
+        "command": command,
+        "data": str(data),
+        "kind": kind,
+        "seeds": [int(s) for s in seeds],
+        "modalities": list(dataset.modalities),
+        "overrides": base,
+        "model_overrides": model_overrides or {},
+        "machine": _machine(),
+        "complete": False,  # True once every row is in
+        "rows": {},
+    }
+    del dataset
+    split = None
+    for label, name, modalities in rows:
+        run_overrides = _merge(base, (model_overrides or {}).get(name))
+        if modalities:
+            run_overrides.setdefault("data", {})["modalities"] = modalities
+        run_dir = runs_dir / (name + ("_text_only" if modalities else ""))
+        print(f"[compare] {label}: {len(seeds)} seed(s) in {run_dir}", flush=True)
+        _check_reusable(run_dir, name, str(data), kind, seeds, run_overrides)  # bad settings stop the comparison
+        try:
+            result = msakit.train(name, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
+                                  resume=run_dir.exists())  # finished seeds are reused
+        except ConfigError as refusal:  # the model cannot run on this data (e.g. these modalities)
+            print(f"[compare] {label}: refused: {refusal}", flush=True)
+            payload["rows"][label] = {"model": name, "status": "refused", "reason": str(refusal), "run_dir": str(run_dir)}
+            _write_outputs(payload, output_dir)
+            continue
+        split = result.evaluated_split
+        statistics = {seed: _run_statistics(run_dir / f"seed_{seed}") for seed in seeds}
+        payload["rows"][label] = {
+            "model": name,
+            "status": "ok",
+            "modalities": modalities or "".join(payload["modalities"]),
+            "run_dir": str(run_dir),
+            "per_seed": {str(k): v for k, v in result.per_seed.items()},
+            "summary": result.summary,
+            "timing": summarize_seeds(list(statistics.values())),
+            "per_seed_timing": {str(k): v for k, v in statistics.items()},
+            **_parameter_counts(run_dir / f"seed_{seeds[0]}"),
+        }
+        payload["evaluated_split"] = split
+        _write_outputs(payload, output_dir)  # after every row: a stopped comparison keeps its finished rows
+    payload["complete"] = True
+    _write_outputs(payload, output_dir)
+    return payload
+
+
+def _write_outputs(payload: dict, output_dir: Path) -> None:
+    from msakit.training.checkpoint import atomic_write, write_json
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / "compare.json", payload)
+    atomic_write(output_dir / "compare.md", lambda p: p.write_text(compare_markdown(payload)))
+    plot_compare(payload, output_dir / "compare.png")
+
+
+def _cell(summary: dict, metric: str, percent: bool, digits: int = 4) -> str:
+    s = summary.get(metric)
+    if s is None:
+        return "n/a"
+    if percent:
+        return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def compare_markdown(payload: dict) -> str:
+    rows = payload["rows"]
+    done = [r for r in rows.values() if r["status"] == "ok"]
+    metrics = list(done[0]["summary"]) if done else []
+    percent = lambda m: m.startswith(("Acc", "F1"))  # noqa: E731
+    header = ["model", *metrics, "parameters (without text encoder)", "s / epoch", "train samples/s", "epochs (best)"]
+    lines = [
+        f"Models on `{payload['data']}` ({payload['kind']}, {payload.get('evaluated_split')} split), mean ± std over seeds "
+        f"{payload['seeds']}; accuracies/F1 in %. Time per epoch and samples/s are training-only, on the machine below.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for label, r in rows.items():
+        if r["status"] != "ok":
+            lines.append("| " + " | ".join([label, f"refused: {r['reason']}"] + [""] * (len(header) - 2)) + " |")
+            continue
+        cells = [label] + [_cell(r["summary"], m, percent(m)) for m in metrics]
+        cells.append(f"{r['parameters']:,} ({r['parameters_without_text_encoder']:,})")
+        cells.append(_cell(r["timing"], "seconds_per_epoch", False, 2))
+        cells.append(_cell(r["timing"], "samples_per_s", False, 1))
+        cells.append(f"{r['timing']['epochs_run']['mean']:.1f} ({r['timing']['best_epoch']['mean']:.1f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    machine = payload.get("machine", {})
+    lines += ["", f"Machine: {machine.get('platform')}, {machine.get('cores_visible')} cores visible, torch {machine.get('torch')}."]
+    if not payload.get("complete", True):
+        lines += ["", f"Incomplete: {len(rows)} row(s) so far; run the same command again to finish (finished seeds are reused)."]
+    if payload.get("command"):
+        lines += ["", "Made with:", "", f"    {payload['command']}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_compare(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {k: r for k, r in payload["rows"].items() if r["status"] == "ok"}
+    if not rows:
+        return
+    names = list(rows)
+    panels = [("summary", "per_seed", m) for m in next(iter(rows.values()))["summary"]]
+    panels.append(("timing", "per_seed_timing", "seconds_per_epoch"))
+    columns = 3
+    n_rows = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(n_rows, columns, figsize=(4.2 * columns, 3.2 * n_rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, (section, per_seed_key, metric) in zip(axes.flat, panels):
+        for x, name in enumerate(names):
+            r = rows[name]
+            s = r[section].get(metric)
+            if s is None:
+                continue
+            ax.errorbar([x], [s["mean"]], yerr=[s["std"]], fmt="s", color="#247", capsize=4, markersize=6, zorder=3)
+            points = [v[metric] for v in r[per_seed_key].values() if metric in v]
+            ax.scatter(x + rng.uniform(-0.12, 0.12, len(points)), points, s=12, color="#e73", alpha=0.8, zorder=2)
+        ax.set_title(metric if section == "summary" else "train seconds / epoch", fontsize=10)
+        ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{payload['data']} ({payload.get('evaluated_split')}): mean ± std (squares) and each seed (dots), seeds {payload['seeds']}", fontsize=10)
+    fig.tight_layout()
+    from msakit.training.checkpoint import atomic_write
+
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
