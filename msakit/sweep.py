@@ -162,17 +162,34 @@ def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int | Non
         engine_kwargs = {"connect_args": {"timeout": 120}}  # several local workers wait for the lock
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period or 4 * heartbeat_interval,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
-        )
-    except Exception as error:  # noqa: BLE001 - driver errors vary; the user needs the URL and the cause
-        shown = url.split("@")[-1] if "@" in url else url
-        raise ConfigError(f"--storage {shown}: cannot open the study database ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+    import warnings
+
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use since 2.8
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period or 4 * heartbeat_interval,
+                    heartbeat_stale_trial_callback=retry(max_retry=2),
+                )
+        except Exception as error:  # noqa: BLE001 - driver errors vary; the user needs the URL and the cause
+            if "already exists" in str(error) and attempt < 4:
+                time.sleep(0.5 + attempt)  # another worker is creating the tables right now
+                continue
+            raise ConfigError(f"--storage {_shown_url(url)}: cannot open the study database ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+
+
+def _fail_stale_trials(study) -> None:
+    import warnings
+
+    optuna = _optuna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _count(study, states) -> int:
@@ -232,7 +249,7 @@ def sweep(
     study.set_user_attr("model", model)
     study.set_user_attr("data", str(data))
     study.set_user_attr("kind", kind)
-    optuna.storages.fail_stale_trials(study)  # trials of workers that died while this one was away
+    _fail_stale_trials(study)  # trials of workers that died while this one was away
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     if not final_only and n_trials > 0:
@@ -269,7 +286,7 @@ def sweep(
         t0 = time.perf_counter()
         waiting_since = None
         while True:
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: FAIL, re-queued with its settings
+            _fail_stale_trials(study)  # a dead worker's trial: FAIL, re-queued with its settings
             done = _count(study, (states.COMPLETE, states.PRUNED))
             running = _count(study, (states.RUNNING,))
             if done >= n_trials:
