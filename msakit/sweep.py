@@ -272,6 +272,7 @@ def sweep(
                 trial.report(record["valid_MAE"], epoch)
                 if trial.should_prune():
                     trial.set_user_attr("pruned_at_epoch", epoch)
+                    (run_dir / "last.pt").unlink(missing_ok=True)  # never resumed: free the disk
                     raise optuna.TrialPruned(f"valid MAE {record['valid_MAE']:.4f} after epoch {epoch}")
 
             result = Trainer(config, run_dir, data=search_data).fit(callback=report)
