@@ -9,7 +9,7 @@ thread per worker. Two ``msakit sweep --no-final`` workers share one SQLite stud
 The report (trials table, figures, sweep.json) is copied to benchmarks/results/sweep/; the
 trials' run directories stay in a temporary directory.
 
-    python benchmarks/sweep_flagship.py [--trials 24] [--epochs 5]
+    python benchmarks/sweep_flagship.py [--trials 24] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="msakit-bench-sweep-"))
     output = work / "sweep"

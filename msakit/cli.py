@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-final", action="store_true", help="only run trials (extra workers); no final retraining")
     p.add_argument("--final-only", action="store_true", help="no new trials: retrain the study's best settings and write the report")
     p.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler")
+    p.add_argument("--prune-after", type=int, default=3, help="epochs a trial always runs before the median pruner may stop it")
     p.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; a trial silent for 4x this is failed and retried")
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             result = sweep(args.model, args.data, output_dir=args.output, kind=args.kind, space=args.space, n_trials=args.n_trials,
                            storage=args.storage, study_name=args.study, overrides=overrides, seeds=args.seeds, final=not args.no_final,
                            final_only=args.final_only, sampler_seed=args.sampler_seed, heartbeat_interval=args.heartbeat,
-                           command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
+                           prune_after=args.prune_after, command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
             print((Path(args.output) / "trials.md").read_text())
             print(f"best valid MAE {result.best_valid_mae} with {result.best_params}; report in {args.output}")
         elif args.command == "synth":

@@ -5,7 +5,8 @@ file, or the model's default space below) for the lowest **validation MAE of ŷ_
 search loads the dataset *without its test split* (``splits=("train", "valid")``), so no
 trial can read a test label, and every trial is a normal run directory under
 ``OUTPUT/trials/`` (its ``results.json`` is evaluated on ``valid``). Trials report their
-validation MAE after every epoch and a median pruner stops the unpromising ones.
+validation MAE after every epoch and a median pruner stops the unpromising ones (from epoch
+``prune_after`` on, once ``pruner_startup_trials`` trials have finished).
 
 Storage: an SQLite file ``OUTPUT/study.db`` by default; any SQLAlchemy URL
 (``postgresql://user:pass@host/db``) lets any number of workers on any number of machines
@@ -177,7 +178,8 @@ def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int | Non
                     heartbeat_stale_trial_callback=retry(max_retry=2),
                 )
         except Exception as error:  # noqa: BLE001 - driver errors vary; the user needs the URL and the cause
-            if "already exists" in str(error) and attempt < 4:
+            racing = ("already exists", "UNIQUE constraint", "duplicate key", "database is locked")
+            if any(r in str(error) for r in racing) and attempt < 4:
                 time.sleep(0.5 + attempt)  # another worker is creating the tables right now
                 continue
             raise ConfigError(f"--storage {_shown_url(url)}: cannot open the study database ({type(error).__name__}: {str(error).splitlines()[0]})") from None
@@ -213,6 +215,7 @@ def sweep(
     final_only: bool = False,
     sampler_seed: int | None = None,
     pruner_startup_trials: int = 5,
+    prune_after: int = 3,
     heartbeat_interval: int = 30,
     grace_period: int | None = None,
     command: str | None = None,
@@ -244,7 +247,8 @@ def sweep(
     started = time.perf_counter()
     store = open_storage(storage_url, heartbeat_interval, grace_period)
     sampler = optuna.samplers.TPESampler(seed=sampler_seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=pruner_startup_trials, n_warmup_steps=1)
+    # Never prune on the first epochs: early validation MAEs hardly separate the trials.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=pruner_startup_trials, n_warmup_steps=prune_after)
     study = optuna.create_study(storage=store, study_name=study_name, direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True)
     study.set_user_attr("model", model)
     study.set_user_attr("data", str(data))
@@ -370,14 +374,19 @@ def trial_rows(study) -> list[dict]:
 
 def write_report(study, output_dir: Path, summary: SweepSummary, timings: dict, command, model, data, kind, space) -> None:
     from msakit.metrics import format_table
-    from msakit.training.checkpoint import write_json
+    from msakit.training.checkpoint import atomic_write, write_json
 
+    # Every worker writes the report when it stops: each file is replaced whole, never mixed.
     rows = trial_rows(study)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(output_dir / "trials.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write_csv(path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(output_dir / "trials.csv", write_csv)
     fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     shown = [k for k in keys if k not in ("run_dir", "worker")]
     lines = [f"# Sweep `{summary.study_name}`: {model} on {data} ({kind}), objective: validation MAE of ŷ_m", ""]
@@ -387,7 +396,7 @@ def write_report(study, output_dir: Path, summary: SweepSummary, timings: dict, 
         lines += [format_table(summary.final["summary"], title=f"best settings {summary.best_params} retrained over {len(summary.final['per_seed'])} seed(s): {summary.final['evaluated_split']} metrics"), ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(fmt(r.get(k)) for k in shown) + " |" for r in rows]
-    (output_dir / "trials.md").write_text("\n".join(lines) + "\n")
+    atomic_write(output_dir / "trials.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     figures = _figures(study, output_dir)
     write_json(output_dir / "sweep.json", {
         "command": command,
@@ -427,7 +436,9 @@ def _figures(study, output_dir: Path) -> list[str]:
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(7, 4.5)
             fig.tight_layout()
-            fig.savefig(output_dir / name, dpi=110)
+            from msakit.training.checkpoint import atomic_write
+
+            atomic_write(output_dir / name, lambda p: fig.savefig(p, dpi=110, format="png"))
             plt.close(fig)
             written.append(name)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few distinct trials
