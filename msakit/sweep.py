@@ -266,6 +266,10 @@ def sweep(
         timings["search_load_s"] = time.perf_counter() - t0
 
         def objective(trial) -> float:
+            if sampler_seed is not None:
+                # A seed per trial number, not per worker: workers given the same seed would
+                # otherwise draw the same settings; a one-worker sweep stays reproducible.
+                study.sampler = optuna.samplers.TPESampler(seed=sampler_seed * 1_000_003 + trial.number)
             params = {name: _suggest(trial, name, spec) for name, spec in search_space.items()}
             config = resolve_config(model, kind=kind, data_path=str(data), overrides=_merge(base, params, f"trial {trial.number}"))
             run_dir = output_dir / "trials" / f"trial_{trial.number:04d}"

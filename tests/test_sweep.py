@@ -85,8 +85,9 @@ def test_search_never_reads_the_test_split(small_synthetic, tmp_path, monkeypatc
         sweep("dma", poisoned, output_dir=tmp_path / "s", n_trials=2, final_only=True, seeds=(1,), overrides=_fast(max_epochs=1), log=lambda *_: None)
 
 
-def _two_workers_share_one_study(small_synthetic, tmp_path, output: Path, storage: str | None = None, study_name: str = "dma-small", n_trials: int = 5):
-    args = ["--data", str(small_synthetic), "--n-trials", str(n_trials), "--epochs", "3"]
+def _two_workers_share_one_study(small_synthetic, tmp_path, output: Path, storage: str | None = None, study_name: str = "dma-small", n_trials: int = 4):
+    # The same --sampler-seed in both workers: they must still try different settings.
+    args = ["--data", str(small_synthetic), "--n-trials", str(n_trials), "--epochs", "3", "--sampler-seed", "7"]
     if storage:
         args += ["--storage", storage, "--study", study_name]
     workers = [_worker(output, *args, cache=str(tmp_path / "cache")) for _ in range(2)]
@@ -99,6 +100,7 @@ def _two_workers_share_one_study(small_synthetic, tmp_path, output: Path, storag
     assert n_trials <= len(finished) <= n_trials + 1 and len(finished) == len(trials)
     assert len({t.number for t in trials}) == len(trials)
     assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials)
+    assert len({t.params["alignment.weight"] for t in trials}) == len(trials), "two trials tried the same settings"
     assert len({t.user_attrs["worker"] for t in trials}) == 2, "both workers should have run trials"
     for t in trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
