@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -49,6 +50,7 @@ from msakit.data.types import FeatureData, Split
 READER_VERSION = 1
 FORMAT = "msakit-feature-cache"
 _HASH_CHUNK = 8 << 20
+_ANNOUNCE_BYTES = 256 << 20
 _ARRAY_FIELDS = ("audio", "audio_lengths", "vision", "vision_lengths")
 _MAPPED = ("audio", "vision")  # large: memory-mapped; the rest is read into memory
 
@@ -241,6 +243,8 @@ def cached_read(path: str | os.PathLike[str], *, kind=None, modalities=None, spl
             warnings.warn(f"{directory}: damaged feature cache ({problem}); rebuilding it from {shown}", UserWarning, stacklevel=3)
             _set_aside(directory)
 
+    if source.stat().st_size >= _ANNOUNCE_BYTES:  # a long first read: say what is happening once
+        print(f"msakit: parsing {shown} once; later runs open its memory-mapped cache in {directory}", file=sys.stderr, flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = reader(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels)
