@@ -19,7 +19,7 @@ def test_auto_precision_is_fp32_on_cpu_so_cpu_runs_are_unchanged():
 
 
 def test_run_records_where_its_time_went_and_callback_sees_every_epoch(small_synthetic, tiny_overrides, tmp_path):
-    config = resolve_config("self_mm", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=2))
+    config = resolve_config("self_mm", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=2) | {"data": {"modalities": "a,v"}})
     seen = []
     Trainer(config, tmp_path / "run").fit(callback=lambda epoch, record: seen.append((epoch, record["valid_MAE"])))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -32,7 +32,7 @@ def test_run_records_where_its_time_went_and_callback_sees_every_epoch(small_syn
 
 
 def test_callback_can_stop_a_run(small_synthetic, tiny_overrides, tmp_path):
-    config = resolve_config("self_mm", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=3))
+    config = resolve_config("self_mm", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=3) | {"data": {"modalities": "a,v"}})
 
     class Stop(Exception):
         pass
@@ -57,7 +57,7 @@ def test_loss_scaler_path_trains_like_fp32(small_synthetic, tiny_overrides, tmp_
     """The fp16 path's loss scaling (scale, unscale-and-step, update, saved in last.pt),
     run on CPU with fp32 compute: a power-of-two scale cancels exactly, so the numbers match a
     plain fp32 run."""
-    config = resolve_config("dma", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=2))
+    config = resolve_config("dma", data_path=str(small_synthetic), overrides=tiny_overrides(max_epochs=2) | {"data": {"modalities": "a,v"}})
     plain = Trainer(config, tmp_path / "plain").fit()
     scaled_trainer = Trainer(config, tmp_path / "scaled")
     scaled_trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)

@@ -87,7 +87,7 @@ def test_search_never_reads_the_test_split(small_synthetic, tmp_path, monkeypatc
 
 def _two_workers_share_one_study(small_synthetic, tmp_path, output: Path, storage: str | None = None, study_name: str = "dma-small", n_trials: int = 4):
     # The same --sampler-seed in both workers: they must still try different settings.
-    args = ["--data", str(small_synthetic), "--n-trials", str(n_trials), "--epochs", "3", "--sampler-seed", "7"]
+    args = ["--data", str(small_synthetic), "--n-trials", str(n_trials), "--epochs", "2", "--sampler-seed", "7"]
     if storage:
         args += ["--storage", storage, "--study", study_name]
     workers = [_worker(output, *args, cache=str(tmp_path / "cache")) for _ in range(2)]
