@@ -59,7 +59,9 @@ def train(
         stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
         run_dir = Path("runs") / f"{model}_{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(run_dir)
+    started = time.perf_counter()
     dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
+    load_seconds = time.perf_counter() - started
     per_seed, split = {}, "test"
     for seed in seeds:
         config = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed)))
@@ -75,6 +77,7 @@ def train(
             # Killed before its first epoch finished: nothing in it is worth keeping.
             shutil.rmtree(seed_dir)
         trainer = Trainer(config, seed_dir, data=dataset)
+        trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
         result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
     summary = summarize_seeds(list(per_seed.values()))

@@ -283,7 +283,9 @@ def sweep(
                     (run_dir / "last.pt").unlink(missing_ok=True)  # never resumed: free the disk
                     raise optuna.TrialPruned(f"valid MAE {record['valid_MAE']:.4f} after epoch {epoch}")
 
-            result = Trainer(config, run_dir, data=search_data).fit(callback=report)
+            trainer = Trainer(config, run_dir, data=search_data)
+            trainer.timings["load_s"] = timings["search_load_s"]  # one load per worker, shared by its trials
+            result = trainer.fit(callback=report)
             if result.evaluated_split != "valid":  # pragma: no cover - guarded above
                 raise AssertionError("a search trial was evaluated on another split than valid")
             trial.set_user_attr("best_epoch", result.best_epoch)
@@ -317,6 +319,8 @@ def sweep(
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = study.best_trial if complete else None
     summary = SweepSummary(output_dir, study_name, _shown_url(storage_url), best.params if best else None, best.value if best else None, len(complete), None)
+    if final and best is None:
+        log(f"study {study_name!r} has no complete trial yet: nothing to retrain")
     if final and best is not None:
         running = _count(study, (optuna.trial.TrialState.RUNNING,))
         if running and not final_only:

@@ -51,6 +51,7 @@ def test_sweep_end_to_end_on_sqlite(small_synthetic, tmp_path):
     for r in rows:  # every trial is a normal run directory, evaluated on valid
         run = json.loads((Path(r["run_dir"]) / "results.json").read_text())
         assert run["evaluated_split"] == "valid" and abs(run["metrics"]["MAE"] - float(r["valid_MAE"])) < 1e-9
+        assert run["timings"]["load_s"] > 0 and run["timings"]["train_s"] > 0
         assert {"alignment.weight", "alignment.align_dim"} <= {k.removeprefix("param:") for k in r}
     best = min(rows, key=lambda r: float(r["valid_MAE"]))
     assert result.best_valid_mae == pytest.approx(float(best["valid_MAE"]))
