@@ -16,6 +16,8 @@ deliberate ``touch -d`` back to the old time after an in-place edit of the same 
 not noticed; ``msakit.data.feature_cache.clear()`` or deleting ``$MSAKIT_CACHE/features``
 forces a rebuild. A touched but unchanged file is re-hashed and keeps its cache.
 
+An entry made from a file's earlier contents is deleted when the new one is written.
+
 Damage. Opening checks that the manifest parses and that every array file is present with
 exactly the size, shape and dtype the manifest records (a truncated or missing file, or a
 half-written entry, is caught); a damaged entry is set aside and rebuilt from the source with
@@ -216,6 +218,21 @@ def _set_aside(directory: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _drop_superseded(source: Path, digest: str, request: dict, keep: Path) -> None:
+    """Delete entries of the same file and request made from its earlier contents (a process
+    still mapping one keeps reading it: the files go when it unmaps them)."""
+    real = str(source.resolve())
+    for entry in root().glob(f"{source.stem}-*"):
+        if entry == keep or not entry.is_dir():
+            continue
+        try:
+            manifest = json.loads((entry / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if manifest.get("source") == real and manifest.get("request") == request and manifest.get("source_hash") != digest:
+            _set_aside(entry)
+
+
 def cached_read(path: str | os.PathLike[str], *, kind=None, modalities=None, splits=("train", "valid", "test"), require_labels=True, reader=None) -> FeatureData:
     """``read_mmsa_pickle(path, ...)`` through the cache (same arguments, same result).
 
@@ -269,6 +286,7 @@ def cached_read(path: str | os.PathLike[str], *, kind=None, modalities=None, spl
     except OSError as error:
         warnings.warn(f"{directory}: could not write the feature cache ({error}); continuing without it", UserWarning, stacklevel=3)
         return data
+    _drop_superseded(source, digest, request, directory)
     # Return the memory-mapped form, so the first run uses as little memory as later ones.
     try:
         return _open_entry(directory, shown)[0]
