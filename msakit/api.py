@@ -60,7 +60,9 @@ def train(
         dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed)).validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(model, data)
     check_run_dir(run_dir, resume)
+    started = time.perf_counter()
     dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
+    load_seconds = time.perf_counter() - started
     base = drop_default_pairs_without_data(base, dataset, overrides)
     per_seed, split = {}, "test"
     for seed in seeds:
@@ -76,6 +78,7 @@ def train(
             # Killed before its first epoch finished: nothing in it is worth keeping.
             shutil.rmtree(seed_dir)
         trainer = Trainer(config, seed_dir, data=dataset)
+        trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
         result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
     summary = summarize_seeds(list(per_seed.values()))

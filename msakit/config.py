@@ -124,6 +124,8 @@ class TrainConfig:
     seed: int = setting(1111, min=0, max=2**63 - 1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = setting(0, min=0, doc="CPU threads for torch; 0 keeps torch's default")
+    precision: str = setting("auto", choices=("auto", "fp32", "bf16", "fp16"),
+                             doc="auto: bf16 (or fp16 with a loss scaler) on CUDA, fp32 on CPU")
     progress: bool = True
 
 

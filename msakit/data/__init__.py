@@ -50,7 +50,10 @@ def load_dataset(
         if modalities and set(modalities) - {"t"}:
             raise ConfigError(f"{path}: a text table has only the text modality; got modalities={modalities}")
         return data
-    return read_mmsa_pickle(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels)
+    # Parsed once: later reads open a memory-mapped cache of the result (feature_cache.py).
+    from msakit.data.feature_cache import cached_read
+
+    return cached_read(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels, reader=read_mmsa_pickle)
 
 
 __all__ = ["FeatureData", "Split", "MODALITIES", "SPLITS", "LABEL_RANGE", "load_dataset", "synthetic_path", "cache_dir"]

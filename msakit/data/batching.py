@@ -35,6 +35,18 @@ class Batch:
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies, so ``to(cuda, non_blocking=True)`` overlaps with compute."""
+        pinned = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                value = value.pin_memory()
+            elif isinstance(value, dict):
+                value = {k: v.pin_memory() for k, v in value.items()}
+            pinned[f.name] = value
+        return Batch(**pinned)
+
     def to(self, device: torch.device | str) -> "Batch":
         moved = {}
         for f in fields(self):

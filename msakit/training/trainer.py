@@ -65,6 +65,34 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def resolve_precision(name: str, device: torch.device) -> tuple[torch.dtype | None, "torch.amp.GradScaler | None"]:
+    """``(autocast dtype or None for fp32, loss scaler or None)`` for ``train.precision``.
+
+    ``auto`` is fp32 on CPU (unchanged behaviour) and, on CUDA, bf16 where the card supports
+    it, else fp16 with a dynamic loss scaler. Mixed precision is CUDA-only: CPU autocast has
+    no low-precision LSTM kernel (oneDNN refuses it)."""
+    if name == "auto":
+        if device.type != "cuda":
+            return None, None
+        name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name == "fp32":
+        return None, None
+    if device.type != "cuda":
+        from msakit.errors import ConfigError
+
+        raise ConfigError(f"train.precision={name}: mixed precision needs a CUDA device (this run is on {device}); use auto or fp32")
+    if name == "bf16":
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler(device.type)
+
+
+def _float_output(output):
+    """Model outputs back to float32, so every loss and ULGM's state stay in full precision."""
+    output.predictions = {k: v.float() for k, v in output.predictions.items()}
+    output.features = {k: v.float() for k, v in output.features.items()}
+    return output
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -96,7 +124,11 @@ class Trainer:
         self.device = resolve_device(t.device)
         seed_everything(t.seed)
 
+        started = time.perf_counter()
+        self._created = started
         self.data = data if data is not None else load_dataset(config.data.path, config.data.kind, config.data.modalities)
+        # Where the run's time goes (load, setup, train, validate, test), in results.json.
+        self.timings = {"load_s": time.perf_counter() - started if data is None else 0.0}
         chosen = config.data.modalities or self.data.modalities
         unknown = [m for m in chosen if m not in MODALITIES]
         if unknown:
@@ -147,6 +179,25 @@ class Trainer:
             name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
             for name, split in self.data.splits.items()
         }
+        # CUDA: mixed precision, page-locked batches copied without blocking. CPU: unchanged.
+        self.amp_dtype, self.scaler = resolve_precision(t.precision, self.device)
+        self.pin_memory = self.device.type == "cuda"
+        self.timings["setup_s"] = time.perf_counter() - started - self.timings["load_s"]
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _optimizer_step(self) -> None:
+        if self.scaler is not None:  # the model's clipping sees true gradients
+            self.scaler.unscale_(self.optimizer)
+            if self.grad_clip_value > 0:
+                torch.nn.utils.clip_grad_value_([p for p in self.model.parameters() if p.requires_grad], self.grad_clip_value)
+        self.model.clip_gradients()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
+            self.scaler.update()
 
     # ---- one epoch of training -------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -167,10 +218,13 @@ class Trainer:
         )
         pending = 0  # batches whose gradients are accumulated but not yet applied
         for step, batch in enumerate(bar):
-            batch = batch.to(self.device)
+            batch = (batch.pin_memory() if self.pin_memory else batch).to(self.device)
             if pending == 0:
                 self.optimizer.zero_grad(set_to_none=True)
-            output = self.model(batch)
+            with self._autocast():
+                output = self.model(batch)
+            if self.amp_dtype is not None:
+                output = _float_output(output)
             terms = {}
             for objective in self.objectives:
                 terms.update(objective(output, batch, epoch))
@@ -180,16 +234,15 @@ class Trainer:
                     f"epoch {epoch}, batch {step}: the loss is {loss.item()} ({ {k: float(v) for k, v in terms.items()} }). "
                     f"The last good checkpoint is {self.run_dir / 'last.pt'}; lower the learning rates and --resume."
                 )
-            loss.backward()
-            if self.grad_clip_value > 0:
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+            if self.grad_clip_value > 0 and self.scaler is None:  # with fp16 scaling: at the step, unscaled
                 torch.nn.utils.clip_grad_value_([p for p in self.model.parameters() if p.requires_grad], self.grad_clip_value)
             for objective in self.objectives:
                 if hasattr(objective, "after_step"):
                     objective.after_step(output, batch, epoch)
             pending += 1
             if pending == t.grad_accumulation:
-                self.model.clip_gradients()
-                self.optimizer.step()
+                self._optimizer_step()
                 pending = 0
             n = len(batch)
             seen += n
@@ -198,8 +251,7 @@ class Trainer:
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * n
             bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - started):.1f}", refresh=False)
         if pending:
-            self.model.clip_gradients()
-            self.optimizer.step()  # the epoch's last, partial accumulation window
+            self._optimizer_step()  # the epoch's last, partial accumulation window
         bar.close()
         elapsed = time.perf_counter() - started
         summary = {f"train_{k}": v / seen for k, v in totals.items()}
@@ -210,14 +262,18 @@ class Trainer:
     # ---- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, split: str, model=None, features: dict | None = None) -> dict[str, np.ndarray]:
-        return predict_builder(model or self.model, self.builders[split], self.config.train.eval_batch_size, self.device, features)
+        with self._autocast():
+            return predict_builder(model or self.model, self.builders[split], self.config.train.eval_batch_size, self.device, features)
 
     def evaluate(self, split: str, model=None) -> dict[str, float]:
         predictions = self.predict(split, model)
         return regression_metrics(predictions["m"], self.data[split].labels["m"], self.config.data.kind)
 
     # ---- the whole run --------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> RunResult:
+    def fit(self, resume: bool = False, callback=None) -> RunResult:
+        """Train, validate each epoch, test the best weights. ``callback(epoch, record)``, if
+        given, is called after each epoch is saved (``record`` holds ``valid_MAE`` etc.); it
+        may raise to stop the run there (a sweep's pruner does)."""
         t = self.config.train
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +301,9 @@ class Trainer:
         while epoch < t.max_epochs and state["stale"] < t.early_stop:
             epoch += 1
             record = {"epoch": epoch, **self.train_epoch(epoch)}
+            started = time.perf_counter()
             valid = self.evaluate("valid")
+            record["valid_seconds"] = time.perf_counter() - started
             record.update({f"valid_{k}": v for k, v in valid.items()})
             improved = valid["MAE"] < state["best_mae"]
             if improved:
@@ -264,13 +322,17 @@ class Trainer:
                     f"Corr {valid['Corr']:.4f}  {record['train_samples_per_s']:.1f} samples/s"
                     + ("  *best" if improved else "")
                 )
+            if callback is not None:
+                callback(epoch, record)
         return self._finish(state)
 
     def _finish(self, state: dict) -> RunResult:
+        started = time.perf_counter()
         best, _, _ = load_model(self.run_dir, self.device)
         split = "test" if "test" in self.data.splits else "valid"
         features: dict[str, np.ndarray] = {}
         predictions = self.predict(split, best, features)
+        test_seconds = time.perf_counter() - started
         metrics = regression_metrics(predictions["m"], self.data[split].labels["m"], self.config.data.kind)
         write_predictions_csv(self.run_dir / f"{split}_predictions.csv", self.data[split].ids, self.data[split].labels["m"], predictions)
         results = {
@@ -288,6 +350,14 @@ class Trainer:
             "best_valid_MAE": state["best_mae"],
             "epochs_run": state["epoch"],
             "train_seconds": sum(r["train_seconds"] for r in state["history"]),
+            "precision": "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch."),
+            "timings": {
+                **{k: round(v, 4) for k, v in self.timings.items()},
+                "train_s": round(sum(r["train_seconds"] for r in state["history"]), 4),
+                "validate_s": round(sum(r.get("valid_seconds", 0.0) for r in state["history"]), 4),
+                "test_s": round(test_seconds, 4),  # reload the best weights, predict the evaluated split
+                "total_s": round(time.perf_counter() - self._created, 4),  # this process (a resumed run: since resuming)
+            },
         }
         write_json(self.run_dir / "results.json", results)
         # The resume state (weights + Adam moments, ~3x the model) has no use once the run is
@@ -304,6 +374,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(),
         }
+        if self.scaler is not None:
+            payload["scaler"] = self.scaler.state_dict()
         atomic_write(self.run_dir / "last.pt", lambda p: torch.save(payload, p))
 
     def _load_resume_state(self) -> dict:
@@ -341,6 +413,8 @@ class Trainer:
                 objective.load_state_dict(objective_state)
             self.optimizer.load_state_dict(payload["optimizer"])
             _set_rng_state(payload["rng"])
+            if self.scaler is not None and "scaler" in payload:
+                self.scaler.load_state_dict(payload["scaler"])
             state = payload["state"]
             if not isinstance(state, dict) or not {"epoch", "best_mae", "best_epoch", "stale", "history"} <= set(state):
                 raise ValueError("no training state")
