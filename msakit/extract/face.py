@@ -45,6 +45,11 @@ UNITS = {"present": "0/1", "face_x": "frame width", "face_y": "frame height", "f
 
 class FaceFeaturizer:
     def __init__(self, min_detection_confidence: float = 0.5):
+        import os
+        import warnings
+
+        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ start-up chatter
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
         import mediapipe as mp
 
         self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False,
