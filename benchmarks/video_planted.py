@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/video_planted.py [--clips 72] [--epochs 12]
 
 Generates labelled clips (label y uniform in [-3, 3]) where the label is carried three ways:
-the words (a transcript in the manifest that gives only the coarse polarity: positive,
-negative or neutral phrases), the voice (pitch 160 + 20*y Hz and loudness rising with y) and
+the words (a transcript in the manifest that gives only the polarity: a positive phrase when
+y > 0, a negative one otherwise), the voice (pitch 160 + 20*y Hz and loudness rising with y) and
 the face (the photograph tilted by 5*y degrees, i.e. head roll). Then `msakit extract` ->
 `msakit train` (Self-MM, 3 seeds) on t,a,v and on t alone -> test MAE and Corr. If the
 extracted audio and vision carry the planted signal, the multimodal model beats text alone.
@@ -28,7 +28,6 @@ from benchmarks.common import write_result  # noqa: E402
 
 PHRASES = {
     "positive": ["i really liked this movie", "the film was good and fun", "what a nice story", "i enjoyed the acting"],
-    "neutral": ["the movie was about a family", "it was a film i watched", "the story takes place in a city", "there were many actors"],
     "negative": ["i did not like this movie", "the film was bad and dull", "what a poor story", "the acting was weak"],
 }
 
@@ -42,7 +41,7 @@ def make_clips(folder: Path, n: int, seed: int) -> Path:
     rows = []
     for i in range(n):
         y = float(rng.uniform(-3, 3))
-        polarity = "positive" if y > 1 else "negative" if y < -1 else "neutral"
+        polarity = "positive" if y > 0 else "negative"
         text = PHRASES[polarity][int(rng.integers(len(PHRASES[polarity])))]
         sound = voice(2.0, f0=160 + 20 * y, loudness=0.12 + 0.04 * (y + 3), seed=i)
         angle = 5.0 * y
@@ -60,8 +59,8 @@ def make_clips(folder: Path, n: int, seed: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=72)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--clips", type=int, default=96)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", default="1111,1112,1113")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
