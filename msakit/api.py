@@ -201,6 +201,9 @@ def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, de
 
     torch_device = resolve_device(device)
     model, tokenizer, meta = load_run(run, str(torch_device))
+    from msakit.extract.sidecar import check_data_matches_run
+
+    check_data_matches_run(run, data)  # features from `msakit extract`: same extractor as the run's
     kind = kind or meta["kind"]
     modalities = tuple(meta["input_dims"]["modalities"])
     dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels)

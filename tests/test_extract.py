@@ -200,6 +200,7 @@ def test_extract_train_predict_video_end_to_end(tmp_path, tiny_overrides, capsys
     assert main(["extract", str(tmp_path / "manifest.csv"), "-o", str(tmp_path / "feats.pkl"), "--workers", "1", "--quiet"]) == 0
     summary = msakit.train("self_mm", tmp_path / "feats.pkl", run_dir=tmp_path / "run", overrides=tiny_overrides(max_epochs=1))
     assert (summary.run_dir / "seed_1111" / "best" / "extractor.json").is_file()
+    assert "MAE" in msakit.evaluate(summary.run_dir, tmp_path / "feats.pkl")["summary"]  # same extractor: accepted
     videos = [str(tmp_path / "clips" / "clip1.mp4"), str(tmp_path / "clips" / "clip2.mp4"), str(tmp_path / "missing_audio.mp4")]
     write_clip(videos[-1], seconds=1.0)
     capsys.readouterr()
@@ -221,6 +222,8 @@ def test_extract_train_predict_video_end_to_end(tmp_path, tiny_overrides, capsys
         sidecar.write_text(json.dumps({**original, **change}))
         with pytest.raises(DataError, match=expected):
             msakit.predict_video(summary.run_dir, videos[:1], tmp_path / "again.csv")
+        with pytest.raises(DataError, match=expected):  # features extracted by another extractor
+            msakit.evaluate(summary.run_dir, tmp_path / "feats.pkl")
 
 
 def test_extract_refuses_a_missing_source_in_one_line(tmp_path, capsys):

@@ -66,3 +66,19 @@ def check_compatible(trained: dict, new: dict, where: str) -> None:
     if changed:
         warnings.warn(f"{where}: package versions differ from the training features' ({'; '.join(changed)}); features should match, "
                       "but re-extract the training clips if predictions look off", stacklevel=2)
+
+
+def check_data_matches_run(seed_dir: str | Path, data_path: str | Path) -> None:
+    """Where both a run and a feature file carry an extractor description, refuse a mismatch."""
+    from msakit.extract.pipeline import sidecar_path
+
+    trained = run_sidecar(seed_dir)
+    if trained is None or str(data_path) == "synthetic":
+        return
+    path = sidecar_path(data_path)
+    if path.is_file():
+        try:
+            described = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: unreadable extractor description ({exc})") from None
+        check_compatible(trained, described, str(data_path))
