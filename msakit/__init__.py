@@ -5,6 +5,7 @@ The public API: ``train``, ``evaluate``, ``predict``, ``load_run``, ``make_synth
 
 __version__ = "0.1.0"
 
-from msakit.api import TrainSummary, evaluate, load_run, make_synthetic, predict, train  # noqa: E402
+from msakit.api import TrainSummary, evaluate, load_run, make_synthetic, predict, predict_video, train  # noqa: E402
+from msakit import extract  # noqa: E402  (a package that is also callable: msakit.extract(clips, "feats.pkl"))
 
-__all__ = ["TrainSummary", "evaluate", "load_run", "make_synthetic", "predict", "train", "__version__"]
+__all__ = ["TrainSummary", "evaluate", "extract", "load_run", "make_synthetic", "predict", "predict_video", "train", "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: ``msakit train | evaluate | predict | synth``, each over a function in ``msakit.api``."""
+"""Command line: ``msakit train | evaluate | predict | extract | synth``, each over a function in ``msakit.api``."""
 
 from __future__ import annotations
 
@@ -47,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("predict", parents=[common], help="write a CSV of a trained run's predictions on a feature pickle")
+    p = sub.add_parser("predict", parents=[common], help="write a CSV of a trained run's predictions on a feature pickle (or on video files)")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True)
-    p.add_argument("--output", required=True, help="CSV file to write")
+    p.add_argument("--data", help="feature pickle to predict on")
+    p.add_argument("--video", nargs="+", metavar="VIDEO", help="video files: extract with the run's extractor settings, then predict")
+    p.add_argument("--workers", type=int, default=1, help="with --video: clips extracted in parallel")
+    p.add_argument("--output", required=True, help="CSV file to write (with --video also a .json beside it)")
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"])
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
@@ -99,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
 
+    p = sub.add_parser("extract", parents=[common], help="extract features of video clips into an MMSA feature pickle (needs msakit[video])")
+    p.add_argument("source", help="a folder of clips, a manifest CSV (path[,label][,split][,text][,video_id][,id]) or one video")
+    p.add_argument("--output", "-o", required=True, help="feature pickle to write; its .extractor.json sidecar goes beside it")
+    p.add_argument("--workers", type=int, default=None, help="clips extracted in parallel (default: all cores)")
+    p.add_argument("--split-fractions", help="train,valid,test fractions, assigned by video id (default: the manifest's split column, else all clips in test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
+    p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extractor setting, e.g. video_fps=5 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output")
     p.add_argument("--seed", type=int, default=0)
@@ -107,6 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--aligned", action="store_true", help="word-aligned layout like aligned_50.pkl (one frame per token, no *_lengths)")
     return parser
+
+
+def _extract_setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. video_fps=5")
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value.strip()
+
+
+def _video_table(result: dict) -> str:
+    rows = result["predictions"]
+    unimodal = [k for k in ("score_t", "score_a", "score_v") if rows and k in rows[0]]
+    lines = [f"{'video':<32} {'score':>7} {'class':<9}" + "".join(f" {k:>8}" for k in unimodal) + "  transcript"]
+    for row in rows:
+        name = Path(row["video"]).name
+        lines.append(f"{name[-32:]:<32} {row['score']:>7.3f} {row['class']:<9}" + "".join(f" {row[k]:>8.3f}" for k in unimodal)
+                     + f"  {row['transcript'][:60]}")
+    lines += [f"{Path(f['path']).name[-32:]:<32} could not be used: {f['reason']}" for f in result["failures"]]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +225,17 @@ def _run(args, command_line: str) -> None:
         result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
         print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
         print(json.dumps(result["per_seed"], indent=2))
+    elif args.command == "predict" and args.video:
+        if args.data:
+            raise ConfigError("predict: give --data (a feature pickle) or --video (video files), not both")
+        from msakit.api import predict_video
+
+        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers)
+        print(_video_table(result))
+        print(f"predictions written to {result['csv']} and {result['json']}")
     elif args.command == "predict":
+        if not args.data:
+            raise ConfigError("predict: give --data (a feature pickle) or --video (video files)")
         path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
         print(f"predictions written to {path}")
     elif args.command == "ablate":
@@ -235,6 +281,22 @@ def _run(args, command_line: str) -> None:
                        prune_after=args.prune_after, command=command_line)
         print((Path(args.output) / "trials.md").read_text())
         print(f"best valid MAE {result.best_valid_mae} with {result.best_params}; report in {args.output}")
+    elif args.command == "extract":
+        import os
+
+        from msakit.api import extract
+
+        settings = dict(_extract_setting(text) for text in args.set or [])
+        if args.modalities:
+            settings["modalities"] = args.modalities.replace(",", "").replace(" ", "")
+        try:
+            fractions = tuple(float(x) for x in args.split_fractions.split(",")) if args.split_fractions else None
+        except ValueError:
+            raise ConfigError(f"--split-fractions {args.split_fractions!r}: give three numbers, e.g. 0.7,0.15,0.15") from None
+        result = extract(args.source, args.output, workers=args.workers or os.cpu_count() or 1, split_fractions=fractions,
+                         seed=args.seed, progress=not args.quiet, **settings)
+        print(result.report())
+        print(f"feature description written to {result.sidecar}")
     elif args.command == "synth":
         path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
         print(f"synthetic dataset written to {path}")

@@ -309,6 +309,10 @@ class Trainer:
             if improved:
                 state.update(best_mae=valid["MAE"], best_epoch=epoch, stale=0)
                 save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer)
+                # Features from `msakit extract`: keep their extractor description with the model.
+                from msakit.extract.sidecar import copy_sidecar_into
+
+                copy_sidecar_into(self.config.data.path, self.run_dir / "best")
             else:
                 state["stale"] += 1
             state["epoch"] = epoch
