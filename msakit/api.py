@@ -24,11 +24,12 @@ class TrainSummary:
         return format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
 
 
-def make_synthetic(path: str | Path, **spec: Any) -> Path:
-    """Write the synthetic MMSA-format pickle (see ``msakit.data.synthetic``) to ``path``."""
-    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+def make_synthetic(path: str | Path, weak_noisy: bool = False, **spec: Any) -> Path:
+    """Write the synthetic MMSA-format pickle (see ``msakit.data.synthetic``) to ``path``;
+    ``weak_noisy=True`` starts from ``weak_noisy_spec()`` (``spec`` still overrides)."""
+    from msakit.data.synthetic import SyntheticSpec, weak_noisy_spec, write_synthetic
 
-    return write_synthetic(path, SyntheticSpec(**spec))
+    return write_synthetic(path, weak_noisy_spec(**spec) if weak_noisy else SyntheticSpec(**spec))
 
 
 def train(
@@ -116,6 +117,11 @@ def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, de
                 f"{data}: {m!r} features have {target.feature_dim(m)} dims but the model at {run} was "
                 f"trained on {meta['input_dims'][key]}; use data with the same feature extractor"
             )
+    from msakit.data.standardize import load_run_standardizer
+
+    standardizer = load_run_standardizer(run)  # the training split's statistics, unchanged
+    if standardizer is not None:
+        target = standardizer.apply(target)
     builder = BatchBuilder(target, modalities, tokenizer)
     return predict_builder(model, builder, 64, torch_device), target, kind
 

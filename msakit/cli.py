@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=600)
     p.add_argument("--n-valid", type=int, default=150)
     p.add_argument("--n-test", type=int, default=300)
+    p.add_argument("--raw-scale", action="store_true", help="audio/vision in raw extractor units (per-column scales 1e-3..1e2, offsets, near-constant and heavy-tailed columns)")
+    p.add_argument("--weak-noisy", action="store_true", help="weak, noisy, heavy-tailed, raw-scale audio/vision: the setting where fusion can lose to text alone")
     return parser
 
 
@@ -114,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                    runs_dir=args.runs_dir, command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
             print((Path(args.output) / "ablation.md").read_text())
         elif args.command == "synth":
-            path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
+            spec = dict(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
+            if args.raw_scale:
+                spec["raw_scale"] = True
+            path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, **spec)
             print(f"synthetic dataset written to {path}")
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -112,6 +112,9 @@ class DataConfig:
     kind: str = setting("mosi", choices=DATASET_KINDS, doc="label range, metrics and defaults")
     modalities: tuple[str, ...] | None = None  # None = every modality the data has
     max_text_tokens: int = setting(128, min=2, doc="longer transcripts are truncated when re-tokenized")
+    # z-score audio/vision per column with training-split statistics (msakit/data/standardize.py)
+    standardize: bool = True
+    standardize_clip: float = setting(10.0, gt=0.0, doc="z-scores beyond ±clip are clipped")
 
 
 @dataclass

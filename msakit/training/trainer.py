@@ -100,6 +100,14 @@ class Trainer:
             if split_name not in self.data.splits:
                 raise ValueError(f"{self.data.source}: training needs a {split_name!r} split; it has {sorted(self.data.splits)}")
 
+        # Audio/vision z-scored with training-split statistics, stored with the best model.
+        self.standardizer = None
+        if config.data.standardize and set(self.modalities) & {"a", "v"}:
+            from msakit.data.standardize import Standardizer
+
+            self.standardizer = Standardizer.fit(self.data["train"], self.modalities, config.data.standardize_clip)
+            self.data = self.standardizer.apply_data(self.data)
+
         model_class = get_model_class(config.model)
         dims = InputDims.from_split(self.data["train"], self.modalities)
         kwargs, self.tokenizer = {}, None
@@ -214,6 +222,10 @@ class Trainer:
             if improved:
                 state.update(best_mae=valid["MAE"], best_epoch=epoch, stale=0)
                 save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer)
+                if self.standardizer is not None:
+                    from msakit.data.standardize import FILE_NAME
+
+                    self.standardizer.save(self.run_dir / "best" / FILE_NAME)
             else:
                 state["stale"] += 1
             state["epoch"] = epoch
@@ -241,6 +253,7 @@ class Trainer:
             "data": self.data.source,
             "kind": self.config.data.kind,
             "modalities": list(self.modalities),
+            "standardized": sorted(self.standardizer.stats) if self.standardizer is not None else [],
             "seed": self.config.train.seed,
             "evaluated_split": split,
             "metrics": metrics,
