@@ -83,6 +83,59 @@ def train(
     return TrainSummary(run_dir, per_seed, summary, split)
 
 
+TEXT_ONLY_DIR = "text_only"
+
+
+def text_only_overrides(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """The same settings with text as the only modality; alignment pairs that name audio or
+    vision are dropped (there is nothing to align them with)."""
+    out = {k: dict(v) for k, v in (overrides or {}).items()}
+    out.setdefault("data", {})["modalities"] = "t"
+    out.setdefault("alignment", {})["pairs"] = "none"
+    return out
+
+
+def compare_text_only(
+    model: str = "dma",
+    data: str | Path = "synthetic",
+    *,
+    kind: str = "mosi",
+    seeds: tuple[int, ...] | list[int] = (1111,),
+    run_dir: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    resume: bool = False,
+) -> tuple[TrainSummary, TrainSummary]:
+    """Train ``model`` as asked, then the same model and settings on text alone (in
+    ``run_dir/text_only``); return both summaries. ``side_by_side`` prints them together, so
+    a multimodal result that loses to text alone is visible."""
+    multimodal = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=overrides, resume=resume)
+    text = train(model, data, kind=kind, seeds=seeds, run_dir=multimodal.run_dir / TEXT_ONLY_DIR,
+                 overrides=text_only_overrides(overrides), resume=resume)
+    return multimodal, text
+
+
+def side_by_side(multimodal: TrainSummary, text: TrainSummary) -> str:
+    """A markdown table: each metric for all modalities, text alone, and the difference; a
+    warning line when text alone is better on MAE or Corr."""
+    from msakit.metrics import _format_value
+
+    header = ["Metric", "all modalities", "text only", "difference"]
+    rows = []
+    for name, s in multimodal.summary.items():
+        t = text.summary[name]
+        rows.append([name, f"{_format_value(name, s['mean'])} ± {_format_value(name, s['std'])}",
+                     f"{_format_value(name, t['mean'])} ± {_format_value(name, t['std'])}", _format_value(name, s["mean"] - t["mean"])])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    lines = [f"{multimodal.evaluated_split} metrics over {len(multimodal.per_seed)} seed(s): all modalities vs text only",
+             line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows), "Accuracies and F1 in %."]
+    worse = [m for m, better in (("MAE", lambda a, b: a < b), ("Corr", lambda a, b: a > b))
+             if m in multimodal.summary and not better(multimodal.summary[m]["mean"], text.summary[m]["mean"])]
+    if worse:
+        lines.append(f"WARNING: adding audio/vision does not beat text alone on {' and '.join(worse)}.")
+    return "\n".join(lines)
+
+
 def _seed_dirs(run_dir: Path) -> list[Path]:
     if (run_dir / "best").is_dir():
         return [run_dir]
@@ -149,4 +202,4 @@ def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, ki
     return output_csv
 
 
-__all__ = ["TrainSummary", "evaluate", "load_run", "make_synthetic", "predict", "train"]
+__all__ = ["TrainSummary", "compare_text_only", "evaluate", "side_by_side", "load_run", "make_synthetic", "predict", "train"]

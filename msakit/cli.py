@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value, e.g. model.post_text_dim=64 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--compare-text-only", action="store_true", help="also train the same model on text alone (in RUN_DIR/text_only) and print both side by side")
 
     p = sub.add_parser("evaluate", help="metrics of a trained run on a data file")
     p.add_argument("run_dir")
@@ -93,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["train"]["progress"] = "false"
             if args.resume and not args.run_dir:
                 raise ValueError("--resume needs --run-dir (the run to continue)")
-            result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides, resume=args.resume)
-            print(result.table())
+            if args.compare_text_only:
+                from msakit.api import compare_text_only, side_by_side
+
+                result, text = compare_text_only(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides, resume=args.resume)
+                print(side_by_side(result, text))
+            else:
+                result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides, resume=args.resume)
+                print(result.table())
             print(f"run written to {result.run_dir}")
         elif args.command == "evaluate":
             result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
