@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's msakit, not an installed one
 from common import RESULTS, command_line, write_result  # noqa: E402
 
 from msakit.api import text_only_overrides  # noqa: E402
@@ -77,9 +78,9 @@ def unimodal_scores(csv_path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_variant(name, model, data_path, overrides, seeds, epochs, threads, workdir):
+def run_variant(name, model, data_path, overrides, seeds, epochs, threads, workdir, grad_accumulation):
     overrides = {k: dict(v) for k, v in overrides.items()}
-    overrides.setdefault("train", {}).update(max_epochs=epochs, num_threads=threads, progress=False)
+    overrides.setdefault("train", {}).update(max_epochs=epochs, num_threads=threads, progress=False, grad_accumulation=grad_accumulation)
     dataset = load_dataset(data_path)
     per_seed, diagnostics = {}, {}
     for seed in seeds:
@@ -113,7 +114,8 @@ def variants(part: str, data_dir: Path):
         unit = write_synthetic(data_dir / "unit.pkl", SyntheticSpec(**SIZE))
         raw = write_synthetic(data_dir / "raw.pkl", SyntheticSpec(raw_scale=True, **SIZE))
         return {
-            "unit-scale, no standardisation (before)": ("self_mm", unit, {"data": {"standardize": False}}),
+            "unit-scale, before (no standardisation, fusion=concat)": ("self_mm", unit, {"data": {"standardize": False}, "model": {"fusion": "concat"}}),
+            "unit-scale, standardised (default)": ("self_mm", unit, {}),
             "raw-scale, no standardisation": ("self_mm", raw, {"data": {"standardize": False}}),
             "raw-scale, standardised (default)": ("self_mm", raw, {}),
         }
@@ -122,8 +124,8 @@ def variants(part: str, data_dir: Path):
         "text only (self_mm = dma on t)": ("self_mm", weak, text_only_overrides({})),
         "self_mm, published (fusion=concat)": ("self_mm", weak, {"model": {"fusion": "concat"}}),
         "self_mm, default": ("self_mm", weak, {}),
-        "dma, published (fusion=concat)": ("dma", weak, {"model": {"fusion": "concat"}}),
         "dma, default": ("dma", weak, {}),
+        "dma, published (fusion=concat)": ("dma", weak, {"model": {"fusion": "concat"}}),
     }
 
 
@@ -131,18 +133,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["scaling", "weak"], required=True)
     parser.add_argument("--seeds", default="1111,1112,1113")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--grad-accumulation", type=int, default=1, help="1: an optimiser step per batch (more steps in few epochs)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", help="comma-separated variant-name prefixes to run")
+    parser.add_argument("--only", help="';'-separated variant-name prefixes to run")
     parser.add_argument("--workdir", default="/tmp/msakit-bench-real-features")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     workdir = Path(args.workdir) / args.part
     rows = {}
     for name, (model, data_path, overrides) in variants(args.part, workdir / "data").items():
-        if args.only and not any(name.startswith(p) for p in args.only.split(",")):
+        if args.only and not any(name.startswith(p.strip()) for p in args.only.split(";") if p.strip()):
             continue
-        rows[name] = run_variant(name, model, data_path, overrides, seeds, args.epochs, args.threads, workdir / "runs")
+        rows[name] = run_variant(name, model, data_path, overrides, seeds, args.epochs, args.threads, workdir / "runs", args.grad_accumulation)
     lines = ["| variant | MAE | Corr | Acc-2 (non-0) | best epochs | test Corr of heads t / a / v |", "|---|---|---|---|---|---|"]
     for name, row in rows.items():
         s = row["summary"]
@@ -157,7 +160,7 @@ def main() -> None:
     print(table)
     name = f"real_features_{args.part}"
     protocol = (f"synthetic {SIZE} ({'SyntheticSpec' if args.part == 'scaling' else 'weak_noisy_spec'}), seeds {seeds}, max {args.epochs} epochs, "
-                f"early stop 8, selection on valid MAE, test metrics, {args.threads} torch thread(s)")
+                f"grad_accumulation {args.grad_accumulation}, early stop 8, selection on valid MAE, test metrics, {args.threads} torch thread(s)")
     (RESULTS / f"{name}.md").write_text(f"{protocol}.\n\n{table}\nMade with:\n\n    {command_line()}\n")
     write_result(name, {"protocol": protocol, "rows": rows})
 

@@ -310,8 +310,8 @@ def config_from_dict(payload: dict) -> RunConfig:
     model_class = get_model_class(payload["model"])
     return RunConfig(
         model=payload["model"],
-        model_config=apply_overrides(model_class.config_class(), payload["model_config"], "model"),
-        data=apply_overrides(DataConfig(), payload["data"], "data"),
+        model_config=apply_overrides(model_class.config_class(), {**getattr(model_class, "LEGACY_DEFAULTS", {}), **payload["model_config"]}, "model"),
+        data=apply_overrides(DataConfig(), {"standardize": False, **payload["data"]}, "data"),  # runs before standardisation
         train=apply_overrides(TrainConfig(), payload["train"], "train"),
         alignment=apply_overrides(AlignmentConfig(), payload.get("alignment", {}), "alignment"),
     ).validate()

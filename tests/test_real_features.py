@@ -35,7 +35,7 @@ def test_weak_noisy_setting_text_carries_most_of_the_label():
     y = data["regression_labels"]
     corr = {s: np.corrcoef(data[f"regression_labels_{s}"], y)[0, 1] for s in "TAV"}
     assert corr["T"] > 0.85 and corr["A"] < corr["T"] - 0.2 and corr["V"] < corr["T"] - 0.2
-    assert data["audio"].shape[2] == 32 and data["vision"].shape[2] == 32
+    assert data["audio"].shape[2] == 64 and data["vision"].shape[2] == 64
 
 
 def test_text_residual_fusion_starts_from_the_text_prediction(tiny_bert_dir):

@@ -78,7 +78,9 @@ def test_statistics_come_from_the_training_split_only(tmp_path, tiny_overrides):
 
 def test_run_stores_statistics_and_predict_uses_them(tmp_path, tiny_overrides):
     data_path = msakit.make_synthetic(tmp_path / "raw.pkl", raw_scale=True, **SMALL)
-    msakit.train("self_mm", data_path, run_dir=tmp_path / "run", overrides=tiny_overrides(max_epochs=2))
+    overrides = tiny_overrides(max_epochs=2)
+    overrides["model"]["fusion"] = "concat"  # audio/vision have their full say from the start
+    msakit.train("self_mm", data_path, run_dir=tmp_path / "run", overrides=overrides)
     seed_dir = tmp_path / "run" / "seed_1111"
     assert json.loads((seed_dir / "config.json").read_text())["data"]["standardize"] is True
     assert json.loads((seed_dir / "results.json").read_text())["standardized"] == ["a", "v"]

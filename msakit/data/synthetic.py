@@ -71,10 +71,12 @@ class SyntheticSpec:
 def weak_noisy_spec(**changes) -> SyntheticSpec:
     """Audio/vision weak, noisy, heavy-tailed, wide and raw-scale; text carries most of the label.
 
-    Audio and vision still carry real information (15 % of the label each, on their own private
-    factor), but at a fifth of the default per-frame signal, under t(3) noise, in 32 columns
-    each: fusion must not let them pull the prediction away from what the text knows."""
-    base = dict(weights=(0.7, 0.15, 0.15), frame_signal=0.3, noise_df=3.0, audio_dim=32, vision_dim=32, raw_scale=True)
+    Like per-utterance extractor descriptors: 64 columns and 1 to 4 frames per sample (nothing
+    to average the noise away over), t(3) noise, a per-frame signal half the default, and 10 %
+    each of the label (on their own private factor): real but small information, easy to
+    overfit. Fusion must not let them pull the prediction away from what the text knows."""
+    base = dict(weights=(0.8, 0.1, 0.1), frame_signal=0.3, noise_df=3.0, audio_dim=64, vision_dim=64,
+                min_frames=1, max_audio_frames=4, max_vision_frames=4, raw_scale=True)
     return SyntheticSpec(**{**base, **changes})
 
 

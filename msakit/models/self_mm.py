@@ -60,7 +60,8 @@ class SelfMMConfig:
     ulgm_bound: float = 3.0  # H: generated labels are clamped to [-H, H]
     ulgm_zero_is_positive: bool = False  # reference MOSI/MOSEI code counts only > 0 as positive
     packed_lstm: bool = False  # True: the reference packed LSTM (same numbers, slower on CPU)
-    fusion: str = setting("concat", choices=("concat", "text_residual"),
+    # Default departs from the paper (README, "Real extractor features"): see the module docstring.
+    fusion: str = setting("text_residual", choices=("concat", "text_residual"),
                           doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction")
 
 
@@ -75,6 +76,8 @@ def _head(in_dim: int, feature_dim: int, dropout: float) -> tuple[nn.Module, nn.
 class SelfMM(MSAModel):
     name = "self_mm"
     config_class = SelfMMConfig
+    # Settings a run saved before they existed had these values (read by load_model/resume).
+    LEGACY_DEFAULTS = {"fusion": "concat"}
     FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "post_text_dim", "a": "post_audio_dim", "v": "post_video_dim"}
     # MMSA's config_regression.json, Self-MM section (see DATA.md).
     DATASET_DEFAULTS = {
