@@ -114,10 +114,10 @@ def variants(part: str, data_dir: Path):
         unit = write_synthetic(data_dir / "unit.pkl", SyntheticSpec(**SIZE))
         raw = write_synthetic(data_dir / "raw.pkl", SyntheticSpec(raw_scale=True, **SIZE))
         return {
-            "unit-scale, before (no standardisation, fusion=concat)": ("self_mm", unit, {"data": {"standardize": False}, "model": {"fusion": "concat"}}),
-            "unit-scale, standardised (default)": ("self_mm", unit, {}),
             "raw-scale, no standardisation": ("self_mm", raw, {"data": {"standardize": False}}),
             "raw-scale, standardised (default)": ("self_mm", raw, {}),
+            "unit-scale, standardised (default)": ("self_mm", unit, {}),
+            "unit-scale, before (no standardisation, fusion=concat)": ("self_mm", unit, {"data": {"standardize": False}, "model": {"fusion": "concat"}}),
         }
     weak = write_synthetic(data_dir / "weak.pkl", weak_noisy_spec(**SIZE))
     return {
