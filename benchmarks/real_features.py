@@ -6,7 +6,8 @@ Two parts, each over seeds, short epochs, one process, ``--threads`` torch threa
   standardisation), with the same data in raw extractor units (``raw_scale=True``) without
   standardisation, and with it (the default).
 * ``weak``: the weak/noisy setting (``weak_noisy_spec``): text alone, Self-MM and the flagship
-  (``dma``) in their published form (``model.fusion=concat``) and with the defaults.
+  (``dma``) in their published form (``model.fusion=concat``, the default) and with
+  ``model.fusion=text_residual``.
 
 Every run also records diagnostics: the gradient norm of each optimiser group (text encoder,
 audio, video, the rest) averaged per epoch, train loss and validation MAE per epoch
@@ -123,8 +124,8 @@ def variants(part: str, data_dir: Path):
     return {
         "text only (self_mm = dma on t)": ("self_mm", weak, text_only_overrides({})),
         "self_mm, published (fusion=concat)": ("self_mm", weak, {"model": {"fusion": "concat"}}),
-        "self_mm, default": ("self_mm", weak, {}),
-        "dma, default": ("dma", weak, {}),
+        "self_mm, fusion=text_residual": ("self_mm", weak, {"model": {"fusion": "text_residual"}}),
+        "dma, fusion=text_residual": ("dma", weak, {"model": {"fusion": "text_residual"}}),
         "dma, published (fusion=concat)": ("dma", weak, {"model": {"fusion": "concat"}}),
     }
 
