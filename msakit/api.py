@@ -26,11 +26,12 @@ class TrainSummary:
         return format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
 
 
-def make_synthetic(path: str | Path, **spec: Any) -> Path:
-    """Write the synthetic MMSA-format pickle (see ``msakit.data.synthetic``) to ``path``."""
-    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+def make_synthetic(path: str | Path, weak_noisy: bool = False, **spec: Any) -> Path:
+    """Write the synthetic MMSA-format pickle (see ``msakit.data.synthetic``) to ``path``;
+    ``weak_noisy=True`` starts from ``weak_noisy_spec()`` (``spec`` still overrides)."""
+    from msakit.data.synthetic import SyntheticSpec, weak_noisy_spec, write_synthetic
 
-    return write_synthetic(path, SyntheticSpec(**spec))
+    return write_synthetic(path, weak_noisy_spec(**spec) if weak_noisy else SyntheticSpec(**spec))
 
 
 def train(
@@ -180,6 +181,60 @@ def drop_default_pairs_without_data(config, dataset, overrides):
     return dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, pairs=spec))
 
 
+TEXT_ONLY_DIR = "text_only"
+
+
+def text_only_overrides(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """The same settings with text as the only modality; alignment pairs that name audio or
+    vision are dropped (there is nothing to align them with)."""
+    out = {k: dict(v) for k, v in (overrides or {}).items()}
+    out.setdefault("data", {})["modalities"] = "t"
+    out.setdefault("alignment", {})["pairs"] = "none"
+    return out
+
+
+def compare_text_only(
+    model: str = "dma",
+    data: str | Path = "synthetic",
+    *,
+    kind: str = "mosi",
+    seeds: tuple[int, ...] | list[int] = (1111,),
+    run_dir: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    resume: bool = False,
+) -> tuple[TrainSummary, TrainSummary]:
+    """Train ``model`` as asked, then the same model and settings on text alone (in
+    ``run_dir/text_only``); return both summaries. ``side_by_side`` prints them together, so
+    a multimodal result that loses to text alone is visible."""
+    multimodal = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=overrides, resume=resume)
+    text_dir = multimodal.run_dir / TEXT_ONLY_DIR
+    text = train(model, data, kind=kind, seeds=seeds, run_dir=text_dir, overrides=text_only_overrides(overrides),
+                 resume=resume and text_dir.exists())
+    return multimodal, text
+
+
+def side_by_side(multimodal: TrainSummary, text: TrainSummary) -> str:
+    """A markdown table: each metric for all modalities, text alone, and the difference; a
+    warning line when text alone is better on MAE or Corr."""
+    from msakit.metrics import _format_value
+
+    header = ["Metric", "all modalities", "text only", "difference"]
+    rows = []
+    for name, s in multimodal.summary.items():
+        t = text.summary[name]
+        rows.append([name, f"{_format_value(name, s['mean'])} ± {_format_value(name, s['std'])}",
+                     f"{_format_value(name, t['mean'])} ± {_format_value(name, t['std'])}", _format_value(name, s["mean"] - t["mean"])])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    lines = [f"{multimodal.evaluated_split} metrics over {len(multimodal.per_seed)} seed(s): all modalities vs text only",
+             line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows), "Accuracies and F1 in %."]
+    worse = [m for m, better in (("MAE", lambda a, b: a < b), ("Corr", lambda a, b: a > b))
+             if m in multimodal.summary and not better(multimodal.summary[m]["mean"], text.summary[m]["mean"])]
+    if worse:
+        lines.append(f"WARNING: adding audio/vision does not beat text alone on {' and '.join(worse)}.")
+    return "\n".join(lines)
+
+
 def _seed_dirs(run_dir: Path) -> list[Path]:
     if (run_dir / "best").is_dir():
         return [run_dir]
@@ -218,6 +273,11 @@ def _predict_split(run: Path, data: str | Path, kind: str | None, split: str, de
                 f"{data}: {m!r} features have {target.feature_dim(m)} dims but the model at {run} was "
                 f"trained on {meta['input_dims'][key]}; use data with the same feature extractor"
             )
+    from msakit.data.standardize import load_run_standardizer
+
+    standardizer = load_run_standardizer(run)  # the training split's statistics, unchanged
+    if standardizer is not None:
+        target = standardizer.apply(target)
     builder = BatchBuilder(target, modalities, tokenizer)
     return predict_builder(model, builder, 64, torch_device), target, kind
 
@@ -247,90 +307,5 @@ def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, ki
     return output_csv
 
 
-def extract(source, output: str | Path, *, workers: int = 1, split_fractions: tuple[float, float, float] | None = None, seed: int = 0,
-            progress: bool = True, **settings: Any):
-    """Extract features of video clips (a folder, a manifest CSV or a list of files) into an MMSA
-    pickle plus its ``.extractor.json`` sidecar; see ``msakit.extract``. ``settings`` are fields of
-    ``msakit.extract.ExtractSettings`` (e.g. ``video_fps=5``). Returns an ``ExtractResult``."""
-    from msakit.errors import ConfigError
-    from msakit.extract import ExtractSettings
-    from msakit.extract import extract as run_extract
-
-    known = {f.name for f in dataclasses.fields(ExtractSettings)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ConfigError(f"extract.{unknown[0]}: no such extractor setting; choose from {sorted(known)}")
-    return run_extract(source, output, settings=ExtractSettings(**settings), workers=workers, split_fractions=split_fractions,
-                       seed=seed, progress=progress)
-
-
-# Scores within +-threshold of 0 are "neutral": MOSI/MOSEI round to the nearest integer class
-# (Acc-3 style), CH-SIMS's [-1, 1] scale uses its 0.1 band.
-_NEUTRAL_BAND = {"mosi": 0.5, "mosei": 0.5, "sims": 0.1}
-
-
-def sentiment_class(score: float, kind: str = "mosi") -> str:
-    band = _NEUTRAL_BAND.get(kind, 0.5)
-    return "negative" if score < -band else "positive" if score > band else "neutral"
-
-
-def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str | None = None, device: str = "auto",
-                  workers: int = 1, progress: bool = True) -> dict:
-    """Extract ``videos`` with the run's extractor settings, predict, and write ``output`` as CSV
-    and JSON (same stem): per clip the score, its class, unimodal scores (models that have
-    them) and the transcript; clips that could not be used are listed with the reason.
-    Returns ``{"predictions": [...], "failures": [...], "csv": Path, "json": Path}``."""
-    import csv
-    import json
-    import tempfile
-
-    from msakit.errors import DataError, RunDirError
-    from msakit.extract import ExtractSettings, check_compatible, describe, list_clips, run_sidecar
-    from msakit.extract import extract as run_extract
-    from msakit.training.checkpoint import atomic_write
-
-    seed_dir = _seed_dirs(Path(run_dir))[0]
-    trained = run_sidecar(seed_dir)
-    if trained is None:
-        raise RunDirError(f"{seed_dir}: no extractor description (best/extractor.json); predict --video needs a run trained on "
-                          "features made by `msakit extract`")
-    try:
-        settings = ExtractSettings(**trained["settings"]).validate()
-    except (TypeError, KeyError) as exc:
-        raise RunDirError(f"{seed_dir}/best/extractor.json: settings this msakit does not know ({exc}); use the msakit release that trained it") from None
-    check_compatible(trained, describe(settings), str(seed_dir))
-    clips = list_clips(list(videos))
-    with tempfile.TemporaryDirectory(prefix="msakit-video-") as temp:
-        try:
-            result = run_extract(clips_paths := [c.path for c in clips], Path(temp) / "clips.pkl", settings=settings, workers=workers,
-                                 progress=progress)
-        except DataError as exc:
-            raise DataError(f"no video could be used: {exc}") from None
-        predictions, target, used_kind = _predict_split(seed_dir, result.output, kind, "test", device, require_labels=False)
-        texts = dict(zip(target.ids, target.raw_text)) if target.raw_text is not None else {}
-    path_of = {c.id: str(p) for c, p in zip(clips, clips_paths)}
-    rows = []
-    for i, clip_id in enumerate(target.ids):
-        score = float(predictions["m"][i])
-        row = {"video": path_of.get(clip_id, clip_id), "score": round(score, 4), "class": sentiment_class(score, used_kind)}
-        row.update({f"score_{m}": round(float(predictions[m][i]), 4) for m in ("t", "a", "v") if m in predictions})
-        row["transcript"] = texts.get(clip_id, "")
-        rows.append(row)
-    output = Path(output)
-    csv_path, json_path = output.with_suffix(".csv"), output.with_suffix(".json")
-    columns = list(rows[0]) if rows else ["video", "score", "class", "transcript"]
-
-    def write_csv(p: Path) -> None:
-        with open(p, "w", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=columns + ["error"])
-            writer.writeheader()
-            writer.writerows(rows)
-            writer.writerows({"video": f["path"], "error": f["reason"]} for f in result.failures)
-
-    atomic_write(csv_path, write_csv)
-    payload = {"run": str(seed_dir), "kind": used_kind, "predictions": rows, "failures": result.failures}
-    atomic_write(json_path, lambda p: p.write_text(json.dumps(payload, indent=2, ensure_ascii=False)))
-    return {**payload, "csv": csv_path, "json": json_path}
-
-
-__all__ = ["TrainSummary", "evaluate", "extract", "load_run", "make_synthetic", "predict", "predict_video", "sentiment_class", "train"]
+__all__ = ["TrainSummary", "compare_text_only", "evaluate", "extract", "load_run", "make_synthetic", "predict", "predict_video",
+           "sentiment_class", "side_by_side", "train"]

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value, e.g. model.post_text_dim=64 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--compare-text-only", action="store_true", help="also train the same model on text alone (in RUN_DIR/text_only) and print both side by side")
 
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a trained run on a data file")
     p.add_argument("run_dir")
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-valid", type=int, default=150)
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--aligned", action="store_true", help="word-aligned layout like aligned_50.pkl (one frame per token, no *_lengths)")
+    p.add_argument("--raw-scale", action="store_true", help="audio/vision in raw extractor units (per-column scales 1e-3..1e2, offsets, near-constant and heavy-tailed columns)")
+    p.add_argument("--weak-noisy", action="store_true", help="weak, noisy, heavy-tailed, raw-scale audio/vision: the setting where fusion can lose to text alone")
     return parser
 
 
@@ -218,8 +221,16 @@ def _run(args, command_line: str) -> None:
             raise ConfigError("--resume needs --run-dir (the run to continue)")
         if not args.run_dir:  # chosen here so an interrupted run can say where it is
             args.run_dir = str(msakit.api.default_run_dir(args.model, args.data))
-        result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides, resume=args.resume)
-        print(result.table())
+        if args.compare_text_only:
+            from msakit.api import compare_text_only, side_by_side
+
+            result, text = compare_text_only(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir,
+                                             overrides=overrides, resume=args.resume)
+            print(side_by_side(result, text))
+        else:
+            result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides,
+                                  resume=args.resume)
+            print(result.table())
         print(f"run written to {result.run_dir}")
     elif args.command == "evaluate":
         result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
@@ -298,7 +309,10 @@ def _run(args, command_line: str) -> None:
         print(result.report())
         print(f"feature description written to {result.sidecar}")
     elif args.command == "synth":
-        path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
+        spec = dict(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
+        if args.raw_scale:
+            spec["raw_scale"] = True
+        path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, **spec)
         print(f"synthetic dataset written to {path}")
 
 

@@ -112,6 +112,9 @@ class DataConfig:
     kind: str = setting("mosi", choices=DATASET_KINDS, doc="label range, metrics and defaults")
     modalities: tuple[str, ...] | None = None  # None = every modality the data has
     max_text_tokens: int = setting(128, min=2, doc="longer transcripts are truncated when re-tokenized")
+    # z-score audio/vision per column with training-split statistics (msakit/data/standardize.py)
+    standardize: bool = True
+    standardize_clip: float = setting(10.0, gt=0.0, doc="z-scores beyond ±clip are clipped")
 
 
 @dataclass
@@ -310,8 +313,8 @@ def config_from_dict(payload: dict) -> RunConfig:
     model_class = get_model_class(payload["model"])
     return RunConfig(
         model=payload["model"],
-        model_config=apply_overrides(model_class.config_class(), payload["model_config"], "model"),
-        data=apply_overrides(DataConfig(), payload["data"], "data"),
+        model_config=apply_overrides(model_class.config_class(), {**getattr(model_class, "LEGACY_DEFAULTS", {}), **payload["model_config"]}, "model"),
+        data=apply_overrides(DataConfig(), {"standardize": False, **payload["data"]}, "data"),  # runs before standardisation
         train=apply_overrides(TrainConfig(), payload["train"], "train"),
         alignment=apply_overrides(AlignmentConfig(), payload.get("alignment", {}), "alignment"),
     ).validate()

@@ -11,6 +11,14 @@ rounding to one of seven intensity levels), so a pretrained encoder can read it.
 vision are variable-length frame sequences whose frames carry ``y_s`` along a fixed direction
 under per-frame noise, so a sequence model must integrate over time to recover it.
 
+Two switches, both off by default (the default output is unchanged, bit for bit):
+``noise_df > 0`` draws the per-frame noise from a Student-t with that many degrees of freedom
+(heavy tails, as real descriptors have), and ``raw_scale=True`` rescales every audio/vision
+column as a real extractor would emit it: a per-column scale log-uniform over 1e-3..1e2, an
+offset, two near-constant columns and two heavy-tailed (cubed) columns per modality; padding
+stays 0. ``weak_noisy_spec()`` combines both with audio/vision whose share of the label and
+per-frame signal are small next to the text's: the setting where fusion can lose to text.
+
 Written through the same pickle layout real files use, so the default path exercises the
 real reader. Seeded and deterministic.
 """
@@ -59,6 +67,20 @@ class SyntheticSpec:
     # *_lengths keys (the reader takes each sample's length from its text mask), so frame i
     # belongs to text position i. Same samples and values as the unaligned file otherwise.
     aligned: bool = False
+    noise_df: float = 0.0  # > 0: Student-t frame noise with this many degrees of freedom
+    raw_scale: bool = False  # True: raw-extractor column scales/offsets (see the module docstring)
+
+
+def weak_noisy_spec(**changes) -> SyntheticSpec:
+    """Audio/vision weak, noisy, heavy-tailed, wide and raw-scale; text carries most of the label.
+
+    Like per-utterance extractor descriptors: 64 columns and 1 to 4 frames per sample (nothing
+    to average the noise away over), t(3) noise, a per-frame signal half the default, and 10 %
+    each of the label (on their own private factor): real but small information, easy to
+    overfit. Fusion must not let them pull the prediction away from what the text knows."""
+    base = dict(weights=(0.8, 0.1, 0.1), frame_signal=0.3, noise_df=3.0, audio_dim=64, vision_dim=64,
+                min_frames=1, max_audio_frames=4, max_vision_frames=4, raw_scale=True)
+    return SyntheticSpec(**{**base, **changes})
 
 
 def _sentence(y_t: float, rng: np.random.Generator) -> str:
@@ -77,8 +99,29 @@ def _frames(y: np.ndarray, direction: np.ndarray, max_frames: int, spec: Synthet
     for i in range(n):
         length = lengths[i]
         signal = spec.frame_signal * (y[i] / 3.0) * direction
-        frames[i, :length] = signal + rng.standard_normal((length, dim))
+        noise = rng.standard_t(spec.noise_df, (length, dim)) if spec.noise_df > 0 else rng.standard_normal((length, dim))
+        frames[i, :length] = signal + noise
     return frames, lengths.astype(np.int64)
+
+
+def _raw_scale_columns(dim: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """How each column of one modality is distorted into 'raw extractor' units."""
+    scale = 10.0 ** rng.uniform(-3, 2, dim)
+    offset = rng.normal(0, 1, dim) * 10.0 ** rng.uniform(-1, 2, dim)
+    order = rng.permutation(dim)
+    near_constant, heavy = order[:2], order[2:4]
+    scale[near_constant] = 1e-5  # values barely move around their offset
+    offset[near_constant] = rng.uniform(1, 5, len(near_constant))
+    cube = np.zeros(dim, dtype=bool)
+    cube[heavy] = True
+    return {"scale": scale, "offset": offset, "cube": cube}
+
+
+def _to_raw_scale(frames: np.ndarray, lengths: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
+    x = frames.astype(np.float64)
+    x = np.where(columns["cube"], x**3, x) * columns["scale"] + columns["offset"]
+    valid = np.arange(frames.shape[1])[None, :] < lengths[:, None]
+    return (x * valid[:, :, None]).astype(np.float32)  # padding stays 0, as real files pad
 
 
 def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
@@ -91,6 +134,9 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
     direction_v = rng.standard_normal(spec.vision_dim)
     direction_v *= np.sqrt(spec.vision_dim) / np.linalg.norm(direction_v)
     rho = spec.shared_fraction
+    if spec.raw_scale:  # its own generator: the default draws above and below are unchanged
+        raw_rng = np.random.default_rng([spec.seed, 7919])
+        raw_columns = {"a": _raw_scale_columns(spec.audio_dim, raw_rng), "v": _raw_scale_columns(spec.vision_dim, raw_rng)}
     data = {}
     for split, n in (("train", spec.n_train), ("valid", spec.n_valid), ("test", spec.n_test)):
         z = rng.standard_normal(n)
@@ -103,6 +149,9 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
         texts = [_sentence(y, rng) for y in unimodal["t"]]
         audio, audio_lengths = _frames(unimodal["a"], direction_a, spec.max_audio_frames, spec, rng)
         vision, vision_lengths = _frames(unimodal["v"], direction_v, spec.max_vision_frames, spec, rng)
+        if spec.raw_scale:
+            audio = _to_raw_scale(audio, audio_lengths, raw_columns["a"])
+            vision = _to_raw_scale(vision, vision_lengths, raw_columns["v"])
         # text_bert mirrors the real layout (ids, mask, segments); msakit re-tokenizes raw_text,
         # so the ids are placeholders and only the mask (word count + [CLS]/[SEP]) is meaningful.
         text_bert = np.zeros((n, 3, 50), dtype=np.float32)

@@ -163,7 +163,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         raise RunDirError(f"{meta_path}: checkpoint format {meta.get('format_version')} is not supported (expected {FORMAT_VERSION})")
     try:
         model_class = get_model_class(meta["model"])
-        config = apply_overrides(model_class.config_class(), meta["model_config"], "model")
+        saved = {**getattr(model_class, "LEGACY_DEFAULTS", {}), **meta["model_config"]}  # older runs lack newer settings
+        config = apply_overrides(model_class.config_class(), saved, "model")
         validate_section(config, "model")
         dims_payload = dict(meta["input_dims"])
         dims = InputDims(**(dims_payload | {"modalities": tuple(dims_payload["modalities"])}))

@@ -154,6 +154,14 @@ class Trainer:
                 f"(modalities {','.join(self.modalities)}); choose pairs among the modalities used, or alignment.pairs=none"
             )
 
+        # Audio/vision z-scored with training-split statistics, stored with the best model.
+        self.standardizer = None
+        if config.data.standardize and set(self.modalities) & {"a", "v"}:
+            from msakit.data.standardize import Standardizer
+
+            self.standardizer = Standardizer.fit(self.data["train"], self.modalities, config.data.standardize_clip)
+            self.data = self.standardizer.apply_data(self.data)
+
         model_class = get_model_class(config.model)
         model_class.check_data(self.data, self.modalities)
         dims = InputDims.from_split(self.data["train"], self.modalities)
@@ -313,6 +321,10 @@ class Trainer:
                 from msakit.extract.sidecar import copy_sidecar_into
 
                 copy_sidecar_into(self.config.data.path, self.run_dir / "best")
+                if self.standardizer is not None:
+                    from msakit.data.standardize import FILE_NAME
+
+                    self.standardizer.save(self.run_dir / "best" / FILE_NAME)
             else:
                 state["stale"] += 1
             state["epoch"] = epoch
@@ -344,6 +356,7 @@ class Trainer:
             "data": self.data.source,
             "kind": self.config.data.kind,
             "modalities": list(self.modalities),
+            "standardized": sorted(self.standardizer.stats) if self.standardizer is not None else [],
             "seed": self.config.train.seed,
             "evaluated_split": split,
             "metrics": metrics,
