@@ -16,6 +16,15 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds: expected comma-separated integers, got {text!r}") from None
 
 
+def _floats(text: str, option: str) -> list[float]:
+    from msakit.errors import ConfigError
+
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from msakit.models import available_models
 
@@ -62,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="where the variants' runs go; finished seeds there are reused")
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+
+    p = sub.add_parser("robustness", help="evaluate a trained run with modalities missing or corrupted; write a table and a figure")
+    p.add_argument("run_dir")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--rates", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="rates of the missing / frame-drop / word-error curves")
+    p.add_argument("--missing", default="each,all", help="'each' (a curve per modality), 'all' (every modality, each independently), sets like t+a, or 'none'")
+    p.add_argument("--frame-drop", default="", help="modalities whose frames are zeroed at each rate, e.g. a,v")
+    p.add_argument("--noise", default="", help="modalities given Gaussian noise at each --snr, e.g. a,v")
+    p.add_argument("--snr", default="20,10,5,0,-5,-10", help="signal-to-noise ratios in dB for --noise")
+    p.add_argument("--word-errors", default="", help="transcript word errors at each rate: drop, replace, or drop,replace")
+    p.add_argument("--seed", type=int, default=0, help="corruption seed (the same for every model seed)")
+    p.add_argument("--output", help="directory for robustness.json/.md/.png (default RUN_DIR/robustness)")
 
     p = sub.add_parser("synth", help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output")
@@ -113,6 +137,16 @@ def main(argv: list[str] | None = None) -> int:
                    no_ulgm_pair_sets=split(args.no_ulgm_for), align_dim=args.align_dim, overrides=overrides,
                    runs_dir=args.runs_dir, command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
             print((Path(args.output) / "ablation.md").read_text())
+        elif args.command == "robustness":
+            from msakit.robustness import robustness
+
+            grid = dict(rates=_floats(args.rates, "--rates"), missing=args.missing, frame_drop=args.frame_drop, noise=args.noise,
+                        snrs=_floats(args.snr, "--snr"), word_errors=args.word_errors)
+            output = Path(args.output) if args.output else Path(args.run_dir) / "robustness"
+            robustness(args.run_dir, args.data, kind=args.kind, split=args.split, grid=grid, corruption_seed=args.seed, output_dir=output,
+                       device=args.device, command="msakit " + shlex.join(sys.argv[1:] if argv is None else argv))
+            print((output / "robustness.md").read_text())
+            print(f"written to {output}/robustness.json, .md, .png")
         elif args.command == "synth":
             path = msakit.make_synthetic(Path(args.output), seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test)
             print(f"synthetic dataset written to {path}")
