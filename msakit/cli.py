@@ -1,4 +1,4 @@
-"""Command line: ``msakit train | evaluate | predict | synth``, each over a function in ``msakit.api``."""
+"""Command line: ``msakit train | evaluate | predict | robustness | synth``, each over a function in ``msakit.api``."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing", default="each,all", help="'each' (a curve per modality), 'all' (every modality, each independently), sets like t+a, or 'none'")
     p.add_argument("--frame-drop", default="", help="modalities whose frames are zeroed at each rate, e.g. a,v")
     p.add_argument("--noise", default="", help="modalities given Gaussian noise at each --snr, e.g. a,v")
-    p.add_argument("--snr", default="20,10,5,0,-5,-10", help="signal-to-noise ratios in dB for --noise")
+    p.add_argument("--snr", default="20,10,5,0,-5,-10", help="signal-to-noise ratios in dB for --noise (write --snr=-5,0 when the first is negative)")
     p.add_argument("--word-errors", default="", help="transcript word errors at each rate: drop, replace, or drop,replace")
     p.add_argument("--seed", type=int, default=0, help="corruption seed (the same for every model seed)")
     p.add_argument("--output", help="directory for robustness.json/.md/.png (default RUN_DIR/robustness)")
