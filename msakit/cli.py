@@ -1,4 +1,4 @@
-"""Command line: ``msakit train | evaluate | predict | extract | synth``, each over a function in ``msakit.api``."""
+"""Command line: ``msakit train | evaluate | predict | compare | sweep | robustness | extract | synth``, each over a library function."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ def _seeds(text: str) -> list[int]:
         return [int(s) for s in text.replace(" ", "").split(",") if s]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
+def _floats(text: str, option: str) -> list[float]:
+    from msakit.errors import ConfigError
+
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extractor setting, e.g. video_fps=5 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("robustness", parents=[common], help="evaluate a trained run with modalities missing or corrupted; write a table and a figure")
+    p.add_argument("run_dir")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--rates", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="rates of the missing / frame-drop / word-error curves")
+    p.add_argument("--missing", default="each,all", help="'each' (a curve per modality), 'all' (every modality, each independently), sets like t+a, or 'none'")
+    p.add_argument("--frame-drop", default="", help="modalities whose frames are zeroed at each rate, e.g. a,v")
+    p.add_argument("--noise", default="", help="modalities given Gaussian noise at each --snr, e.g. a,v")
+    p.add_argument("--snr", default="20,10,5,0,-5,-10", help="signal-to-noise ratios in dB for --noise (write --snr=-5,0 when the first is negative)")
+    p.add_argument("--word-errors", default="", help="transcript word errors at each rate: drop, replace, or drop,replace")
+    p.add_argument("--seed", type=int, default=0, help="corruption seed (the same for every model seed)")
+    p.add_argument("--output", help="directory for robustness.json/.md/.png (default RUN_DIR/robustness)")
 
     p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output")
@@ -308,6 +332,16 @@ def _run(args, command_line: str) -> None:
                          seed=args.seed, progress=not args.quiet, **settings)
         print(result.report())
         print(f"feature description written to {result.sidecar}")
+    elif args.command == "robustness":
+        from msakit.robustness import robustness
+
+        grid = dict(rates=_floats(args.rates, "--rates"), missing=args.missing, frame_drop=args.frame_drop, noise=args.noise,
+                    snrs=_floats(args.snr, "--snr"), word_errors=args.word_errors)
+        output = Path(args.output) if args.output else Path(args.run_dir) / "robustness"
+        robustness(args.run_dir, args.data, kind=args.kind, split=args.split, grid=grid, corruption_seed=args.seed, output_dir=output,
+                   device=args.device, command=command_line)
+        print((output / "robustness.md").read_text())
+        print(f"written to {output}/robustness.json, .md, .png")
     elif args.command == "synth":
         spec = dict(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
         if args.raw_scale:

@@ -130,6 +130,10 @@ class TrainConfig:
     precision: str = setting("auto", choices=("auto", "fp32", "bf16", "fp16"),
                              doc="auto: bf16 (or fp16 with a loss scaler) on CUDA, fp32 on CPU")
     progress: bool = True
+    # Robust training: per-modality probability that a training sample has that modality absent
+    # in an epoch, e.g. "a:0.3,v:0.3" (or a dict from Python); drawn from (seed, epoch) in the
+    # data path, for any model. "" = off. See msakit/data/corruption.py.
+    modality_dropout: str = ""
 
 
 @dataclass
@@ -156,6 +160,9 @@ class RunConfig:
         validate_section(self.data, "data")
         validate_section(self.train, "train")
         validate_section(self.alignment, "alignment")
+        from msakit.data.corruption import format_modality_dropout
+
+        self.train.modality_dropout = format_modality_dropout(self.train.modality_dropout)  # checks it; canonical form
         if hasattr(self.model_config, "validate"):
             self.model_config.validate()
         return self
@@ -214,6 +221,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if annotation is str:
+        if isinstance(value, dict):  # e.g. train.modality_dropout={"a": 0.3} from Python
+            return ",".join(f"{k}:{v}" for k, v in value.items())
         return str(value)
     return value
 

@@ -78,6 +78,7 @@ class BatchBuilder:
             encoded = tokenizer(list(split.raw_text), truncation=True, max_length=max_text_tokens)
             self.token_ids = encoded["input_ids"]
             self.pad_id = int(tokenizer.pad_token_id or 0)
+            self.empty_ids = tokenizer("", truncation=True, max_length=max_text_tokens)["input_ids"]  # absent text
         self.labels = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in split.labels.items()}
 
     def __len__(self) -> int:
@@ -88,20 +89,31 @@ class BatchBuilder:
             return np.arange(len(self.split))
         return np.random.default_rng([seed, epoch]).permutation(len(self.split))
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0) -> Iterator[Batch]:
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                modality_dropout: dict[str, float] | None = None) -> Iterator[Batch]:
+        """``modality_dropout`` (``{"a": 0.3}``): per-sample absent modalities for this epoch,
+        drawn from ``(seed, epoch)`` (see ``msakit.data.corruption``)."""
         order = self.order(shuffle, seed, epoch)
+        absent = None
+        if modality_dropout:
+            from msakit.data.corruption import dropout_masks
+
+            absent = dropout_masks(len(self.split), modality_dropout, seed, epoch)
         for start in range(0, len(order), batch_size):
-            yield self.make_batch(order[start : start + batch_size])
+            yield self.make_batch(order[start : start + batch_size], absent)
 
     def num_batches(self, batch_size: int) -> int:
         return (len(self.split) + batch_size - 1) // batch_size
 
-    def make_batch(self, rows: np.ndarray) -> Batch:
+    def make_batch(self, rows: np.ndarray, absent: dict[str, np.ndarray] | None = None) -> Batch:
+        """``absent[m]`` (bool over the split's rows): rows given modality ``m`` as absent, by
+        ``msakit.data.corruption.ABSENT_CONVENTION`` (empty transcript; zero frames)."""
         rows = np.asarray(rows, dtype=np.int64)
+        absent = absent or {}
         index = torch.from_numpy(rows)
         batch = Batch(index=index, labels={k: v[index] for k, v in self.labels.items()})
         if self.token_ids is not None:
-            seqs = [self.token_ids[i] for i in rows]
+            seqs = [self.empty_ids if "t" in absent and absent["t"][i] else self.token_ids[i] for i in rows]
             width = max(len(s) for s in seqs)
             ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(seqs), width), dtype=np.int64)
@@ -110,14 +122,18 @@ class BatchBuilder:
                 mask[r, : len(s)] = 1
             batch.text_ids, batch.text_mask = torch.from_numpy(ids), torch.from_numpy(mask)
         if "a" in self.modalities:
-            batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows)
+            batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows, absent.get("a"))
         if "v" in self.modalities:
-            batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows)
+            batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows, absent.get("v"))
         return batch
 
     @staticmethod
-    def _frames(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _frames(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray, absent: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         batch_lengths = lengths[rows]
+        if absent is not None and absent[rows].any():  # absent: all frames zero, length = the split's full width
+            batch_lengths = np.where(absent[rows], array.shape[1], batch_lengths)
         longest = int(batch_lengths.max())
         frames = np.ascontiguousarray(array[rows, :longest], dtype=np.float32)
+        if absent is not None:
+            frames[absent[rows]] = 0.0  # a copy (fancy indexing above), never the split's array
         return torch.from_numpy(frames), torch.from_numpy(batch_lengths.astype(np.int64))

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from msakit.config import RunConfig, config_from_dict
+from msakit.errors import ConfigError
 from msakit.data import MODALITIES, FeatureData, load_dataset
 from msakit.data.batching import BatchBuilder
 from msakit.errors import ConfigError, DataError, DivergedError, ExistingRunError, MissingFileError, MsakitError, RunDirError
@@ -183,6 +184,12 @@ class Trainer:
         # A model may ask for gradient value clipping after every backward (MulT's grad_clip).
         self.grad_clip_value = float(getattr(self.model, "grad_clip_value", 0.0) or 0.0)
 
+        from msakit.data.corruption import parse_modality_dropout
+
+        self.modality_dropout = parse_modality_dropout(t.modality_dropout)
+        unused = [m for m in self.modality_dropout if m not in self.modalities]
+        if unused:
+            raise ConfigError(f"train.modality_dropout={t.modality_dropout!r}: the run does not use {unused} (it uses {list(self.modalities)})")
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
             for name, split in self.data.splits.items()
@@ -215,7 +222,7 @@ class Trainer:
         totals: dict[str, float] = {}
         seen, started = 0, time.perf_counter()
         bar = tqdm(
-            builder.batches(t.batch_size, shuffle=True, seed=t.seed, epoch=epoch),
+            builder.batches(t.batch_size, shuffle=True, seed=t.seed, epoch=epoch, modality_dropout=self.modality_dropout),
             total=builder.num_batches(t.batch_size),
             desc=f"epoch {epoch}",
             disable=not t.progress,
