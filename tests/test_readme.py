@@ -153,7 +153,7 @@ def localise(command: str, files: dict) -> list[str]:
     return argv[1:]
 
 
-KNOWN = {"train", "evaluate", "predict", "synth", "ablate", "compare", "sweep", "extract"}
+KNOWN = {"train", "evaluate", "predict", "synth", "ablate", "compare", "sweep", "extract", "robustness"}
 VIDEO = all(importlib.util.find_spec(m) is not None for m in ("av", "librosa", "mediapipe", "moonshine_voice", "skimage"))
 
 
@@ -175,6 +175,9 @@ def test_every_readme_command_runs_as_written(readme_world, capsys):
         assert argv[0] in KNOWN, f"README command {command!r} has no way to run in this test: add it"
         if not VIDEO and (argv[0] == "extract" or "--video" in argv or "feats.pkl" in argv):
             continue  # needs the optional extra msakit[video]
+        if argv[0] in ("robustness", "evaluate") and not Path(argv[1]).exists():
+            # A command on "a trained run": the README's own `msakit train --model self_mm --run-dir runs/x`.
+            assert main(["train", "--model", "self_mm", "--run-dir", argv[1]]) == 0, command
         if "--resume" in argv and not Path(argv[argv.index("--run-dir") + 1]).exists():
             # "continue a killed run": make the run it continues, with the same arguments.
             assert main([a for a in argv if a != "--resume"]) == 0, command
