@@ -90,7 +90,12 @@ def train(
 def default_run_dir(model: str, data: str | Path) -> Path:
     """``runs/<model>_<data stem>_<time>``: where ``train`` writes when no run_dir is given."""
     stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
-    return Path("runs") / f"{model}_{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{model}_{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():  # two runs started within the same second
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def check_seeds(seeds) -> list[int]:

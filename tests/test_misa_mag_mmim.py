@@ -137,8 +137,12 @@ def test_learns_the_planted_signal_and_reloads_with_identical_predictions(name, 
         saved = np.array([float(row["prediction"]) for row in csv.DictReader(f)])
     model, tokenizer, meta = msakit.load_run(seed_dir)
     assert meta["model"] == name
-    dataset = load_dataset(data)
-    builder = BatchBuilder(dataset["test"], tuple(meta["input_dims"]["modalities"]), tokenizer)
+    from msakit.data.standardize import load_run_standardizer
+
+    test = load_dataset(data)["test"]
+    standardizer = load_run_standardizer(seed_dir)  # the run's training-split statistics, as evaluate/predict apply them
+    test = standardizer.apply(test) if standardizer is not None else test
+    builder = BatchBuilder(test, tuple(meta["input_dims"]["modalities"]), tokenizer)
     first = predict_builder(model, builder, 16, torch.device("cpu"))["m"]
     again = predict_builder(msakit.load_run(seed_dir)[0], builder, 7, torch.device("cpu"))["m"]
     np.testing.assert_allclose(first, saved, rtol=1e-5, atol=1e-5)

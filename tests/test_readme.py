@@ -81,7 +81,9 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
 
     def short(model, **kwargs):
         overrides = {k: dict(v) for k, v in (kwargs.pop("overrides", None) or {}).items()}
-        overrides.setdefault("train", {})["max_epochs"] = 1
+        asked = overrides.setdefault("train", {}).get("max_epochs")
+        if asked is None or str(asked).lstrip("-").isdigit() and int(asked) >= 1:  # an invalid value stays, to be refused
+            overrides["train"]["max_epochs"] = 1
         overrides["train"]["progress"] = False
         return resolve(model, overrides=overrides, **kwargs)
 
