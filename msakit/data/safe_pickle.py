@@ -29,7 +29,7 @@ from msakit.errors import DataError, MissingFileError
 __all__ = ["UnsafePickleError", "safe_load"]
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(DataError):
     """A pickle names a global outside the allow-list; loading it would run code from the file."""
 
 
@@ -141,8 +141,14 @@ def safe_load(path: str | os.PathLike[str]) -> object:
     with path.open("rb") as file:
         try:
             value = _RestrictedUnpickler(file, shown).load()
-        except (UnsafePickleError, MemoryError):
+        except UnsafePickleError:
             raise
+        except MemoryError:
+            size = path.stat().st_size / 2**30
+            raise DataError(
+                f"{shown}: ran out of memory while loading it ({size:.2f} GiB on disk); the file is damaged "
+                "(it claims sizes it does not hold) or needs more memory than this machine has"
+            ) from None
         except EOFError as error:
             detail = "the file is empty" if path.stat().st_size == 0 else "it ends early (truncated?)"
             raise DataError(f"{shown}: not a valid pickle: {detail}") from error
