@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 
 import msakit
 from msakit.config import resolve_config
@@ -122,3 +124,30 @@ def test_already_standardised_file_gives_the_same_predictions_on_or_off(tmp_path
         runs[flag] = _predictions(tmp_path / flag / "seed_1111" / "test_predictions.csv")
     assert not (tmp_path / "false" / "seed_1111" / "best" / "standardizer.json").exists()
     np.testing.assert_allclose(runs["true"], runs["false"], atol=2e-3)
+
+
+def test_training_reads_standardised_frames_batch_by_batch_without_a_copy(small_synthetic, tmp_path):
+    """The trainer's splits are lazy views: a batch equals the eagerly standardised rows, and a
+    memory-mapped array is fitted and read without being copied whole."""
+    import numpy as np
+
+    from msakit.data import load_dataset
+    from msakit.data.batching import BatchBuilder
+    from msakit.data.standardize import StandardizedFrames, Standardizer
+
+    data = load_dataset(small_synthetic)
+    train = data["train"]
+    mapped = tmp_path / "audio.npy"
+    np.save(mapped, train.audio)
+    on_disk = dataclasses.replace(train, audio=np.load(mapped, mmap_mode="r"))
+    fitted = Standardizer.fit(on_disk, ("a", "v"))
+    reference = Standardizer.fit(train, ("a", "v"))
+    for m in ("a", "v"):
+        np.testing.assert_allclose(fitted.stats[m]["mean"], reference.stats[m]["mean"], rtol=0, atol=1e-12)
+    lazy, eager = fitted.apply(on_disk, lazy=True), fitted.apply(on_disk)
+    assert isinstance(lazy.audio, StandardizedFrames) and isinstance(eager.audio, np.ndarray)
+    rows = np.array([5, 0, 17, 3])
+    batch_lazy = BatchBuilder(lazy, ("a", "v")).make_batch(rows)
+    batch_eager = BatchBuilder(eager, ("a", "v")).make_batch(rows)
+    assert torch.equal(batch_lazy.audio, batch_eager.audio) and torch.equal(batch_lazy.vision, batch_eager.vision)
+    np.testing.assert_array_equal(np.asarray(lazy.audio), eager.audio)

@@ -41,6 +41,65 @@ def _valid_mask(lengths: np.ndarray, frames: int) -> np.ndarray:
     return np.arange(frames)[None, :] < np.asarray(lengths)[:, None]
 
 
+_CHUNK_ROWS = 256  # samples per chunk when fitting or materialising: memory stays bounded
+
+
+def _column_stats(array: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) std per column over valid frames, two passes over row chunks in
+    float64, so a memory-mapped MOSEI-sized array is never copied whole."""
+    total, count = np.zeros(array.shape[2]), 0
+    for start in range(0, array.shape[0], _CHUNK_ROWS):
+        chunk = np.asarray(array[start : start + _CHUNK_ROWS], dtype=np.float64)
+        valid = chunk[_valid_mask(lengths[start : start + _CHUNK_ROWS], array.shape[1])]
+        total += valid.sum(axis=0)
+        count += valid.shape[0]
+    mean = total / max(count, 1)
+    squares = np.zeros(array.shape[2])
+    for start in range(0, array.shape[0], _CHUNK_ROWS):
+        chunk = np.asarray(array[start : start + _CHUNK_ROWS], dtype=np.float64)
+        valid = chunk[_valid_mask(lengths[start : start + _CHUNK_ROWS], array.shape[1])]
+        squares += ((valid - mean) ** 2).sum(axis=0)
+    return mean, np.sqrt(squares / max(count, 1))
+
+
+class StandardizedFrames:
+    """A read-only ``(N, T, D)`` view of frames, z-scored when read: ``view[rows, :t]`` (what
+    batching reads) standardises just those rows, so training never holds a standardised copy
+    of a (possibly memory-mapped) split. ``np.asarray(view)`` materialises it, chunk by chunk."""
+
+    def __init__(self, array, lengths: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float):
+        self.array, self.lengths, self.mean, self.std, self.clip = array, np.asarray(lengths), mean, std, clip
+        self.shape = tuple(array.shape)
+        self.ndim = 3
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _standardise(self, raw: np.ndarray, lengths: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+        z = (raw.astype(np.float64) - self.mean) / self.std
+        np.clip(z, -self.clip, self.clip, out=z)
+        z *= (frame_index[None, :] < lengths[:, None])[:, :, None]
+        return z.astype(np.float32)
+
+    def __getitem__(self, key):
+        rows, frames = (key if isinstance(key, tuple) and len(key) == 2 else (key, slice(None)))
+        if isinstance(rows, (int, np.integer)) or not isinstance(frames, slice):
+            return np.asarray(self)[key]
+        rows = np.arange(self.shape[0])[rows]
+        frame_index = np.arange(self.shape[1])[frames]
+        return self._standardise(np.asarray(self.array[rows][:, frames]), self.lengths[rows], frame_index)
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, dtype=np.float32)
+        for start in range(0, self.shape[0], _CHUNK_ROWS):
+            out[start : start + _CHUNK_ROWS] = self[start : start + _CHUNK_ROWS, :]
+        return out if dtype is None else out.astype(dtype)
+
+    def copy(self) -> np.ndarray:
+        return np.asarray(self)
+
+
 @dataclass
 class Standardizer:
     """Per-modality, per-column mean and std; ``apply`` z-scores a split with them."""
@@ -59,16 +118,15 @@ class Standardizer:
             array = getattr(split, frames_key)
             if array is None:
                 continue
-            valid = array[_valid_mask(getattr(split, lengths_key), array.shape[1])].astype(np.float64)  # (frames, D)
-            mean = valid.mean(axis=0)
-            std = valid.std(axis=0)
+            mean, std = _column_stats(array, getattr(split, lengths_key))
             constant = ~(std > 1e-8 * np.maximum(1.0, np.abs(mean)))
             std = np.where(constant, 1.0, std)
             stats[m] = {"mean": mean, "std": std}
         return cls(stats, float(clip))
 
-    def apply(self, split: Split) -> Split:
-        """A new ``Split`` whose audio/vision are z-scored (valid frames) and 0 (padding)."""
+    def apply(self, split: Split, lazy: bool = False) -> Split:
+        """A new ``Split`` whose audio/vision are z-scored (valid frames) and 0 (padding);
+        ``lazy=True`` gives ``StandardizedFrames`` views that standardise batch by batch."""
         changes = {}
         for m, s in self.stats.items():
             frames_key, lengths_key = _ARRAYS[m]
@@ -80,15 +138,13 @@ class Standardizer:
                     f"split {split.name!r}: {frames_key} has {array.shape[2]} features but the standardizer was fitted "
                     f"on {len(s['mean'])}; use data from the same feature extractor"
                 )
-            z = (array.astype(np.float64) - s["mean"]) / s["std"]
-            np.clip(z, -self.clip, self.clip, out=z)
-            z *= _valid_mask(getattr(split, lengths_key), array.shape[1])[:, :, None]
-            changes[frames_key] = z.astype(np.float32)
+            view = StandardizedFrames(array, getattr(split, lengths_key), s["mean"], s["std"], self.clip)
+            changes[frames_key] = view if lazy else np.asarray(view)
         return dataclasses.replace(split, **changes) if changes else split
 
-    def apply_data(self, data: FeatureData) -> FeatureData:
+    def apply_data(self, data: FeatureData, lazy: bool = False) -> FeatureData:
         """Every split of ``data`` standardised with these (training) statistics."""
-        return dataclasses.replace(data, splits={name: self.apply(split) for name, split in data.splits.items()})
+        return dataclasses.replace(data, splits={name: self.apply(split, lazy) for name, split in data.splits.items()})
 
     # ---- stored as JSON in the run directory ----------------------------------------------
     def to_dict(self) -> dict:

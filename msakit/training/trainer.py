@@ -161,7 +161,7 @@ class Trainer:
             from msakit.data.standardize import Standardizer
 
             self.standardizer = Standardizer.fit(self.data["train"], self.modalities, config.data.standardize_clip)
-            self.data = self.standardizer.apply_data(self.data)
+            self.data = self.standardizer.apply_data(self.data, lazy=True)  # batch by batch: no copy of the data
 
         model_class = get_model_class(config.model)
         model_class.check_data(self.data, self.modalities)
