@@ -44,20 +44,23 @@ def _valid_mask(lengths: np.ndarray, frames: int) -> np.ndarray:
 _CHUNK_ROWS = 256  # samples per chunk when fitting or materialising: memory stays bounded
 
 
+def _valid_frames(array: np.ndarray, lengths: np.ndarray):
+    """The valid frames of ``array`` as float64 ``(frames, D)`` blocks, a chunk of rows at a time."""
+    for start in range(0, array.shape[0], _CHUNK_ROWS):
+        chunk = np.asarray(array[start : start + _CHUNK_ROWS], dtype=np.float64)
+        yield chunk[_valid_mask(lengths[start : start + _CHUNK_ROWS], array.shape[1])]
+
+
 def _column_stats(array: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (population) std per column over valid frames, two passes over row chunks in
     float64, so a memory-mapped MOSEI-sized array is never copied whole."""
     total, count = np.zeros(array.shape[2]), 0
-    for start in range(0, array.shape[0], _CHUNK_ROWS):
-        chunk = np.asarray(array[start : start + _CHUNK_ROWS], dtype=np.float64)
-        valid = chunk[_valid_mask(lengths[start : start + _CHUNK_ROWS], array.shape[1])]
+    for valid in _valid_frames(array, lengths):
         total += valid.sum(axis=0)
         count += valid.shape[0]
     mean = total / max(count, 1)
     squares = np.zeros(array.shape[2])
-    for start in range(0, array.shape[0], _CHUNK_ROWS):
-        chunk = np.asarray(array[start : start + _CHUNK_ROWS], dtype=np.float64)
-        valid = chunk[_valid_mask(lengths[start : start + _CHUNK_ROWS], array.shape[1])]
+    for valid in _valid_frames(array, lengths):
         squares += ((valid - mean) ** 2).sum(axis=0)
     return mean, np.sqrt(squares / max(count, 1))
 
