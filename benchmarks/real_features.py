@@ -110,7 +110,7 @@ def run_variant(name, model, data_path, overrides, seeds, epochs, threads, workd
     return {"model": model, "data": str(data_path), "overrides": overrides, "summary": summary, "per_seed": per_seed, "diagnostics": diagnostics}
 
 
-def variants(part: str, data_dir: Path):
+def variants(part: str, data_dir: Path, spec_changes: dict | None = None):
     if part == "scaling":
         unit = write_synthetic(data_dir / "unit.pkl", SyntheticSpec(**SIZE))
         raw = write_synthetic(data_dir / "raw.pkl", SyntheticSpec(raw_scale=True, **SIZE))
@@ -120,7 +120,7 @@ def variants(part: str, data_dir: Path):
             "unit-scale, standardised (default)": ("self_mm", unit, {}),
             "unit-scale, before (no standardisation, fusion=concat)": ("self_mm", unit, {"data": {"standardize": False}, "model": {"fusion": "concat"}}),
         }
-    weak = write_synthetic(data_dir / "weak.pkl", weak_noisy_spec(**SIZE))
+    weak = write_synthetic(data_dir / "weak.pkl", weak_noisy_spec(**{**SIZE, **(spec_changes or {})}))
     return {
         "text only (self_mm = dma on t)": ("self_mm", weak, text_only_overrides({})),
         "self_mm, published (fusion=concat)": ("self_mm", weak, {"model": {"fusion": "concat"}}),
@@ -138,12 +138,14 @@ def main() -> None:
     parser.add_argument("--grad-accumulation", type=int, default=1, help="1: an optimiser step per batch (more steps in few epochs)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", help="';'-separated variant-name prefixes to run")
+    parser.add_argument("--spec", default="{}", help="JSON: changes to weak_noisy_spec (e.g. '{\"frame_signal\": 0.15}')")
+    parser.add_argument("--name", help="result file name (default real_features_<part>)")
     parser.add_argument("--workdir", default="/tmp/msakit-bench-real-features")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     workdir = Path(args.workdir) / args.part
     rows = {}
-    for name, (model, data_path, overrides) in variants(args.part, workdir / "data").items():
+    for name, (model, data_path, overrides) in variants(args.part, workdir / "data", json.loads(args.spec)).items():
         if args.only and not any(name.startswith(p.strip()) for p in args.only.split(";") if p.strip()):
             continue
         rows[name] = run_variant(name, model, data_path, overrides, seeds, args.epochs, args.threads, workdir / "runs", args.grad_accumulation)
@@ -159,7 +161,7 @@ def main() -> None:
                      f"{100 * s['Acc-2 (non-0)']['mean']:.2f} ± {100 * s['Acc-2 (non-0)']['std']:.2f} | {best} | {' / '.join(heads)} |")
     table = "\n".join(lines) + "\n"
     print(table)
-    name = f"real_features_{args.part}"
+    name = args.name or f"real_features_{args.part}"
     protocol = (f"synthetic {SIZE} ({'SyntheticSpec' if args.part == 'scaling' else 'weak_noisy_spec'}), seeds {seeds}, max {args.epochs} epochs, "
                 f"grad_accumulation {args.grad_accumulation}, early stop 8, selection on valid MAE, test metrics, {args.threads} torch thread(s)")
     (RESULTS / f"{name}.md").write_text(f"{protocol}.\n\n{table}\nMade with:\n\n    {command_line()}\n")

@@ -18,6 +18,16 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds: expected comma-separated integers, got {text!r}") from None
 
 
+def _model_data(items: list[str] | None) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--model-data: expected MODEL=PATH, got {item!r}")
+        pairs[name.strip()] = path.strip()
+    return pairs
+
+
 def _floats(text: str, option: str) -> list[float]:
     from msakit.errors import ConfigError
 
@@ -89,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="where the runs go; finished seeds there are reused")
     p.add_argument("--epochs", type=int, help="maximum epochs of every run (train.max_epochs)")
     p.add_argument("--text-only", action="store_true", help="also train each model on the text alone (a row per model)")
+    p.add_argument("--model-data", action="append", metavar="MODEL=PATH",
+                   help="train MODEL on another file of the same samples, e.g. mag_bert=aligned.pkl (MAG-BERT needs word-aligned data)")
     p.add_argument("--set", action="append", metavar="[MODEL:]SECTION.KEY=VALUE",
                    help="override a setting for every model, or for one model with a MODEL: prefix (e.g. tfn:model.post_fusion_dim=32)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -302,7 +314,7 @@ def _run(args, command_line: str) -> None:
             overrides["train"]["progress"] = "false"
         compare(models, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, overrides=overrides,
                 model_overrides={m: parse_set_options(items) for m, items in per_model.items()}, text_only=args.text_only,
-                runs_dir=args.runs_dir, command=command_line)
+                runs_dir=args.runs_dir, command=command_line, model_data=_model_data(args.model_data))
         print((Path(args.output) / "compare.md").read_text())
     elif args.command == "sweep":
         from msakit.sweep import sweep

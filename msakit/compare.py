@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from msakit.errors import ConfigError, RunDirError
+from msakit.errors import ConfigError, DataError, RunDirError
 from msakit.metrics import summarize_seeds
 
 TEXT_ONLY = " (text only)"
@@ -106,11 +106,14 @@ def compare(
     text_only: bool = False,
     runs_dir: str | Path | None = None,
     command: str | None = None,
+    model_data: dict[str, str | Path] | None = None,
 ) -> dict:
     """Train each model in ``models`` over ``seeds`` on ``data`` and write the comparison.
 
     ``overrides`` (``{"train"|"data"|"alignment"|"model": {...}}``) apply to every model;
-    ``model_overrides[name]`` to that model only. Runs go to ``runs_dir`` (default
+    ``model_overrides[name]`` to that model only. ``model_data[name]`` trains that model on
+    another file of the same samples (MAG-BERT needs the word-aligned layout of the data: pass
+    the aligned file here); its row names the file. Runs go to ``runs_dir`` (default
     ``output_dir/runs``), one directory per row; finished seeds there are reused. ``command``,
     the call that made the table, is recorded in the JSON and the markdown. Returns the JSON
     payload."""
@@ -123,9 +126,14 @@ def compare(
         raise ConfigError("compare: --models is empty; name at least one model, e.g. --models self_mm,tfn")
     for name in models:
         get_model_class(name)  # unknown names fail before anything trains
-    unknown = set(model_overrides or {}) - set(models)
-    if unknown:
-        raise ConfigError(f"compare: settings given for {sorted(unknown)}, which are not among --models {','.join(models)}")
+    for option, given in (("settings", model_overrides), ("--model-data", model_data)):
+        unknown = set(given or {}) - set(models)
+        if unknown:
+            raise ConfigError(f"compare: {option} given for {sorted(unknown)}, which are not among --models {','.join(models)}")
+    model_data = {name: str(path) for name, path in (model_data or {}).items()}
+    for name, path in model_data.items():
+        if path != "synthetic" and not Path(path).exists():
+            raise ConfigError(f"compare: --model-data {name}={path}: no such file")
     if not seeds:
         raise ConfigError("compare: --seeds is empty; give at least one seed")
     output_dir = Path(output_dir)
@@ -143,6 +151,7 @@ def compare(
         "modalities": list(dataset.modalities),
         "overrides": base,
         "model_overrides": model_overrides or {},
+        "model_data": model_data,
         "machine": _machine(),
         "complete": False,  # True once every row is in
         "rows": {},
@@ -154,14 +163,15 @@ def compare(
         if modalities:
             run_overrides.setdefault("data", {})["modalities"] = modalities
         run_dir = runs_dir / (name + ("_text_only" if modalities else ""))
+        row_data = model_data.get(name, str(data))
         print(f"[compare] {label}: {len(seeds)} seed(s) in {run_dir}", flush=True)
-        _check_reusable(run_dir, name, str(data), kind, seeds, run_overrides)  # bad settings stop the comparison
+        _check_reusable(run_dir, name, row_data, kind, seeds, run_overrides)  # bad settings stop the comparison
         try:
-            result = msakit.train(name, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
+            result = msakit.train(name, row_data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
                                   resume=run_dir.exists())  # finished seeds are reused
-        except ConfigError as refusal:  # the model cannot run on this data (e.g. these modalities)
+        except (ConfigError, DataError) as refusal:  # the model cannot run on this data (these modalities, this layout)
             print(f"[compare] {label}: refused: {refusal}", flush=True)
-            payload["rows"][label] = {"model": name, "status": "refused", "reason": str(refusal), "run_dir": str(run_dir)}
+            payload["rows"][label] = {"model": name, "status": "refused", "reason": str(refusal), "data": row_data, "run_dir": str(run_dir)}
             _write_outputs(payload, output_dir)
             continue
         split = result.evaluated_split
@@ -170,6 +180,7 @@ def compare(
             "model": name,
             "status": "ok",
             "modalities": modalities or "".join(payload["modalities"]),
+            "data": row_data,
             "run_dir": str(run_dir),
             "per_seed": {str(k): v for k, v in result.per_seed.items()},
             "summary": result.summary,
@@ -226,6 +237,8 @@ def compare_markdown(payload: dict) -> str:
         cells.append(f"{r['timing']['epochs_run']['mean']:.1f} ({r['timing']['best_epoch']['mean']:.1f})")
         lines.append("| " + " | ".join(cells) + " |")
     machine = payload.get("machine", {})
+    for label, path in (payload.get("model_data") or {}).items():
+        lines += ["", f"{label}: trained and scored on `{path}` (the same samples in another layout)."]
     lines += ["", f"Machine: {machine.get('platform')}, {machine.get('cores_visible')} cores visible, torch {machine.get('torch')}."]
     if not payload.get("complete", True):
         lines += ["", f"Incomplete: {len(rows)} row(s) so far; run the same command again to finish (finished seeds are reused)."]

@@ -55,3 +55,28 @@ def test_compare_refuses_unknown_models_and_settings_for_absent_models(tmp_path,
     assert "unknown model 'nosuch'" in capsys.readouterr().err
     assert main(["compare", "--models", "tfn", "--output", str(tmp_path), "--set", "lmf:model.rank=2"]) == 2
     assert "settings given for ['lmf'], which are not among --models tfn" in capsys.readouterr().err
+
+
+def test_compare_trains_mag_bert_on_the_aligned_file_given_by_model_data(tiny_bert_dir, tmp_path, capsys):
+    """MAG-BERT refuses unaligned data in its row (naming the fix); --model-data gives it the aligned file."""
+    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+
+    spec = dict(n_train=48, n_valid=16, n_test=16, max_audio_frames=12, max_vision_frames=12, seed=4)
+    unaligned = write_synthetic(tmp_path / "u.pkl", SyntheticSpec(**spec))
+    aligned = write_synthetic(tmp_path / "a.pkl", SyntheticSpec(aligned=True, **spec))
+    common = ["compare", "--models", "mag_bert", "--data", str(unaligned), "--seeds", "1", "--epochs", "1", "--quiet",
+              "--set", f"model.text_encoder={tiny_bert_dir}", "--set", "train.num_threads=1"]
+    assert main([*common, "--output", str(tmp_path / "refused")]) == 0
+    row = json.loads((tmp_path / "refused" / "compare.json").read_text())["rows"]["mag_bert"]
+    assert row["status"] == "refused" and "aligned" in row["reason"]
+
+    assert main([*common, "--output", str(tmp_path / "ok"), "--model-data", f"mag_bert={aligned}"]) == 0
+    payload = json.loads((tmp_path / "ok" / "compare.json").read_text())
+    assert payload["rows"]["mag_bert"]["status"] == "ok" and payload["rows"]["mag_bert"]["data"] == str(aligned)
+    assert f"mag_bert: trained and scored on `{aligned}`" in (tmp_path / "ok" / "compare.md").read_text()
+    capsys.readouterr()
+
+    assert main([*common, "--output", str(tmp_path / "x"), "--model-data", "tfn=a.pkl"]) == 2
+    assert "--model-data given for ['tfn']" in capsys.readouterr().err
+    assert main([*common, "--output", str(tmp_path / "x"), "--model-data", "mag_bert"]) == 2
+    assert "expected MODEL=PATH" in capsys.readouterr().err
