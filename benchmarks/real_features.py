@@ -127,6 +127,10 @@ def variants(part: str, data_dir: Path, spec_changes: dict | None = None):
         "self_mm, fusion=text_residual": ("self_mm", weak, {"model": {"fusion": "text_residual"}}),
         "dma, fusion=text_residual": ("dma", weak, {"model": {"fusion": "text_residual"}}),
         "dma, published (fusion=concat)": ("dma", weak, {"model": {"fusion": "concat"}}),
+        "self_mm, concat + modality dropout a,v 0.5": ("self_mm", weak, {"model": {"fusion": "concat"}, "train": {"modality_dropout": "a:0.5,v:0.5"}}),
+        "self_mm, text_residual + modality dropout a,v 0.5": ("self_mm", weak, {"model": {"fusion": "text_residual"}, "train": {"modality_dropout": "a:0.5,v:0.5"}}),
+        "dma, concat + modality dropout a,v 0.5": ("dma", weak, {"model": {"fusion": "concat"}, "train": {"modality_dropout": "a:0.5,v:0.5"}}),
+        "dma, text_residual + modality dropout a,v 0.5": ("dma", weak, {"model": {"fusion": "text_residual"}, "train": {"modality_dropout": "a:0.5,v:0.5"}}),
     }
 
 
