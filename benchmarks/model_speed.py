@@ -334,8 +334,10 @@ class MAGStyle:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def predict(self, ref: RefBatch) -> torch.Tensor:
-        m = self.model
-        states = m.text_model.token_states(ref.ids, ref.mask, embedding_hook=lambda e: m.gate(e, ref.audio, ref.vision))
+        m, width = self.model, ref.ids.shape[1]
+        # An aligned file holds one frame per text position (50); a shorter file is zero-padded to that.
+        audio, vision = (x if x.shape[1] == width else F.pad(x[:, :width], (0, 0, 0, width - min(width, x.shape[1]))) for x in (ref.audio, ref.vision))
+        states = m.text_model.token_states(ref.ids, ref.mask, embedding_hook=lambda e: m.gate(e, audio, vision))
         return m.regressor(m.head_dropout(m.pooler(states[:, 0]))).squeeze(-1)
 
     def step(self, ref: RefBatch) -> None:
@@ -497,28 +499,41 @@ def build_reference_sides(case: Case, trainer: Trainer, fixed: FixedText | None)
     raise ValueError(case.model)
 
 
-def run_case(case: Case, data, workdir: Path, args) -> dict:
-    config = resolve_config(case.model, kind="mosi", data_path=data.source,
-                            overrides={"train": {"num_threads": args.threads, "progress": False, "seed": 1111}})
+def prepare_case(case: Case, data, workdir: Path, threads: int = 1, model_overrides: dict | None = None):
+    """msakit's Trainer for ``case`` (MOSI defaults; ``model_overrides`` on top) and the
+    reference-style sides sharing its model's weights."""
+    overrides = {"train": {"num_threads": threads, "progress": False, "seed": 1111}, "model": dict(model_overrides or {})}
+    config = resolve_config(case.model, kind="mosi", data_path=data.source, overrides=overrides)
     trainer = Trainer(config, workdir / f"run_{case.model}_{case.text}", data=data)
     fixed = None
     if case.text == "fixed":  # the reference reads fixed text features: so does msakit's model here
-        fixed = FixedText(random_text_table(trainer.tokenizer.vocab_size))
+        fixed = FixedText(random_text_table(trainer.tokenizer.vocab_size, trainer.model.text_model.hidden_size))
         trainer.model.text_model = fixed
         trainer.optimizer = torch.optim.Adam(trainer.model.parameter_groups(), fused=True)  # as the Trainer builds it
-    msakit = MsakitSide(trainer)
-    references = build_reference_sides(case, trainer, fixed)
-    builder, inputs = trainer.builders["train"], ReferenceInputs(trainer)
-    n, batch_size = len(builder), config.train.batch_size
+    return trainer, MsakitSide(trainer), build_reference_sides(case, trainer, fixed)
 
-    # 1. Same predictions on unpadded input.
+
+def unpadded_differences(trainer: Trainer, msakit: MsakitSide, references: dict) -> tuple[int, dict[str, float]]:
+    """Eval-mode predictions of both sides on the same full-length samples: (length, max |diff| per side)."""
     trainer.model.eval()
     batch, ref = unpadded_pair(trainer)
     with torch.no_grad():
         ours = msakit.predict(batch)
         differences = {name: max_abs_difference(ours, side.predict(ref)) for name, side in references.items()}
-    print(f"  unpadded input ({batch.text_ids.shape[1]} tokens/frames): max |msakit - reference| = "
+    return int(batch.text_ids.shape[1]), differences
+
+
+def run_case(case: Case, data, workdir: Path, args) -> dict:
+    trainer, msakit, references = prepare_case(case, data, workdir, args.threads)
+    config = trainer.config
+    builder, inputs = trainer.builders["train"], ReferenceInputs(trainer)
+    n, batch_size = len(builder), config.train.batch_size
+
+    # 1. Same predictions on unpadded input.
+    check_length, differences = unpadded_differences(trainer, msakit, references)
+    print(f"  unpadded input ({check_length} tokens/frames): max |msakit - reference| = "
           + ", ".join(f"{k} {v:.1e}" for k, v in differences.items()), flush=True)
+    assert max(differences.values()) < 1e-4, differences
 
     # 2. Training batches, built up front (msakit's batch building timed on its own).
     total = args.warmup + args.batches
@@ -553,7 +568,7 @@ def run_case(case: Case, data, workdir: Path, args) -> dict:
         "aligned_data": case.aligned,
         "timed_batches": args.batches,
         "warmup_batches": args.warmup,
-        "unpadded_check_length": int(batch.text_ids.shape[1]),
+        "unpadded_check_length": check_length,
         "unpadded_max_abs_difference": differences,
         "samples_per_s": per_s,
         "ms_per_sample": timed["ms_per_sample"],
