@@ -21,36 +21,21 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import write_result  # noqa: E402
+from speed_harness import TEXT_PAD, TEXT_WIDTH, FixedText, alternate, max_abs_difference  # noqa: E402
 
 from msakit.config import resolve_config  # noqa: E402
 from msakit.data.batching import Batch  # noqa: E402
 from msakit.data.synthetic import SyntheticSpec, make_synthetic_data  # noqa: E402
 from msakit.models import InputDims, get_model_class  # noqa: E402
-
-TEXT_WIDTH = 384  # MiniLM's hidden size: the width of the fixed text features
-TEXT_PAD = 50  # MMSA's text length
-
-
-class FixedText(nn.Module):
-    hidden_size = TEXT_WIDTH
-
-    def __init__(self, table: torch.Tensor):
-        super().__init__()
-        self.register_buffer("table", table)
-
-    def token_states(self, ids, mask):
-        return self.table[ids] * mask[..., None]
 
 
 def fairseq_positions(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -171,7 +156,7 @@ def main() -> None:
                      audio=audio[:4, :20] + 0.01, audio_lengths=torch.full((4,), 20), vision=vision[:4, :24] + 0.01, vision_lengths=torch.full((4,), 24))
         ours = model(full).predictions["m"]
         theirs = reference_forward(model, table[full.text_ids], full.audio, full.vision)
-    max_difference = float((ours - theirs).abs().max())
+    max_difference = max_abs_difference(ours, theirs)
     print(f"unpadded inputs: max |msakit - reference| = {max_difference:.2e}")
     assert max_difference < 1e-4, max_difference
 
@@ -179,8 +164,7 @@ def main() -> None:
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     order = rng.permutation(n)
-    times = {"msakit": 0.0, "reference": 0.0}
-    seen = 0
+    batches = []
     for step in range(args.batches):
         rows = order[(step * args.batch_size) % (n - args.batch_size):][: args.batch_size]
         rows_t = torch.from_numpy(rows)
@@ -188,18 +172,22 @@ def main() -> None:
         mask = (torch.arange(lt)[None] < torch.from_numpy(text_lengths[rows])[:, None]).long()
         batch = Batch(index=rows_t, labels={"m": labels[rows_t]}, text_ids=torch.from_numpy(ids[rows, :lt]), text_mask=mask,
                       audio=audio[rows_t, :la], audio_lengths=audio_lengths[rows_t], vision=vision[rows_t, :lv], vision_lengths=vision_lengths[rows_t])
-        for name in (("msakit", "reference") if step % 2 else ("reference", "msakit")):
-            started = time.perf_counter()
-            optimizer.zero_grad()
-            if name == "msakit":
-                prediction = model(batch).predictions["m"]
-            else:
-                prediction = reference_forward(model, table[torch.from_numpy(ids[rows])], audio[rows_t], vision[rows_t])
-            (prediction - batch.labels["m"]).abs().mean().backward()
-            optimizer.step()
-            times[name] += time.perf_counter() - started
-        seen += len(rows)
-    per_sample = {k: v / seen * 1e3 for k, v in times.items()}
+        batches.append((rows, rows_t, batch))
+
+    def train_step(name: str, step: int) -> int:
+        rows, rows_t, batch = batches[step]
+        optimizer.zero_grad()
+        if name == "msakit":
+            prediction = model(batch).predictions["m"]
+        else:
+            prediction = reference_forward(model, table[torch.from_numpy(ids[rows])], audio[rows_t], vision[rows_t])
+        (prediction - batch.labels["m"]).abs().mean().backward()
+        optimizer.step()
+        return len(rows)
+
+    timed = alternate({"msakit": lambda i: train_step("msakit", i), "reference": lambda i: train_step("reference", i)}, args.batches)
+    times = timed["seconds"]
+    per_sample = timed["ms_per_sample"]
     ratio = times["reference"] / times["msakit"]
     print(f"ms per training sample: msakit {per_sample['msakit']:.2f}, reference forward {per_sample['reference']:.2f}; msakit is {ratio:.2f}x as fast")
     write_result("mult_speed", {

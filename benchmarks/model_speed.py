@@ -1,0 +1,654 @@
+"""Per-sample training speed of every msakit model that has a counterpart in MMSA 2.2.1 (TFN, LMF,
+MulT, MISA, MAG-BERT, MMIM, Self-MM), each against a reference-style run of the same model on
+the same machine, side by side. (MulT's re-implemented fairseq-style forward is the one of
+``mult_speed.py``, which times the forward alone with one Adam step per batch on both sides;
+here MulT gets its trainer's full step.)
+
+The msakit side is msakit as it trains: a real ``Trainer`` (the model with its MOSI defaults,
+its objectives, the fused Adam, its clipping and accumulation), the step being the body of
+``Trainer.train_epoch`` for one batch, on batches built by its ``BatchBuilder`` (each batch
+trimmed to its longest item; batch building is timed separately, not in the steps).
+
+The reference side is written here from what MMSA 2.2.1 does per training step (its model
+file, its trainer in ``trains/singleTask/`` and its MOSI section of ``config_regression.json``),
+using msakit's modules, so the two *share weights* and do the same arithmetic per position;
+what differs is the framework's way of running them:
+- inputs as MMSA's data loader gives them: text padded to 50 tokens (``text_bert`` or the
+  50-row ``text`` features), audio and vision at the file's full frame count; TFN/LMF's
+  audio/vision averaged over the padded array once at load time (``need_normalized``);
+- the text encoder's stock forward over all 50 positions (``BertTextEncoder``), fine-tuned or
+  not as MMSA's config says; where the reference model reads fixed features (TFN, LMF with
+  ``use_bert = false``) both sides read fixed features;
+- sequences as the reference runs them (an unpacked LSTM over the 50 text positions in TFN/LMF;
+  MISA's audio/vision LSTMs packed with the *text* lengths; MMIM packed with the frames' own);
+- the reference trainer's step: its losses, its clipping (MISA: value clip after every
+  backward; MMIM: norm clip of every parameter), its accumulation, its extra passes (MMIM trains
+  the MMILB networks in a first pass over the data: two forward/backward passes per sample per
+  epoch), and PyTorch's default Adam (the per-tensor loop on CPU).
+Text encoder on both sides: msakit's packaged MiniLM (or fixed 384-d features), so the
+comparison is about running the model, not about BERT against MiniLM.
+
+Before timing, both sides' predictions are compared in eval mode on unpadded input (every
+sample of full length, text and frames of one length). Then training batches alternate
+between the sides (the order flipped every batch), one thread, after a warm-up.
+
+    python benchmarks/model_speed.py --batches 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import RESULTS, write_result  # noqa: E402
+from mult_speed import reference_forward as mult_reference_forward  # noqa: E402
+from speed_harness import TEXT_PAD, FixedText, alternate, max_abs_difference, random_text_table  # noqa: E402
+
+from msakit.config import resolve_config  # noqa: E402
+from msakit.data.batching import Batch  # noqa: E402
+from msakit.data.mmsa import read_mmsa_pickle  # noqa: E402
+from msakit.data.synthetic import SyntheticSpec, write_synthetic  # noqa: E402
+from msakit.models.base import ModelOutput  # noqa: E402
+from msakit.objectives.infomax import gaussian_entropy_term  # noqa: E402
+from msakit.training.trainer import Trainer  # noqa: E402
+
+EPOCH = 2  # objectives see a mid-training epoch (Self-MM's ULGM updates labels from epoch 2)
+MODELS = ("tfn", "lmf", "mult", "misa", "mag_bert", "mmim", "self_mm")
+
+
+@dataclass
+class RefBatch:
+    """One batch as MMSA's data loader gives it: everything padded to the file's width."""
+
+    index: torch.Tensor
+    labels: dict[str, torch.Tensor]
+    ids: torch.Tensor  # (B, 50) token ids, 0 = padding
+    mask: torch.Tensor  # (B, 50)
+    audio: torch.Tensor  # (B, T_a of the file, D_a)
+    audio_lengths: torch.Tensor
+    vision: torch.Tensor
+    vision_lengths: torch.Tensor
+    audio_mean: torch.Tensor  # (B, D_a): the mean over the padded array (TFN/LMF's loader)
+    vision_mean: torch.Tensor
+    types: torch.Tensor = field(init=False)
+
+    def __post_init__(self):
+        self.types = torch.zeros_like(self.ids)
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def as_batch(self) -> Batch:
+        return Batch(index=self.index, labels=self.labels, text_ids=self.ids, text_mask=self.mask, audio=self.audio,
+                     audio_lengths=self.audio_lengths, vision=self.vision, vision_lengths=self.vision_lengths)
+
+
+class ReferenceInputs:
+    """The training split as the reference holds it: text tokenized and padded to 50, frames
+    at the file's width (the same standardised values msakit's batches carry)."""
+
+    def __init__(self, trainer: Trainer):
+        builder = trainer.builders["train"]
+        split = builder.split
+        encoded = trainer.tokenizer(list(split.raw_text), padding="max_length", truncation=True, max_length=TEXT_PAD)
+        self.ids = torch.tensor(encoded["input_ids"], dtype=torch.long)
+        self.mask = torch.tensor(encoded["attention_mask"], dtype=torch.long)
+        self.audio = torch.from_numpy(np.asarray(split.audio, dtype=np.float32))
+        self.vision = torch.from_numpy(np.asarray(split.vision, dtype=np.float32))
+        self.audio_lengths = torch.from_numpy(np.asarray(split.audio_lengths, dtype=np.int64))
+        self.vision_lengths = torch.from_numpy(np.asarray(split.vision_lengths, dtype=np.int64))
+        self.labels = builder.labels
+
+    def take(self, rows: np.ndarray) -> RefBatch:
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        audio, vision = self.audio[index], self.vision[index]
+        return RefBatch(index, {k: v[index] for k, v in self.labels.items()}, self.ids[index], self.mask[index], audio,
+                        self.audio_lengths[index], vision, self.vision_lengths[index], audio.mean(dim=1), vision.mean(dim=1))
+
+
+def unpadded_pair(trainer: Trainer, width: int = 12, size: int = 4) -> tuple[Batch, RefBatch]:
+    """The same full-length samples for both sides: ``L`` real tokens and ``L`` valid frames
+    per sample (``L = width`` where ``size`` samples are that long), nothing padded anywhere."""
+    builder = trainer.builders["train"]
+    split = builder.split
+    order = builder.order(True, 0, 0)
+    long_enough = [r for r in order if min(len(builder.token_ids[r]), split.audio_lengths[r], split.vision_lengths[r]) >= width]
+    rows = np.asarray((long_enough if len(long_enough) >= size else list(order))[:size])
+    lengths = [len(builder.token_ids[r]) for r in rows]
+    length = min([width, *lengths, *split.audio_lengths[rows], *split.vision_lengths[rows]])
+    ids = torch.tensor([builder.token_ids[r][:length] for r in rows], dtype=torch.long)
+    mask = torch.ones_like(ids)
+    audio = torch.from_numpy(np.asarray(split.audio[rows, :length], dtype=np.float32))
+    vision = torch.from_numpy(np.asarray(split.vision[rows, :length], dtype=np.float32))
+    full = torch.full((len(rows),), length, dtype=torch.long)
+    index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+    labels = {k: v[index] for k, v in builder.labels.items()}
+    batch = Batch(index=index, labels=labels, text_ids=ids, text_mask=mask, audio=audio, audio_lengths=full, vision=vision, vision_lengths=full)
+    return batch, RefBatch(index, labels, ids, mask, audio, full, vision, full, audio.mean(dim=1), vision.mean(dim=1))
+
+
+# ---- msakit ---------------------------------------------------------------------------------
+class MsakitSide:
+    """One batch of ``Trainer.train_epoch``: forward, objectives, backward, per-backward clip,
+    ``after_step`` hooks, and the optimiser step every ``grad_accumulation`` batches."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer, self.pending = trainer, 0
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        return self.trainer.model(batch).predictions["m"]
+
+    def step(self, batch: Batch) -> None:
+        t = self.trainer
+        if self.pending == 0:
+            t.optimizer.zero_grad(set_to_none=True)
+        output = t.model(batch)
+        terms = {}
+        for objective in t.objectives:
+            terms.update(objective(output, batch, EPOCH))
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"msakit side: the loss is {float(loss)}")
+        loss.backward()
+        if t.grad_clip_value > 0:
+            nn.utils.clip_grad_value_([p for p in t.model.parameters() if p.requires_grad], t.grad_clip_value)
+        for objective in t.objectives:
+            if hasattr(objective, "after_step"):
+                objective.after_step(output, batch, EPOCH)
+        self.pending += 1
+        if self.pending == t.config.train.grad_accumulation:
+            t._optimizer_step()
+            self.pending = 0
+        for value in terms.values():
+            float(value.detach())
+
+
+# ---- the reference's way, one class per model --------------------------------------------------
+def stock_text_states(model: nn.Module, ref: RefBatch) -> torch.Tensor:
+    """MMSA's ``BertTextEncoder`` (``use_finetune = true``): the stock forward over all 50 positions."""
+    return model.text_model.backbone(input_ids=ref.ids, attention_mask=ref.mask, token_type_ids=ref.types).last_hidden_state
+
+
+def default_adam(groups) -> torch.optim.Optimizer:
+    """``optim.Adam`` as the reference creates it: PyTorch's default, the per-tensor loop on CPU."""
+    return torch.optim.Adam(groups)
+
+
+class TFNStyle:
+    """MMSA ``TFN.py`` + ``FeatureNets.py`` + ``trains/singleTask/TFN.py``: audio/vision averaged
+    over the padded array at load time, then the sub-network; text an LSTM over all 50 positions
+    (padding included), its final state; the outer product by ``bmm``; L1; Adam every batch."""
+
+    built_as = ("text LSTM over all 50 positions (fixed features or stock MiniLM forward), audio/vision means over the padded "
+                "file array precomputed as MMSA's loader does, fusion by bmm, L1, default Adam per batch")
+
+    def __init__(self, model: nn.Module, fixed: FixedText | None):
+        self.model, self.fixed = model, fixed
+        self.optimizer = default_adam(model.parameter_groups())
+
+    def encode(self, ref: RefBatch) -> dict[str, torch.Tensor]:
+        m = self.model
+        states = self.fixed.table[ref.ids] if self.fixed is not None else stock_text_states(m, ref)
+        lstm = m.subnets["t"].encoder
+        _, (h, _) = lstm.rnn(states)
+        out = {"t": lstm.linear(lstm.dropout(h[0]))}
+        for s, x in (("a", ref.audio_mean), ("v", ref.vision_mean)):
+            sub = m.subnets[s]
+            out[s] = sub.layers(sub.drop(sub.norm(x)))
+        return out
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        m, h = self.model, self.encode(ref)
+        one = torch.ones(h["a"].shape[0], 1)
+        a, v, t = (torch.cat((one, h[s]), dim=1) for s in "avt")
+        tensor = torch.bmm(a.unsqueeze(2), v.unsqueeze(1)).view(a.shape[0], -1, 1)
+        tensor = torch.bmm(tensor, t.unsqueeze(1)).view(a.shape[0], -1)
+        bound = m.config.output_bound
+        return torch.sigmoid(m.out_layer(m.post_fusion(tensor))).squeeze(-1) * (2 * bound) - bound
+
+    def step(self, ref: RefBatch) -> None:
+        self.optimizer.zero_grad()
+        loss = F.l1_loss(self.predict(ref), ref.labels["m"])
+        loss.backward()
+        self.optimizer.step()
+        loss.item()  # as the reference's trainer logs it
+
+
+class LMFStyle(TFNStyle):
+    """MMSA ``LMF.py``: TFN's sub-networks, then the low-rank factors (audio, video, text)."""
+
+    built_as = ("text LSTM over all 50 positions (fixed features or stock MiniLM forward), audio/vision means over the padded "
+                "file array precomputed as MMSA's loader does, low-rank factors, L1, default Adam per batch")
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        m, h = self.model, self.encode(ref)
+        one = torch.ones(h["a"].shape[0], 1)
+        fused = None
+        for s in "avt":
+            projected = torch.matmul(torch.cat((one, h[s]), dim=1), m.factors[s])
+            fused = projected if fused is None else fused * projected
+        return (torch.matmul(m.fusion_weights, fused.permute(1, 0, 2)).squeeze() + m.fusion_bias).view(-1)
+
+
+class MulTStyle:
+    """MMSA ``MULT.py`` + ``trains/singleTask/MULT.py``: the fairseq-style forward of ``mult_speed.py``
+    on fixed text features padded to 50 and file-width frames (attention over the padding); L1;
+    value clipping after every backward; a step every 8 batches (``update_epochs``)."""
+
+    built_as = ("fairseq-style forward (mult_speed.py) over fixed features padded to 50 and file-width frames, L1, "
+                "value clip after each backward, default Adam every 8 batches")
+
+    def __init__(self, model: nn.Module, fixed: FixedText, accumulation: int):
+        self.model, self.fixed, self.accumulation, self.pending = model, fixed, accumulation, 0
+        self.optimizer = default_adam(model.parameter_groups())
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return mult_reference_forward(self.model, self.fixed.table[ref.ids], ref.audio, ref.vision)
+
+    def step(self, ref: RefBatch) -> None:
+        m = self.model
+        if self.pending == 0:
+            self.optimizer.zero_grad()
+        loss = F.l1_loss(self.predict(ref), ref.labels["m"])
+        loss.backward()
+        nn.utils.clip_grad_value_([p for p in m.parameters() if p.requires_grad], m.config.grad_clip)
+        self.pending += 1
+        if self.pending == self.accumulation:
+            self.optimizer.step()
+            self.pending = 0
+        loss.item()  # as the reference's trainer logs it
+
+
+class MISAStyle:
+    """MMSA ``MISA.py`` + ``trains/singleTask/MISA.py``: text the masked mean of the stock MiniLM
+    forward over 50 positions; audio/vision through the two packed bi-LSTMs *with the text
+    lengths* (``lengths="text"``, as the reference) or with their own (``lengths="own"``, msakit's
+    choice, to separate that from the framework); MSE + diff + CMD + recon (msakit's loss
+    functions, their own instances); value clipping after every backward; a step every 2."""
+
+    def __init__(self, model: nn.Module, objectives: list[nn.Module], lengths: str):
+        self.model, self.objectives, self.lengths, self.pending = model, objectives, lengths, 0
+        self.optimizer = default_adam([p for p in model.parameters() if p.requires_grad])
+        self.built_as = (f"stock MiniLM forward over 50 tokens (fine-tuned), audio/vision bi-LSTMs packed with the "
+                         f"{'text lengths (as MMSA)' if lengths == 'text' else 'frames own lengths (msakit choice)'} on the file-width "
+                         "arrays, same losses, value clip after each backward, default Adam every 2 batches")
+
+    def forward(self, ref: RefBatch) -> ModelOutput:
+        m = self.model
+        states = stock_text_states(m, ref)
+        mask = ref.mask.to(states.dtype)
+        utterances = {"t": (states * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)}
+        text_lengths = ref.mask.sum(dim=1)
+        for s, frames, own in (("v", ref.vision, ref.vision_lengths), ("a", ref.audio, ref.audio_lengths)):
+            utterances[s] = m.sequence_encoders[s](frames, text_lengths if self.lengths == "text" else own)
+        order = ("t", "v", "a")
+        projected = {s: m.project[s](utterances[s]) for s in order}
+        private = {s: m.private[s](projected[s]) for s in order}
+        shared = {s: m.shared(projected[s]) for s in order}
+        reconstructed = {s: m.reconstruct[s](private[s] + shared[s]) for s in order}
+        codes = torch.stack([private[s] for s in order] + [shared[s] for s in order], dim=1)
+        fused = m.fusion(m.transformer(codes).flatten(1))
+        return ModelOutput({"m": m.regressor(fused).squeeze(-1)}, {},
+                           {"projected": projected, "private": private, "shared": shared, "reconstructed": reconstructed})
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return self.forward(ref).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        m = self.model
+        if self.pending == 0:
+            self.optimizer.zero_grad()
+        output = self.forward(ref)
+        loss = sum(sum(o(output, ref, EPOCH).values()) for o in self.objectives)
+        loss.backward()
+        nn.utils.clip_grad_value_([p for p in m.parameters() if p.requires_grad], m.config.grad_clip)
+        self.pending += 1
+        if self.pending == 2:  # update_epochs = 2
+            self.optimizer.step()
+            self.pending = 0
+        loss.item()  # as the reference's trainer logs it
+
+
+class MAGStyle:
+    """MMSA ``BERT_MAG.py`` + its trainer: the gate on the embedding output of all 50 positions
+    (aligned frames 50 wide), the stock encoder, pooler, dropout, regressor; L1; Adam every batch."""
+
+    built_as = "gate + stock MiniLM forward over all 50 positions with the 50 aligned frames (fine-tuned), pooler, L1, default Adam per batch"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        c = model.config
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        m, width = self.model, ref.ids.shape[1]
+        # An aligned file holds one frame per text position (50); a shorter file is zero-padded to that.
+        audio, vision = (x if x.shape[1] == width else F.pad(x[:, :width], (0, 0, 0, width - min(width, x.shape[1]))) for x in (ref.audio, ref.vision))
+        states = m.text_model.token_states(ref.ids, ref.mask, embedding_hook=lambda e: m.gate(e, audio, vision))
+        return m.regressor(m.head_dropout(m.pooler(states[:, 0]))).squeeze(-1)
+
+    def step(self, ref: RefBatch) -> None:
+        self.optimizer.zero_grad()
+        loss = F.l1_loss(self.predict(ref), ref.labels["m"])
+        loss.backward()
+        self.optimizer.step()
+        loss.item()  # as the reference's trainer logs it
+
+
+class MMIMStyle:
+    """MMSA ``MMIM.py`` + ``trains/singleTask/MMIM.py``. Per epoch the reference makes two passes:
+    ``train_mmilb`` (forward, ``-lld`` backward through every parameter, norm clip of all, the MMILB
+    Adam) then ``train_others`` (forward with labels and the memory, L1 + α·nce − β·lld − β·H,
+    backward, norm clip of all, the main Adam). One timed unit here is both passes on one batch."""
+
+    built_as = ("two passes per batch (MMILB stage, then main stage), each a stock MiniLM forward over 50 tokens (fine-tuned), "
+                "packed bi-LSTMs on the file-width frames, every MI/CPC term, norm clip of all parameters, default Adam")
+
+    def __init__(self, model: nn.Module):
+        self.model, self.batches, self.memory = model, 0, {}
+        c, groups = model.config, model._groups()
+        self.optimizer_mmilb = torch.optim.Adam(groups["mmilb"], lr=c.lr_mmilb, weight_decay=c.weight_decay_mmilb)
+        self.optimizer_main = torch.optim.Adam([
+            {"params": groups["text"], "lr": c.lr_text, "weight_decay": c.weight_decay_text},
+            {"params": groups["main"], "lr": c.lr_main, "weight_decay": c.weight_decay_main},
+        ])
+
+    def forward(self, ref: RefBatch, project: bool):
+        m = self.model
+        h = {"t": stock_text_states(m, ref)[:, 0]}
+        h["a"] = m.sequence_encoders["a"](ref.audio, ref.audio_lengths)
+        h["v"] = m.sequence_encoders["v"](ref.vision, ref.vision_lengths)
+        lld = m.mmilb["tv"].log_likelihood(h["t"], h["v"]) + m.mmilb["ta"].log_likelihood(h["t"], h["a"])
+        f = m.fusion  # Dropout, Linear, Tanh, Linear, Tanh
+        y1 = torch.tanh(f[1](f[0](torch.cat([h["t"], h["a"], h["v"]], dim=1))))
+        f[3](y1)  # the reference's Fusion computes linear_2 once more and drops it
+        fused = torch.tanh(f[3](y1))
+        prediction = m.regressor(fused).squeeze(-1)
+        nce = m.cpc["t"](h["t"], fused) + m.cpc["v"](h["v"], fused) + m.cpc["a"](h["a"], fused)
+        projected = {pair: m.mmilb[pair].project(h[pair[1]]) for pair in ("tv", "ta")} if project else None
+        return prediction, lld, nce, projected
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return self.forward(ref, project=False)[0]
+
+    def step(self, ref: RefBatch) -> None:
+        m, c = self.model, self.model.config
+        # Stage 1 (train_mmilb): the MMILB estimators.
+        m.zero_grad()
+        _, lld, _, _ = self.forward(ref, project=False)
+        (-lld).backward()
+        nn.utils.clip_grad_norm_(m.parameters(), c.grad_clip)
+        self.optimizer_mmilb.step()
+        # Stage 2 (train_others): everything else, with the entropy term over a memory of 1 batch.
+        m.zero_grad()
+        prediction, lld, nce, projected = self.forward(ref, project=True)
+        labels = ref.labels["m"]
+        entropy = torch.zeros(())
+        for pair, p in projected.items():
+            positive, negative = p[labels > 0], p[labels < 0]
+            if self.batches >= c.mem_size and pair in self.memory:
+                term = gaussian_entropy_term(torch.cat([self.memory[pair][0], positive]), torch.cat([self.memory[pair][1], negative]))
+                if torch.isfinite(term):  # the reference would carry a NaN/inf on; that would end the benchmark
+                    entropy = entropy + term
+            self.memory[pair] = (positive.detach(), negative.detach())
+        loss = F.l1_loss(prediction, labels) + c.cpc_weight * nce - c.mmilb_weight * lld
+        if self.batches > c.mem_size:
+            loss = loss - c.mmilb_weight * entropy
+        loss.backward()
+        nn.utils.clip_grad_norm_(m.parameters(), c.grad_clip)
+        self.optimizer_main.step()
+        self.batches += 1
+        loss.item()  # as the reference's trainer logs it
+
+
+class SelfMMStyle:
+    """MMSA's Self-MM protocol in msakit's own Self-MM code (as ``benchmarks/speed.py``): text padded
+    to 50 through the stock forward, packed LSTMs over the file-width frames, ULGM (its own
+    instance), default Adam every 4 batches (``update_epochs``)."""
+
+    built_as = "same Self-MM module with the reference's choices: stock MiniLM forward over 50 tokens, packed LSTMs on file-width frames, own ULGM, default Adam every 4 batches"
+
+    def __init__(self, model: nn.Module, objectives: list[nn.Module], accumulation: int):
+        self.model, self.objectives, self.accumulation, self.pending = model, objectives, accumulation, 0
+        self.optimizer = default_adam(model.parameter_groups())
+
+    @contextlib.contextmanager
+    def reference_paths(self):
+        m = self.model
+        saved = (m.text_model.unpadded, m.audio_model.packed, m.video_model.packed)
+        m.text_model.unpadded, m.audio_model.packed, m.video_model.packed = False, True, True
+        try:
+            yield
+        finally:
+            m.text_model.unpadded, m.audio_model.packed, m.video_model.packed = saved
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        with self.reference_paths():
+            return self.model(ref.as_batch()).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        if self.pending == 0:
+            self.optimizer.zero_grad()
+        batch = ref.as_batch()
+        with self.reference_paths():
+            output = self.model(batch)
+        loss = sum(sum(o(output, batch, EPOCH).values()) for o in self.objectives)
+        loss.backward()
+        for o in self.objectives:
+            if hasattr(o, "after_step"):
+                o.after_step(output, batch, EPOCH)
+        self.pending += 1
+        if self.pending == self.accumulation:
+            self.optimizer.step()
+            self.pending = 0
+        loss.item()  # as the reference's trainer logs it
+
+
+# ---- one case ------------------------------------------------------------------------------
+@dataclass
+class Case:
+    label: str
+    model: str
+    text: str  # "minilm" (fine-tuned) or "fixed" (fixed 384-d features on both sides)
+    aligned: bool = False
+
+
+CASES = {
+    "tfn": [Case("TFN", "tfn", "fixed"), Case("TFN", "tfn", "minilm")],
+    "lmf": [Case("LMF", "lmf", "fixed"), Case("LMF", "lmf", "minilm")],
+    "mult": [Case("MulT", "mult", "fixed")],
+    "misa": [Case("MISA", "misa", "minilm")],
+    "mag_bert": [Case("MAG-BERT", "mag_bert", "minilm", aligned=True)],
+    "mmim": [Case("MMIM", "mmim", "minilm")],
+    "self_mm": [Case("Self-MM", "self_mm", "minilm")],
+}
+
+
+def build_reference_sides(case: Case, trainer: Trainer, fixed: FixedText | None) -> dict[str, object]:
+    model = trainer.model
+    if case.model == "tfn":
+        return {"reference": TFNStyle(model, fixed)}
+    if case.model == "lmf":
+        return {"reference": LMFStyle(model, fixed)}
+    if case.model == "mult":
+        return {"reference": MulTStyle(model, fixed, trainer.config.train.grad_accumulation)}
+    if case.model == "misa":
+        return {
+            "reference": MISAStyle(model, model.build_objectives(trainer.data["train"], "mosi"), "text"),
+            "reference_own_lengths": MISAStyle(model, model.build_objectives(trainer.data["train"], "mosi"), "own"),
+        }
+    if case.model == "mag_bert":
+        return {"reference": MAGStyle(model)}
+    if case.model == "mmim":
+        return {"reference": MMIMStyle(model)}
+    if case.model == "self_mm":
+        return {"reference": SelfMMStyle(model, model.build_objectives(trainer.data["train"], "mosi"), trainer.config.train.grad_accumulation)}
+    raise ValueError(case.model)
+
+
+def prepare_case(case: Case, data, workdir: Path, threads: int = 1, model_overrides: dict | None = None):
+    """msakit's Trainer for ``case`` (MOSI defaults; ``model_overrides`` on top) and the
+    reference-style sides sharing its model's weights."""
+    overrides = {"train": {"num_threads": threads, "progress": False, "seed": 1111}, "model": dict(model_overrides or {})}
+    config = resolve_config(case.model, kind="mosi", data_path=data.source, overrides=overrides)
+    trainer = Trainer(config, workdir / f"run_{case.model}_{case.text}", data=data)
+    fixed = None
+    if case.text == "fixed":  # the reference reads fixed text features: so does msakit's model here
+        fixed = FixedText(random_text_table(trainer.tokenizer.vocab_size, trainer.model.text_model.hidden_size))
+        trainer.model.text_model = fixed
+        trainer.optimizer = torch.optim.Adam(trainer.model.parameter_groups(), fused=True)  # as the Trainer builds it
+    return trainer, MsakitSide(trainer), build_reference_sides(case, trainer, fixed)
+
+
+def unpadded_differences(trainer: Trainer, msakit: MsakitSide, references: dict) -> tuple[int, dict[str, float]]:
+    """Eval-mode predictions of both sides on the same full-length samples: (length, max |diff| per side)."""
+    trainer.model.eval()
+    batch, ref = unpadded_pair(trainer)
+    with torch.no_grad():
+        ours = msakit.predict(batch)
+        differences = {name: max_abs_difference(ours, side.predict(ref)) for name, side in references.items()}
+    return int(batch.text_ids.shape[1]), differences
+
+
+def run_case(case: Case, data, workdir: Path, args) -> dict:
+    trainer, msakit, references = prepare_case(case, data, workdir, args.threads)
+    config = trainer.config
+    builder, inputs = trainer.builders["train"], ReferenceInputs(trainer)
+    n, batch_size = len(builder), config.train.batch_size
+
+    # 1. Same predictions on unpadded input.
+    check_length, differences = unpadded_differences(trainer, msakit, references)
+    print(f"  unpadded input ({check_length} tokens/frames): max |msakit - reference| = "
+          + ", ".join(f"{k} {v:.1e}" for k, v in differences.items()), flush=True)
+    assert max(differences.values()) < 1e-4, differences
+
+    # 2. Training batches, built up front (msakit's batch building timed on its own).
+    total = args.warmup + args.batches
+    order = np.concatenate([builder.order(True, 1111, epoch) for epoch in range(1, 2 + total * batch_size // n)])
+    chosen = [order[i * batch_size : (i + 1) * batch_size] for i in range(total)]
+    started = time.perf_counter()
+    msakit_batches = [builder.make_batch(r) for r in chosen]
+    build_seconds = time.perf_counter() - started
+    ref_batches = [inputs.take(r) for r in chosen]
+    trainer.model.train()
+
+    def msakit_step(i: int) -> int:
+        msakit.step(msakit_batches[i])
+        return len(chosen[i])
+
+    def reference_step(side):
+        def run(i: int) -> int:
+            side.step(ref_batches[i])
+            return len(chosen[i])
+        return run
+
+    steps = {"msakit": msakit_step, **{name: reference_step(side) for name, side in references.items()}}
+    timed = alternate(steps, args.batches, args.warmup)
+    per_s = {name: timed["samples"][name] / timed["seconds"][name] for name in steps}
+    result = {
+        "model": case.model,
+        "label": case.label,
+        "text": "fixed 384-d features on both sides (MMSA's own protocol for this model)" if case.text == "fixed"
+        else "packaged MiniLM, fine-tuned on both sides",
+        "batch_size": batch_size,
+        "grad_accumulation": config.train.grad_accumulation,
+        "aligned_data": case.aligned,
+        "timed_batches": args.batches,
+        "warmup_batches": args.warmup,
+        "unpadded_check_length": check_length,
+        "unpadded_max_abs_difference": differences,
+        "samples_per_s": per_s,
+        "ms_per_sample": timed["ms_per_sample"],
+        "msakit_speed_over": {name: per_s["msakit"] / per_s[name] for name in references},
+        "msakit_batch_building_ms_per_sample": build_seconds / sum(len(r) for r in chosen) * 1e3,
+        "mean_msakit_text_tokens": float(np.mean([b.text_ids.shape[1] for b in msakit_batches[args.warmup:]])),
+        "reference_built_as": {name: side.built_as for name, side in references.items()},
+    }
+    print("  samples/s: " + ", ".join(f"{k} {v:.1f}" for k, v in per_s.items())
+          + "; msakit speed / reference: " + ", ".join(f"{k} {v:.2f}x" for k, v in result["msakit_speed_over"].items()), flush=True)
+    return result
+
+
+def markdown(payload: dict) -> str:
+    lines = [
+        "# Training speed per sample: msakit against the reference framework's way of running each model",
+        "",
+        f"Made by `{payload['command']}` (commit {payload['commit']}, {payload['date']}), on {payload['machine']['cpu']}, "
+        f"{payload['threads']} torch thread; default synthetic data ({payload['train_samples']} training samples; MAG-BERT on its aligned layout). "
+        "Both sides share one set of weights and alternate batch by batch; see `benchmarks/model_speed.py` for how each reference side is built.",
+        "",
+        "| model | text | batch | msakit samples/s | reference-style samples/s | msakit speed / reference | msakit s/epoch (implied) | predictions on unpadded input, max abs diff | reference side |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["results"]:
+        for name in r["msakit_speed_over"]:
+            text = "fixed features" if r["text"].startswith("fixed") else "MiniLM, fine-tuned"
+            label = r["label"] + ("" if name == "reference" else " (reference, frames' own lengths)")
+            lines.append(
+                f"| {label} | {text} | {r['batch_size']} | {r['samples_per_s']['msakit']:.1f} | {r['samples_per_s'][name]:.1f} | "
+                f"**{r['msakit_speed_over'][name]:.2f}x** | {payload['train_samples'] / r['samples_per_s']['msakit']:.1f} | "
+                f"{r['unpadded_max_abs_difference'][name]:.1e} | {r['reference_built_as'][name]} |"
+            )
+    lines += [
+        "",
+        "msakit speed / reference > 1: msakit trains more samples per second. *s/epoch (implied)*: the training split's size over "
+        "msakit's samples/s (steps only; batch building is measured apart, in the JSON). What the numbers do and do not show is "
+        "written by hand in `READINGS.md`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per side")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches per side first")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="model_speed", help="result files: results/NAME.json and NAME.md")
+    args = parser.parse_args()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in CASES]
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+    torch.set_num_threads(args.threads)
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="msakit-model-speed-") as tmp:
+        workdir = Path(tmp)
+        datasets = {}
+        for aligned in (False, True):
+            path = write_synthetic(workdir / f"synthetic_{'aligned' if aligned else 'unaligned'}.pkl", SyntheticSpec(aligned=aligned))
+            datasets[aligned] = read_mmsa_pickle(path, kind="mosi")
+        for model in models:
+            for case in CASES[model]:
+                print(f"{case.label}, text: {case.text}", flush=True)
+                results.append(run_case(case, datasets[case.aligned], workdir, args))
+                payload = {
+                    "what": "training time per sample of each model: msakit's Trainer step against a reference-style step (MMSA 2.2.1's "
+                            "inputs, padding, passes, clipping and optimiser) sharing the same weights, alternated batch by batch",
+                    "threads": args.threads,
+                    "train_samples": len(datasets[False]["train"]),
+                    "results": results,
+                }
+                path = write_result(args.name, payload)  # after every case: nothing lost if a later one fails
+    written = json.loads(path.read_text())
+    (RESULTS / f"{args.name}.md").write_text(markdown(written))
+    print(f"wrote {RESULTS / (args.name + '.md')}")
+
+
+if __name__ == "__main__":
+    main()
