@@ -209,3 +209,39 @@ def test_mult_computes_the_reference_forward_exactly_on_unpadded_input():
         ours = model(batch).predictions["m"]
         theirs = reference_forward(model, model.text_model.token_states(batch.text_ids, batch.text_mask), batch.audio, batch.vision)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tfn", "mult"])
+def test_frozen_text_encoder_is_fixed_cached_and_batch_independent(name, tiny_bert_dir):
+    """text_finetune=false (the default, as the reference's fixed features): the encoder gets no
+    gradient and no optimiser group, never drops out, and a sequence's states are the same
+    alone or in any padded batch (each sequence is encoded on its own, then cached)."""
+    from msakit.encoders import TextEncoder
+
+    def build(**settings):
+        cls = get_model_class(name)
+        config = dataclasses.replace(cls.config_class(), **cls.TEST_OVERRIDES, **settings) if hasattr(cls, "TEST_OVERRIDES") else cls.config_class(**settings)
+        return cls(config, InputDims(("t", "a", "v"), 5, 20), text_encoder=TextEncoder.from_pretrained(tiny_bert_dir))
+
+    model = build()
+    encoder = model.text_model
+    assert encoder.frozen and not any(p.requires_grad for p in encoder.parameters())
+    assert not any(any(p is q for q in encoder.parameters()) for g in model.parameter_groups() for p in g["params"])
+    model.train()
+    assert not encoder.training and not encoder.backbone.training and model.training
+
+    ids = torch.tensor([[101, 7, 8, 9, 102, 0, 0], [101, 5, 6, 102, 0, 0, 0], [101, 7, 8, 9, 10, 11, 102]])
+    mask = (ids != 0).long()
+    batch_states = encoder.token_states(ids, mask)
+    assert len(encoder._cache) == 3
+    alone = encoder.token_states(ids[1:2, :4], mask[1:2, :4])
+    assert torch.equal(alone[0], batch_states[1, :4]) and not batch_states[1, 4:].any()
+    fresh = build().text_model  # a new instance (e.g. after a resume) computes the same numbers
+    assert torch.equal(fresh.token_states(ids[[2, 0]], mask[[2, 0]]), batch_states[[2, 0]])
+
+    y = model(_batch()).predictions["m"].sum()
+    y.backward()
+    assert all(p.grad is None for p in encoder.parameters())
+
+    tuned = build(text_finetune=True).text_model
+    assert not tuned.frozen and all(p.requires_grad for p in tuned.parameters())

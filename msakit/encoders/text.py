@@ -123,6 +123,7 @@ class TextEncoder(nn.Module):
         self.hidden_size = int(backbone.config.hidden_size)
         # Real-tokens-only forward (see unpadded_bert.py); False gives the stock forward.
         self.unpadded = unpadded and supports_unpadded(backbone)
+        self.frozen = False  # see freeze()
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "TextEncoder":
@@ -170,8 +171,47 @@ class TextEncoder(nn.Module):
     def config_dict(self) -> dict:
         return self.backbone.config.to_diff_dict() | {"model_type": self.backbone.config.model_type}
 
+    def freeze(self, cache_mb: float = 2048.0) -> "TextEncoder":
+        """Use the encoder as a fixed feature extractor, as the reference framework reads
+        pre-extracted text features: no gradients, always in eval mode (no dropout), and each
+        distinct token sequence encoded once, on its own (so its states depend neither on the
+        batch it came in nor on a resume), then kept in memory up to ``cache_mb`` MiB."""
+        self.frozen = True
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self._cache: dict[bytes, torch.Tensor] = {}
+        self._cache_bytes, self._cache_limit = 0, int(cache_mb * 2**20)
+        return self.train(False)
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        return super().train(mode and not self.frozen)  # a frozen encoder never drops out
+
+    @torch.no_grad()
+    def _frozen_token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = input_ids.cpu(), attention_mask.cpu().bool()
+        lengths = mask.sum(dim=1)
+        if not bool((mask == (torch.arange(mask.shape[1])[None] < lengths[:, None])).all()):  # not right-padded
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = None
+        for i, n in enumerate(lengths.tolist()):
+            key = ids[i, :n].numpy().tobytes()
+            states = self._cache.get(key)
+            if states is None:
+                states = self.backbone(input_ids=input_ids[i : i + 1, :n], attention_mask=attention_mask[i : i + 1, :n]).last_hidden_state[0]
+                size = states.numel() * states.element_size()
+                if self._cache_bytes + size <= self._cache_limit:
+                    self._cache[key], self._cache_bytes = states, self._cache_bytes + size
+            if out is None:
+                out = states.new_zeros((ids.shape[0], ids.shape[1], states.shape[-1]))
+            out[i, :n] = states
+        return out
+
     def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, embedding_hook=None) -> torch.Tensor:
         """Every position's last hidden state ``(B, L, H)`` (for models that need the sequence)."""
+        if self.frozen:
+            if embedding_hook is not None:
+                raise ValueError("a frozen text encoder takes no embedding hook (its states are cached)")
+            return self._frozen_token_states(input_ids, attention_mask)
         with self._embedding_hook(embedding_hook):
             return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 

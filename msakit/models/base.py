@@ -119,6 +119,7 @@ class MSAModel(nn.Module):
         """Two Adam groups: the pretrained text encoder (usually a small lr) and everything else."""
         text = list(self.text_model.parameters()) if hasattr(self, "text_model") else []
         taken = {id(p) for p in text}
+        text = [p for p in text if p.requires_grad]  # a frozen encoder (``text_finetune=false``) is not optimised
         rest = [p for p in self.parameters() if id(p) not in taken]
         groups = [
             {"name": "text", "params": text, "lr": lr_text, "weight_decay": weight_decay},

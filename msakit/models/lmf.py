@@ -19,11 +19,12 @@ Parameters, checked in tests/test_baselines.py against a count built from the re
 layer list: for the MOSI configuration (text 128 -> 64, audio 16, video 128, rank 3) with
 MOSI's unaligned feature sizes (text 768, audio 5, vision 20), the reference has 505,071
 trainable parameters and this model without its text encoder the same 505,071 (the text
-encoder, fine-tuned here, replaces the reference's fixed 768-d features).
+encoder, frozen by default, replaces the reference's fixed 768-d features).
 
 Deliberate differences from the reference:
-- Text comes from a fine-tuned BERT-family encoder (the packaged MiniLM by default, any local
-  BERT directory) at ``lr_text``, not fixed pre-extracted features.
+- Text comes from a BERT-family encoder (the packaged MiniLM by default, any local BERT
+  directory) instead of fixed pre-extracted features; frozen by default as the reference's
+  features are (``text_finetune``, see ``tfn.py``), fine-tuned at ``lr_text`` with ``text_finetune=true``.
 - Audio/vision averages count valid frames only; the text LSTM's state is the one at the last
   real token.
 - The reference's optimiser groups are cut by position (``parameters()[:3]`` at ``factor_lr``,
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from msakit.config import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
@@ -54,6 +56,9 @@ from msakit.objectives import RegressionL1
 @dataclass
 class LMFConfig:
     text_encoder: str = "minilm"  # "minilm" (packaged) or a local BERT-family directory
+    # The reference reads fixed pre-extracted text features; False does the same with the encoder
+    # (frozen, each sequence encoded once and cached), True fine-tunes it at lr_text.
+    text_finetune: bool = setting(False, doc="False: the text encoder is a fixed feature extractor, as in the reference; True: fine-tune it at lr_text")
     text_hidden: int = 128  # the text vector is text_hidden // 2 wide, as in the reference
     audio_hidden: int = 16
     video_hidden: int = 128
@@ -74,6 +79,7 @@ class LMFConfig:
 class LMF(MSAModel):
     name = "lmf"
     config_class = LMFConfig
+    LEGACY_DEFAULTS = {"text_finetune": True}  # runs saved before the setting existed fine-tuned the encoder
     FEATURE_DIM_FIELDS = {"m": "rank", "a": "audio_hidden", "v": "video_hidden"}
     # MMSA config_regression.json, "lmf": hidden_dims are (text, audio, video); dropouts
     # (audio, video, text, post-fusion), the last two unused. One step per batch, early stop 8.

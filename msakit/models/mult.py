@@ -28,9 +28,11 @@ unaligned feature sizes (text 768, audio 5, vision 20), the reference has 2,571,
 parameters and this model without its text encoder the same 2,571,551.
 
 Deliberate differences from the reference:
-- Text comes from a fine-tuned BERT-family encoder (the packaged MiniLM by default, any local
-  BERT directory) at ``lr_text``; MMSA's MulT default (``use_bert: false``) reads fixed
-  pre-extracted features.
+- Text comes from a BERT-family encoder (the packaged MiniLM by default, any local BERT
+  directory) instead of the file's features. MMSA's MulT default (``use_bert: false``) reads
+  fixed pre-extracted features; so by default the encoder is frozen (``text_finetune=false``,
+  each sequence encoded once and cached, see ``tfn.py``); ``text_finetune=true`` fine-tunes it
+  at ``lr_text``.
 - Padding is masked: a batch is padded to its longest sequence, padded keys get no attention,
   padded positions get no position embedding, and a target's vector is taken at its last
   *valid* position (the reference attends to padding and takes the last padded position, and
@@ -67,6 +69,9 @@ from msakit.objectives import RegressionL1
 @dataclass
 class MulTConfig:
     text_encoder: str = "minilm"  # "minilm" (packaged) or a local BERT-family directory
+    # The reference reads fixed pre-extracted text features; False does the same with the encoder
+    # (frozen, each sequence encoded once and cached), True fine-tunes it at lr_text.
+    text_finetune: bool = setting(False, doc="False: the text encoder is a fixed feature extractor, as in the reference; True: fine-tune it at lr_text")
     model_dim: int = 50  # the reference's dst_feature_dim
     heads: int = 10
     layers: int = 4  # nlevels: cross-modal layers; the self-attention has max(layers, 3)
@@ -178,6 +183,7 @@ class CrossmodalTransformer(nn.Module):
 class MulT(MSAModel):
     name = "mult"
     config_class = MulTConfig
+    LEGACY_DEFAULTS = {"text_finetune": True}  # runs saved before the setting existed fine-tuned the encoder
     # MMSA config_regression.json, "mult" (update_epochs 8 -> one optimiser step per 8 batches).
     DATASET_DEFAULTS = {
         "mosi": {"train": {"batch_size": 16, "grad_accumulation": 8}},
@@ -211,6 +217,8 @@ class MulT(MSAModel):
             if text_encoder is None:
                 raise ValueError("MulT with text needs a text encoder")
             self.text_model = text_encoder
+            if not c.text_finetune and hasattr(text_encoder, "freeze"):  # stand-ins (tests) are fixed already
+                text_encoder.freeze()
             in_dims["t"] = text_encoder.hidden_size
         in_dims.update({s: k for s, k in (("a", dims.audio_dim), ("v", dims.vision_dim)) if s in dims.modalities})
         self.kernels = {"t": c.conv_kernel_t, "a": c.conv_kernel_a, "v": c.conv_kernel_v}

@@ -19,11 +19,14 @@ layer list: for the MOSI configuration (text 128 -> 32, audio 32, video 128, pos
 with MOSI's unaligned feature sizes (text 768, audio 5, vision 20), the reference has
 9,497,043 trainable parameters, and this model without its text encoder has the same
 9,497,043 (the reference reads fixed 768-d BERT features; here the encoder's own hidden
-states feed the LSTM, so the encoder's parameters are added on top of the count).
+states feed the LSTM, so the encoder's parameters, frozen by default, are added on top of the count).
 
 Deliberate differences from the reference:
-- Text comes from a fine-tuned BERT-family encoder (the packaged MiniLM by default, any local
-  BERT directory), not fixed pre-extracted features; its learning rate is ``lr_text``.
+- Text comes from a BERT-family encoder (the packaged MiniLM by default, any local BERT
+  directory) instead of the file's pre-extracted features. By default it is frozen
+  (``text_finetune=false``), as the reference's features are fixed: each distinct sequence is
+  encoded once, alone, and its token states are cached, so training costs what the reference's
+  does (benchmarks/results/model_speed.md). ``text_finetune=true`` fine-tunes it at ``lr_text``.
 - Audio/vision averages count valid frames only (see ``msakit/encoders/pooled.py``); the text
   LSTM's state is the one at the last real token.
 - The reference's optimiser skips the audio batch norm's two affine parameters
@@ -54,6 +57,9 @@ from msakit.objectives import RegressionL1
 @dataclass
 class TFNConfig:
     text_encoder: str = "minilm"  # "minilm" (packaged) or a local BERT-family directory
+    # The reference reads fixed pre-extracted text features; False does the same with the encoder
+    # (frozen, each sequence encoded once and cached), True fine-tunes it at lr_text.
+    text_finetune: bool = setting(False, doc="False: the text encoder is a fixed feature extractor, as in the reference; True: fine-tune it at lr_text")
     text_hidden: int = 128
     audio_hidden: int = 32
     video_hidden: int = 128
@@ -94,6 +100,8 @@ def build_tfn_style_subnets(model: nn.Module, text_encoder, sizes: dict[str, tup
         if text_encoder is None:
             raise ValueError(f"{type(model).__name__} with text needs a text encoder")
         model.text_model = text_encoder
+        if not model.config.text_finetune and hasattr(text_encoder, "freeze"):  # stand-ins (tests) are fixed already
+            text_encoder.freeze()
         subnets["t"] = TokenLSTMSubNet(text_encoder, sizes["t"][0], sizes["t"][1])
         out["t"] = sizes["t"][1]
     for s, in_dim in (("a", dims.audio_dim), ("v", dims.vision_dim)):
@@ -108,6 +116,7 @@ def build_tfn_style_subnets(model: nn.Module, text_encoder, sizes: dict[str, tup
 class TFN(MSAModel):
     name = "tfn"
     config_class = TFNConfig
+    LEGACY_DEFAULTS = {"text_finetune": True}  # runs saved before the setting existed fine-tuned the encoder
     FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "text_out", "a": "audio_hidden", "v": "video_hidden"}
     # MMSA config_regression.json, "tfn": hidden_dims are (text, audio, video); dropouts
     # (audio, video, text, post-fusion), the text one unused by a one-layer LSTM. One optimiser
