@@ -64,7 +64,7 @@ def train(
     started = time.perf_counter()
     dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
     load_seconds = time.perf_counter() - started
-    base = drop_default_pairs_without_data(base, dataset, overrides)
+    base = fit_defaults_to_data(base, dataset.modalities, overrides)
     per_seed, split = {}, "test"
     for seed in seeds:
         config = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed)))
@@ -161,40 +161,53 @@ def _flatten(payload: dict, prefix: str = "") -> dict:
     return flat
 
 
-def drop_default_pairs_without_data(config, dataset, overrides):
-    """A model's default alignment pairs that name a modality the data lacks are dropped, with
-    a note (e.g. the flagship's a-v pair on a text-only table trains Self-MM on text). Pairs
-    the user set explicitly are kept, and the trainer refuses them with the reason."""
+def fit_defaults_to_data(config, modalities, overrides, quiet: bool = False):
+    """A model's defaults that name a modality the data lacks are dropped, with a note: the
+    flagship's default a-v alignment pair on a text-only table (it trains Self-MM on text), and
+    a default modality dropout of audio/vision there. What the user set explicitly is kept, and
+    the trainer refuses it with the reason. ``modalities``: those the run will use."""
     import sys
 
+    from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
     from msakit.objectives.alignment import parse_pairs
 
-    if "pairs" in ((overrides or {}).get("alignment") or {}):
-        return config
-    used = set(config.data.modalities or dataset.modalities)
-    pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
-    kept = [(i, j, w) for i, j, w in pairs if i in used and j in used]
-    if len(kept) == len(pairs):
-        return config
-    dropped = [f"{i}-{j}" for i, j, _ in pairs if (i, j, _) not in kept]
-    spec = ",".join(f"{i}-{j}:{w:g}" for i, j, w in kept) or "none"
-    print(
-        f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model!r}'s default "
-        f"alignment pair(s) {', '.join(dropped)} need others and are skipped (alignment.pairs={spec})",
-        file=sys.stderr,
-    )
-    return dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, pairs=spec))
+    used = set(config.data.modalities or modalities)
+    notes = []
+    if "pairs" not in ((overrides or {}).get("alignment") or {}):
+        pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
+        kept = [(i, j, w) for i, j, w in pairs if i in used and j in used]
+        if len(kept) != len(pairs):
+            dropped = [f"{i}-{j}" for i, j, w in pairs if (i, j, w) not in kept]
+            spec = ",".join(f"{i}-{j}:{w:g}" for i, j, w in kept) or "none"
+            notes.append(f"default alignment pair(s) {', '.join(dropped)} need others and are skipped (alignment.pairs={spec})")
+            config = dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, pairs=spec))
+    if "modality_dropout" not in ((overrides or {}).get("train") or {}):
+        dropout = parse_modality_dropout(config.train.modality_dropout)
+        kept_dropout = {m: p for m, p in dropout.items() if m in used}
+        if kept_dropout != dropout:
+            spec = format_modality_dropout(kept_dropout)
+            notes.append(f"default modality dropout of {', '.join(sorted(set(dropout) - set(kept_dropout)))} is skipped "
+                         f"(train.modality_dropout={spec or 'none'})")
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, modality_dropout=spec))
+    if notes and not quiet:
+        print(f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model!r}'s "
+              + "; its ".join(notes), file=sys.stderr)
+    return config
 
 
 TEXT_ONLY_DIR = "text_only"
 
 
 def text_only_overrides(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """The same settings with text as the only modality; alignment pairs that name audio or
-    vision are dropped (there is nothing to align them with)."""
+    """The same settings with text as the only modality; alignment pairs and modality dropout
+    that name audio or vision are dropped (there is nothing to align or drop)."""
     out = {k: dict(v) for k, v in (overrides or {}).items()}
     out.setdefault("data", {})["modalities"] = "t"
     out.setdefault("alignment", {})["pairs"] = "none"
+    from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+
+    dropout = parse_modality_dropout(out.get("train", {}).get("modality_dropout", ""))
+    out.setdefault("train", {})["modality_dropout"] = format_modality_dropout({m: p for m, p in dropout.items() if m == "t"})
     return out
 
 

@@ -44,13 +44,15 @@ def _config_differences(saved: dict, wanted: dict) -> list[str]:
     return [k.replace("model_config.", "model.") for k in keys]
 
 
-def _check_reusable(run_dir: Path, model: str, data: str, kind: str, seeds, overrides: dict) -> None:
+def _check_reusable(run_dir: Path, model: str, data: str, kind: str, seeds, overrides: dict, modalities) -> None:
     """Refuse to reuse (or resume) a seed directory that was trained with another config."""
     import dataclasses
 
+    from msakit.api import fit_defaults_to_data
     from msakit.config import config_from_dict, resolve_config
 
     base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
+    base = fit_defaults_to_data(base, modalities, overrides, quiet=True)  # as msakit.train does
     for seed in seeds:
         saved_path = run_dir / f"seed_{seed}" / "config.json"
         if not saved_path.exists():
@@ -165,7 +167,7 @@ def compare(
         run_dir = runs_dir / (name + ("_text_only" if modalities else ""))
         row_data = model_data.get(name, str(data))
         print(f"[compare] {label}: {len(seeds)} seed(s) in {run_dir}", flush=True)
-        _check_reusable(run_dir, name, row_data, kind, seeds, run_overrides)  # bad settings stop the comparison
+        _check_reusable(run_dir, name, row_data, kind, seeds, run_overrides, payload["modalities"])  # bad settings stop the comparison
         try:
             result = msakit.train(name, row_data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
                                   resume=run_dir.exists())  # finished seeds are reused

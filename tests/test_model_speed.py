@@ -17,7 +17,9 @@ from msakit.data.mmsa import read_mmsa_pickle  # noqa: E402
 from msakit.data.synthetic import SyntheticSpec, write_synthetic  # noqa: E402
 from msakit.models import get_model_class  # noqa: E402
 
-CASES = [case for cases in model_speed.CASES.values() for case in cases]
+# "frozen" cases give the two sides different text states (msakit its frozen encoder, the reference fixed
+# features): nothing to compare prediction by prediction, so they are timed only.
+CASES = [case for cases in model_speed.CASES.values() for case in cases if case.text != "frozen"]
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def test_weak_noisy_setting_text_carries_most_of_the_label():
     y = data["regression_labels"]
     corr = {s: np.corrcoef(data[f"regression_labels_{s}"], y)[0, 1] for s in "TAV"}
     assert corr["T"] > 0.85 and corr["A"] < corr["T"] - 0.2 and corr["V"] < corr["T"] - 0.2
-    assert data["audio"].shape[2] == 64 and data["vision"].shape[2] == 64
+    assert data["audio"].shape[2] == 128 and data["vision"].shape[2] == 256
 
 
 def test_text_residual_fusion_starts_from_the_text_prediction(tiny_bert_dir):
@@ -82,3 +82,33 @@ def test_compare_text_only_trains_both_and_prints_them(small_synthetic, tiny_ove
     assert f"{multimodal.summary['MAE']['mean']:.4f}" in mae_row and f"{text.summary['MAE']['mean']:.4f}" in mae_row
     worse = multimodal.summary["MAE"]["mean"] >= text.summary["MAE"]["mean"] or multimodal.summary["Corr"]["mean"] <= text.summary["Corr"]["mean"]
     assert ("WARNING" in table) == worse
+
+
+def test_default_modality_dropout_covers_only_the_modalities_the_run_has(small_synthetic, tiny_overrides, tmp_path, capsys):
+    """Self-MM and the flagship drop audio/vision by default (a departure from the papers); on
+    text alone the default is skipped with a note, a dropout the user set there is refused, and
+    '--set train.modality_dropout=none' gives the published training."""
+    import json
+
+    import pytest
+
+    import msakit
+    from msakit.config import resolve_config
+    from msakit.errors import ConfigError
+
+    assert resolve_config("self_mm").train.modality_dropout == "a:0.25,v:0.25"
+    assert resolve_config("dma", kind="sims").train.modality_dropout == "a:0.25,v:0.25"
+    assert resolve_config("tfn").train.modality_dropout == ""
+    assert resolve_config("self_mm", overrides={"train": {"modality_dropout": "none"}}).train.modality_dropout == ""
+
+    overrides = tiny_overrides(max_epochs=1)
+    overrides["data"] = {"modalities": "t"}
+    result = msakit.train("dma", small_synthetic, seeds=[1], run_dir=tmp_path / "t", overrides=overrides)
+    err = capsys.readouterr().err
+    assert "default modality dropout of a, v is skipped (train.modality_dropout=none)" in err and "alignment pair(s) a-v" in err
+    saved = json.loads((result.run_dir / "seed_1" / "config.json").read_text())
+    assert saved["train"]["modality_dropout"] == "" and saved["alignment"]["pairs"] == "none"
+
+    overrides["train"]["modality_dropout"] = "a:0.3"
+    with pytest.raises(ConfigError, match=r"train.modality_dropout='a:0.3': the run does not use \['a'\]"):
+        msakit.train("self_mm", small_synthetic, seeds=[1], run_dir=tmp_path / "u", overrides=overrides)

@@ -170,9 +170,9 @@ def apply_corruption(split: Split, corruption: Corruption, seed: int = 0) -> Spl
 
 # ---- training-time modality dropout ------------------------------------------------------
 def parse_modality_dropout(value, where: str = "train.modality_dropout") -> dict[str, float]:
-    """``"a:0.3,v:0.3"`` or ``{"a": 0.3, "v": 0.3}`` -> ``{"a": 0.3, "v": 0.3}``; ``""`` -> ``{}``.
+    """``"a:0.3,v:0.3"`` or ``{"a": 0.3, "v": 0.3}`` -> ``{"a": 0.3, "v": 0.3}``; ``""`` or ``"none"`` -> ``{}``.
     Each probability is the chance that a training sample has that modality absent in an epoch."""
-    if value is None or value == "" or value == {}:
+    if value is None or value == {} or (isinstance(value, str) and value.strip().lower() in ("", "none")):
         return {}
     if isinstance(value, str):
         items = {}

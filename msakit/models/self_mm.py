@@ -18,6 +18,7 @@ or without text, both forms are the same model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,6 +106,17 @@ class SelfMM(MSAModel):
             "train": {"batch_size": 32},
         },
     }
+
+    # Not in the paper (README, "Real extractor features"): in each epoch a training sample lacks
+    # its audio, or its vision, with this probability, so the fused head cannot lean on weak,
+    # noisy audio/vision that merely fit the training split. Off: --set train.modality_dropout=none.
+    DEFAULT_MODALITY_DROPOUT = "a:0.25,v:0.25"
+
+    @classmethod
+    def dataset_defaults(cls, kind: str) -> dict[str, dict[str, Any]]:
+        defaults = {section: dict(values) for section, values in cls.DATASET_DEFAULTS.get(kind, {}).items()}
+        defaults.setdefault("train", {}).setdefault("modality_dropout", cls.DEFAULT_MODALITY_DROPOUT)
+        return defaults
 
     def __init__(self, config: SelfMMConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
         super().__init__(config, dims)

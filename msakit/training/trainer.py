@@ -184,11 +184,15 @@ class Trainer:
         # A model may ask for gradient value clipping after every backward (MulT's grad_clip).
         self.grad_clip_value = float(getattr(self.model, "grad_clip_value", 0.0) or 0.0)
 
-        from msakit.data.corruption import parse_modality_dropout
+        from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
 
         self.modality_dropout = parse_modality_dropout(t.modality_dropout)
         unused = [m for m in self.modality_dropout if m not in self.modalities]
-        if unused:
+        if unused and t.modality_dropout == format_modality_dropout(
+            get_model_class(config.model).dataset_defaults(config.data.kind).get("train", {}).get("modality_dropout", "")
+        ):  # the model's default names modalities this run lacks (msakit.train rewrites it; direct Trainer use lands here)
+            self.modality_dropout = {m: p for m, p in self.modality_dropout.items() if m in self.modalities}
+        elif unused:
             raise ConfigError(f"train.modality_dropout={t.modality_dropout!r}: the run does not use {unused} (it uses {list(self.modalities)})")
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
