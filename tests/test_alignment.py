@@ -101,3 +101,39 @@ def test_objective_names_one_term_per_pair():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         objective(ModelOutput({}, features), None, 1)
+
+
+def test_alignment_skips_samples_whose_modality_was_dropped():
+    """Under modality dropout a sample with its audio (or vision) absent has nothing to align:
+    the a-v term is the loss over the samples that have both, and a batch with fewer than two
+    such samples contributes zero (no warning, no NaN)."""
+    from types import SimpleNamespace
+
+    from msakit.objectives.alignment import CovarianceAlignment, covariance_alignment_loss
+
+    g = torch.Generator().manual_seed(0)
+    features = {"a": torch.randn(6, 4, generator=g), "v": torch.randn(6, 4, generator=g)}
+    objective = CovarianceAlignment([("a", "v", 2.0)], {"a": 4, "v": 4})
+    output = SimpleNamespace(features=features)
+    absent = {"a": torch.tensor([True, False, False, False, False, False]), "v": torch.tensor([False, False, True, False, False, False])}
+    keep = torch.tensor([False, True, False, True, True, True])
+    masked = objective(output, SimpleNamespace(absent=absent), epoch=1)["cov_av"]
+    assert torch.allclose(masked, 2.0 * covariance_alignment_loss(features["a"][keep], features["v"][keep]))
+    full = objective(output, SimpleNamespace(absent=None), epoch=1)["cov_av"]
+    assert not torch.allclose(masked, full)
+    almost_all = {"a": torch.tensor([True, True, True, True, True, False])}
+    assert objective(output, SimpleNamespace(absent=almost_all), epoch=1)["cov_av"].item() == 0.0
+
+
+def test_training_batches_say_which_modalities_were_dropped(small_synthetic):
+    from msakit.data import load_dataset
+    from msakit.data.batching import BatchBuilder
+
+    split = load_dataset(small_synthetic)["train"]
+    builder = BatchBuilder(split, ("a", "v"), tokenizer=None)
+    batches = list(builder.batches(16, shuffle=True, seed=1, epoch=1, modality_dropout={"a": 0.5}))
+    assert all(set(b.absent) == {"a"} and b.absent["a"].dtype == torch.bool for b in batches)
+    for b in batches:  # absent audio is all-zero frames
+        assert not b.audio[b.absent["a"]].any()
+    assert 0 < sum(int(b.absent["a"].sum()) for b in batches) < len(split)
+    assert next(builder.batches(16)).absent is None

@@ -31,6 +31,9 @@ class Batch:
     audio_lengths: torch.Tensor | None = None
     vision: torch.Tensor | None = None
     vision_lengths: torch.Tensor | None = None
+    # Training batches under modality dropout: which samples were given each modality as absent
+    # (bool (B,) per modality); objectives that pair modalities skip those samples.
+    absent: dict[str, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -125,6 +128,8 @@ class BatchBuilder:
             batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows, absent.get("a"))
         if "v" in self.modalities:
             batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows, absent.get("v"))
+        if absent:
+            batch.absent = {m: torch.from_numpy(np.asarray(a[rows], dtype=bool)) for m, a in absent.items()}
         return batch
 
     @staticmethod

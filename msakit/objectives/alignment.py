@@ -118,7 +118,18 @@ class CovarianceAlignment(nn.Module):
         self.pairs = list(pairs)
 
     def forward(self, output, batch, epoch: int) -> dict[str, torch.Tensor]:
-        return {
-            f"cov_{i}{j}": weight * covariance_alignment_loss(output.features[i], output.features[j])
-            for i, j, weight in self.pairs
-        }
+        terms = {}
+        absent = getattr(batch, "absent", None) or {}
+        for i, j, weight in self.pairs:
+            x_i, x_j = output.features[i], output.features[j]
+            if i in absent or j in absent:  # modality dropout: align only samples that have both
+                keep = torch.ones(x_i.shape[0], dtype=torch.bool, device=x_i.device)
+                for s in (i, j):
+                    if s in absent:
+                        keep &= ~absent[s].to(x_i.device)
+                if int(keep.sum()) < 2:
+                    terms[f"cov_{i}{j}"] = x_i.sum() * 0.0  # nothing to align in this batch
+                    continue
+                x_i, x_j = x_i[keep], x_j[keep]
+            terms[f"cov_{i}{j}"] = weight * covariance_alignment_loss(x_i, x_j)
+        return terms
