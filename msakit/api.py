@@ -190,7 +190,7 @@ def fit_defaults_to_data(config, modalities, overrides, quiet: bool = False):
                          f"(train.modality_dropout={spec or 'none'})")
             config = dataclasses.replace(config, train=dataclasses.replace(config.train, modality_dropout=spec))
     if notes and not quiet:
-        print(f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model!r}'s "
+        print(f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model}'s "
               + "; its ".join(notes), file=sys.stderr)
     return config
 
