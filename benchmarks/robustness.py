@@ -4,7 +4,7 @@ modality dropout, for Self-MM and the flagship (dma).
     python benchmarks/robustness.py --threads 1 --epochs 6
 
 Trains 4 variants x 3 seeds (finished seeds in --workdir are reused), then runs
-``msakit.robustness`` (default grid: each modality missing at rates 0..1, and all modalities
+``msakit.workflows.robustness`` (default grid: each modality missing at rates 0..1, and all modalities
 each missing at those rates) on every variant and writes, under benchmarks/results/robustness/:
 one directory per variant (robustness.json/.md/.png, as the CLI writes them), and
 ``summary.json`` / ``summary.md`` / ``summary.png`` comparing the variants.
@@ -61,7 +61,7 @@ def main() -> None:
         return
     import torch
 
-    from msakit.robustness import robustness
+    from msakit.workflows.robustness import robustness
 
     torch.set_num_threads(args.threads)
 

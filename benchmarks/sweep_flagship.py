@@ -1,7 +1,7 @@
 """A sweep of the flagship's alignment weight λ and aligned feature size, two workers on one study.
 
 Space: ``alignment.weight`` log-uniform in [0.01, 10], ``alignment.align_dim`` in {16, 32, 64}
-(the flagship's default space, msakit/sweep.py). Data: the packaged synthetic dataset
+(the flagship's default space, msakit/workflows/sweep.py). Data: the packaged synthetic dataset
 (600/150/300). To fit this machine (2 cores shared by several jobs) each trial is short: audio
 + vision only (the flagship's aligned pair is a-v; no text encoder), ``--epochs`` epochs, one
 thread per worker. Two ``msakit sweep --no-final`` workers share one SQLite study; then

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="dma", choices=available_models())
     p.add_argument("--data", default="synthetic")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
-    p.add_argument("--space", help="search space TOML file (default: the model's default space, see msakit/sweep.py)")
+    p.add_argument("--space", help="search space TOML file (default: the model's default space, see msakit/workflows/sweep.py)")
     p.add_argument("--n-trials", type=int, default=20, help="trials in the whole study, shared by all its workers")
     p.add_argument("--output", required=True, help="directory for the trials' runs, study.db, trials.csv/.md, figures, sweep.json")
     p.add_argument("--storage", help="SQLAlchemy URL of the study database, e.g. postgresql://user:pass@host/db (default: sqlite in --output)")
@@ -286,7 +286,7 @@ def _run(args, command_line: str) -> None:
         path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
         print(f"predictions written to {path}")
     elif args.command == "ablate":
-        from msakit.ablation import ablate
+        from msakit.workflows.ablation import ablate
 
         overrides = parse_set_options(args.set)
         overrides["train"].setdefault("progress", "false")
@@ -298,7 +298,7 @@ def _run(args, command_line: str) -> None:
                runs_dir=args.runs_dir, command=command_line)
         print((Path(args.output) / "ablation.md").read_text())
     elif args.command == "compare":
-        from msakit.compare import compare
+        from msakit.workflows.compare import compare
 
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         shared = [item for item in args.set or [] if ":" not in item.split("=", 1)[0]]
@@ -317,7 +317,7 @@ def _run(args, command_line: str) -> None:
                 runs_dir=args.runs_dir, command=command_line, model_data=_model_data(args.model_data))
         print((Path(args.output) / "compare.md").read_text())
     elif args.command == "sweep":
-        from msakit.sweep import sweep
+        from msakit.workflows.sweep import sweep
 
         overrides = parse_set_options(args.set)
         if args.epochs is not None:
@@ -345,7 +345,7 @@ def _run(args, command_line: str) -> None:
         print(result.report())
         print(f"feature description written to {result.sidecar}")
     elif args.command == "robustness":
-        from msakit.robustness import robustness
+        from msakit.workflows.robustness import robustness
 
         grid = dict(rates=_floats(args.rates, "--rates"), missing=args.missing, frame_drop=args.frame_drop, noise=args.noise,
                     snrs=_floats(args.snr, "--snr"), word_errors=args.word_errors)

@@ -43,7 +43,7 @@ def test_compare_writes_table_and_figure_reuses_runs_and_adds_text_only_rows(sma
     assert again["rows"]["tfn"]["per_seed"] == tfn["per_seed"]
 
     # A finished run made with other settings is never passed off as this comparison's.
-    from msakit.compare import compare
+    from msakit.workflows.compare import compare
 
     with pytest.raises(RunDirError, match=r"seed_1 was trained with another config \(differs in model.text_out"):
         compare(["tfn"], small_synthetic, output_dir=out, seeds=[1], overrides={"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"max_epochs": 1, "num_threads": 1}},

@@ -16,7 +16,7 @@ from msakit.data.batching import BatchBuilder
 from msakit.data.corruption import Corruption, apply_corruption, blank_split, dropout_masks, parse_modality_dropout
 from msakit.errors import ConfigError
 from msakit.models import available_models, get_model_class
-from msakit.robustness import build_grid, nauc, robustness
+from msakit.workflows.robustness import build_grid, nauc, robustness
 
 
 def _overrides(model, tiny_bert_dir, **train):

@@ -19,7 +19,7 @@ optuna = pytest.importorskip("optuna", reason="msakit[sweep] (optuna) is not ins
 
 from msakit.data.mmsa import write_mmsa_pickle  # noqa: E402
 from msakit.data.safe_pickle import safe_load  # noqa: E402
-from msakit.sweep import sweep  # noqa: E402
+from msakit.workflows.sweep import sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Audio + vision only (no text encoder): each tiny trial takes about a second.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.self_mm import SelfMM
 
 # λ = 1: the λ > 0 with the lowest validation MAE on the synthetic data (seed 1111) among 0.1

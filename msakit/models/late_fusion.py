@@ -12,7 +12,7 @@ from torch import nn
 
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel, attach_encoders, encode_modalities
 from msakit.objectives import RegressionL1
 

@@ -43,11 +43,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from msakit.config import setting
+from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 from msakit.models.tfn import append_one, build_tfn_style_subnets, encode_tfn_style
 from msakit.objectives import RegressionL1

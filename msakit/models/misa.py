@@ -53,11 +53,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from msakit.config import setting
+from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionMSE
 from msakit.objectives.subspace import CMDSimilarity, DifferenceLoss, ReconstructionLoss

@@ -26,7 +26,7 @@ from torch import nn
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionL1
 from msakit.objectives.alignment import parse_pairs

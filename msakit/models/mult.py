@@ -57,11 +57,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msakit.config import setting
+from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionL1
 

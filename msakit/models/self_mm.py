@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from msakit.config import setting
+from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel, attach_encoders, encode_modalities
 from msakit.objectives import ULGM, RegressionL1
 

@@ -44,12 +44,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from msakit.config import setting
+from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.encoders.pooled import PooledFrameSubNet, TokenLSTMSubNet
 from msakit.errors import ConfigError
-from msakit.models import register_model
+from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionL1
 
