@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's msakit, not an installed one
 from common import RESULTS, command_line, write_result  # noqa: E402
 
-from msakit.api import text_only_overrides  # noqa: E402
+from msakit.workflows.text_only import text_only_overrides  # noqa: E402
 from msakit.config import resolve_config  # noqa: E402
 from msakit.data import load_dataset  # noqa: E402
 from msakit.data.synthetic import SyntheticSpec, weak_noisy_spec, write_synthetic  # noqa: E402

@@ -3,7 +3,7 @@
 The public API: ``train``, ``evaluate``, ``predict``, ``load_run``, ``make_synthetic``.
 """
 
-__version__ = "0.1.0"
+from msakit._version import __version__  # noqa: E402
 
 from msakit.api import TrainSummary, evaluate, load_run, make_synthetic, predict, predict_video, train  # noqa: E402
 from msakit import extract  # noqa: E402  (a package that is also callable: msakit.extract(clips, "feats.pkl"))

@@ -85,7 +85,7 @@ def test_model_learns_trains_on_both_layouts_and_reloads(model, layouts, tiny_be
     seed_dir = tmp_path / layout / "seed_1111"
     with open(seed_dir / "test_predictions.csv") as f:
         written = np.array([float(row["prediction"]) for row in csv.DictReader(f)])
-    predicted = msakit.api._predict_split(seed_dir, layouts[layout], None, "test", "cpu")[0]["m"]
+    predicted = msakit.training.runs.predict_split(seed_dir, layouts[layout], None, "test", "cpu")[0]["m"]
     np.testing.assert_allclose(predicted, written, rtol=1e-4, atol=1e-5)
     again = msakit.evaluate(tmp_path / layout, layouts[layout], device="cpu")["per_seed"]["seed_1111"]
     assert again["MAE"] == pytest.approx(mae, abs=1e-5)

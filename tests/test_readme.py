@@ -68,6 +68,7 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
     """Scratch cwd; the README's external files made small; one epoch, one seed, tiny encoder."""
     import msakit.api
     import msakit.cli
+    import msakit.training.runs
     import msakit.config
     import msakit.data
     import msakit.encoders.text
@@ -77,7 +78,7 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(msakit.encoders.text, "default_text_encoder_path", lambda: tiny_bert_dir)
     monkeypatch.setattr(msakit.data, "synthetic_path", lambda: small_synthetic)
-    resolve = msakit.api.resolve_config
+    resolve = msakit.config.resolve_config
 
     def short(model, **kwargs):
         overrides = {k: dict(v) for k, v in (kwargs.pop("overrides", None) or {}).items()}
@@ -87,10 +88,10 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
         overrides["train"]["progress"] = False
         return resolve(model, overrides=overrides, **kwargs)
 
-    monkeypatch.setattr(msakit.api, "resolve_config", short)
+    monkeypatch.setattr(msakit.training.runs, "resolve_config", short)
     monkeypatch.setattr(msakit.config, "resolve_config", short)  # modules that import it lazily
-    check_seeds = msakit.api.check_seeds
-    monkeypatch.setattr(msakit.api, "check_seeds", lambda seeds: check_seeds(seeds)[:1])
+    check_seeds = msakit.training.runs.check_seeds
+    monkeypatch.setattr(msakit.training.runs, "check_seeds", lambda seeds: check_seeds(seeds)[:1])
     run = msakit.cli._run
 
     def first_seed_only(args, command_line):

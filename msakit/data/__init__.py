@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from msakit.data.locations import cache_dir
 from msakit.data.types import LABEL_RANGE, MODALITIES, SPLITS, FeatureData, Split
 from msakit.errors import ConfigError
 
 SYNTHETIC = "synthetic"
-
-
-def cache_dir() -> Path:
-    """Where generated data is kept: ``$MSAKIT_CACHE`` or ``~/.cache/msakit``."""
-    return Path(os.environ.get("MSAKIT_CACHE", Path.home() / ".cache" / "msakit"))
 
 
 def synthetic_path() -> Path:

@@ -63,7 +63,7 @@ def enabled() -> bool:
 
 
 def root() -> Path:
-    from msakit.data import cache_dir
+    from msakit.data.locations import cache_dir
 
     return cache_dir() / "features"
 

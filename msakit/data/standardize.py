@@ -173,7 +173,7 @@ class Standardizer:
         return cls(stats, clip)
 
     def save(self, path: str | Path) -> Path:
-        from msakit.training.checkpoint import write_json
+        from msakit.outputs import write_json
 
         path = Path(path)
         write_json(path, self.to_dict())

@@ -189,3 +189,9 @@ def write_synthetic(path: str | Path, spec: SyntheticSpec | None = None) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     write_mmsa_pickle(path, make_synthetic_data(spec))
     return path
+
+
+def make_synthetic(path: str | Path, weak_noisy: bool = False, **spec) -> Path:
+    """Write the synthetic MMSA-format pickle to ``path``; ``weak_noisy=True`` starts from
+    ``weak_noisy_spec()`` (``spec`` still overrides)."""
+    return write_synthetic(path, weak_noisy_spec(**spec) if weak_noisy else SyntheticSpec(**spec))

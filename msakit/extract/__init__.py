@@ -10,20 +10,18 @@ from __future__ import annotations
 import sys
 import types
 
-from msakit.extract.pipeline import ExtractResult, ExtractSettings, describe, extract, extract_clip, list_clips, sidecar_path
+from msakit.extract.pipeline import ExtractResult, ExtractSettings, describe, extract, extract_clip, extract_features, list_clips, sidecar_path
 from msakit.extract.sidecar import check_compatible, copy_sidecar_into, run_sidecar
 
-__all__ = ["ExtractResult", "ExtractSettings", "check_compatible", "copy_sidecar_into", "describe", "extract", "extract_clip",
+__all__ = ["ExtractResult", "ExtractSettings", "check_compatible", "copy_sidecar_into", "describe", "extract", "extract_clip", "extract_features",
            "list_clips", "run_sidecar", "sidecar_path"]
 
 
 class _CallableModule(types.ModuleType):
-    """``msakit.extract(...)`` calls ``msakit.api.extract``; ``msakit.extract.<name>`` is this package."""
+    """``msakit.extract(...)`` calls ``extract_features``; ``msakit.extract.<name>`` is this package."""
 
     def __call__(self, *args, **kwargs):
-        from msakit.api import extract as api_extract
-
-        return api_extract(*args, **kwargs)
+        return extract_features(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -469,3 +469,17 @@ def describe(settings: ExtractSettings) -> dict[str, Any]:
                               "no_face": "all features 0 (present = 0)"}
     return {"format": "msakit-extractor", "extractor_version": EXTRACTOR_VERSION, "settings": dataclasses.asdict(settings),
             "features": features, "versions": package_versions()}
+
+
+def extract_features(source, output: str | Path, *, workers: int = 1, split_fractions: tuple[float, float, float] | None = None,
+                     seed: int = 0, progress: bool = True, **settings: Any) -> "ExtractResult":
+    """Extract features of clips (a folder, a manifest CSV or a list of files) into an MMSA pickle
+    plus its ``.extractor.json`` sidecar. ``settings`` are fields of ``ExtractSettings`` (e.g.
+    ``video_fps=5``), checked by name here. Returns an ``ExtractResult``. This is
+    ``msakit.extract(...)``."""
+    known = {f.name for f in dataclasses.fields(ExtractSettings)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"extract.{unknown[0]}: no such extractor setting; choose from {sorted(known)}")
+    return extract(source, output, settings=ExtractSettings(**settings), workers=workers, split_fractions=split_fractions,
+                   seed=seed, progress=progress)

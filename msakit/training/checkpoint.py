@@ -20,103 +20,21 @@ half-written checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from msakit.errors import MissingFileError, MsakitError, RunDirError
 
+from msakit.outputs import TMP_SUFFIX, atomic_write, finite_json, read_json, remove_partial_files, write_json  # noqa: F401  (re-exported)
+
 FORMAT_VERSION = 1
-
-
-TMP_SUFFIX = ".partial"
-
-
-def _file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``.
-
-    The temporary file is ``.<name>.<random>.partial`` beside ``path``; a process killed
-    mid-write leaves one behind, which ``remove_partial_files`` clears at the next start. The
-    file gets the mode a plain ``open()`` would give it, so every file of a run shares one mode.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_partial_files(directory: Path) -> list[Path]:
-    """Delete temporary files left in ``directory`` (and ``best/``) by a killed write."""
-    removed = []
-    for folder in (directory, directory / "best"):
-        if folder.is_dir():
-            for leftover in folder.glob(f".*{TMP_SUFFIX}"):
-                leftover.unlink(missing_ok=True)
-                removed.append(leftover)
-    return removed
-
-
-def finite_json(value: Any) -> Any:
-    """``value`` with every NaN/inf float replaced by ``None`` (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(v) for v in value]
-    if hasattr(value, "tolist"):
-        return finite_json(value.tolist())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return finite_json(dataclasses.asdict(value))
-    return value
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Strict JSON (non-finite numbers written as null), atomically."""
-    text = json.dumps(finite_json(payload), indent=2, allow_nan=False, default=_json_default) + "\n"
-    atomic_write(path, lambda p: p.write_text(text))
-
-
-def read_json(path: Path, what: str = "file") -> Any:
-    """Parse a JSON file of a run, or a ``RunDirError`` naming it."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MissingFileError(f"{path}: no such {what}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunDirError(f"{path}: damaged {what}, not valid JSON ({error}); restore it or re-run") from None
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def save_best_model(directory: Path, model, kind: str, tokenizer=None) -> None:
     from safetensors.torch import save_file
 
-    from msakit import __version__
+    from msakit._version import __version__
 
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

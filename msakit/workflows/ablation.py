@@ -43,7 +43,7 @@ def ablate(
     Runs go to ``runs_dir`` (default ``output_dir/runs``); two ablations sharing a
     ``runs_dir`` reuse each other's finished seeds instead of training them again.
     ``command``, the call that made the table, is recorded in the JSON and the markdown."""
-    import msakit
+    from msakit.training.runs import train
     from msakit.models import get_model_class
 
     output_dir = Path(output_dir)
@@ -64,7 +64,7 @@ def ablate(
         run_overrides.setdefault("alignment", {}).update({"pairs": pairs, "align_dim": align_dim})
         run_dir = Path(runs_dir or output_dir / "runs") / name.replace(" / ", "_").replace(",", "+")
         print(f"[ablate] {name}: {len(seeds)} seed(s) in {run_dir}", flush=True)
-        result = msakit.train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
+        result = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
                               resume=resume and run_dir.exists())  # finished seeds there are reused
         distances = {}
         for seed in seeds:

@@ -48,7 +48,7 @@ def _check_reusable(run_dir: Path, model: str, data: str, kind: str, seeds, over
     """Refuse to reuse (or resume) a seed directory that was trained with another config."""
     import dataclasses
 
-    from msakit.api import fit_defaults_to_data
+    from msakit.training.runs import fit_defaults_to_data
     from msakit.config import config_from_dict, resolve_config
 
     base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
@@ -119,7 +119,7 @@ def compare(
     ``output_dir/runs``), one directory per row; finished seeds there are reused. ``command``,
     the call that made the table, is recorded in the JSON and the markdown. Returns the JSON
     payload."""
-    import msakit
+    from msakit.training.runs import train
     from msakit.data import load_dataset
     from msakit.models import get_model_class
 
@@ -169,7 +169,7 @@ def compare(
         print(f"[compare] {label}: {len(seeds)} seed(s) in {run_dir}", flush=True)
         _check_reusable(run_dir, name, row_data, kind, seeds, run_overrides, payload["modalities"])  # bad settings stop the comparison
         try:
-            result = msakit.train(name, row_data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
+            result = train(name, row_data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
                                   resume=run_dir.exists())  # finished seeds are reused
         except (ConfigError, DataError) as refusal:  # the model cannot run on this data (these modalities, this layout)
             print(f"[compare] {label}: refused: {refusal}", flush=True)

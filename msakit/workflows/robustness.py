@@ -209,7 +209,7 @@ def robustness(
     """Evaluate every seed of ``run_dir`` on ``split`` of ``data`` under ``curves`` (default
     ``build_grid(modalities, **grid)``: each modality missing, and all, at rates 0..1); write ``robustness.json/.md/.png`` to ``output_dir`` (default
     ``run_dir/robustness``) and return the JSON payload."""
-    from msakit.api import _seed_dirs
+    from msakit.training.runs import seed_dirs as _seed_dirs
     from msakit.data import load_dataset
     from msakit.training.checkpoint import write_json
     from msakit.training.trainer import resolve_device

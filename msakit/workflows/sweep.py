@@ -345,7 +345,7 @@ def _shown_url(url: str) -> str:
 
 def _final_stage(model, data, kind, best, base, output_dir: Path, seeds) -> dict:
     """Retrain the best settings over ``seeds`` on the full data; test metrics mean ± std."""
-    import msakit
+    from msakit.training.runs import train
 
     overrides = _merge(base, best.params, "best trial")
     run_dir = output_dir / "final"
@@ -357,7 +357,7 @@ def _final_stage(model, data, kind, best, base, output_dir: Path, seeds) -> dict
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"number": best.number, "params": best.params, "valid_MAE": best.value}))
-    result = msakit.train(model, data, kind=kind, seeds=list(seeds), run_dir=run_dir, overrides=overrides, resume=True)
+    result = train(model, data, kind=kind, seeds=list(seeds), run_dir=run_dir, overrides=overrides, resume=True)
     return {"run_dir": str(run_dir), "evaluated_split": result.evaluated_split, "per_seed": {str(k): v for k, v in result.per_seed.items()}, "summary": result.summary}
 
 

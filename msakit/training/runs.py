@@ -1,0 +1,267 @@
+"""Runs: train a model once per seed, reload it, evaluate it, predict with it.
+
+The library behind ``msakit.train``/``evaluate``/``predict``/``load_run``; workflows
+(compare, ablation, sweep, robustness, serve) call these, never each other's copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msakit.config import resolve_config
+from msakit.errors import ConfigError, MissingFileError, RunDirError
+from msakit.metrics import format_table, regression_metrics, summarize_seeds
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    per_seed: dict[int, dict[str, float]]
+    summary: dict[str, dict[str, float]]  # metric -> {"mean", "std", "n"}
+    evaluated_split: str
+
+    def table(self) -> str:
+        return format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
+
+
+def train(
+    model: str = "dma",
+    data: str | Path = "synthetic",
+    *,
+    kind: str = "mosi",
+    seeds: tuple[int, ...] | list[int] = (1111,),
+    run_dir: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    resume: bool = False,
+) -> TrainSummary:
+    """Train ``model`` on ``data`` once per seed; return per-seed and mean ± std test metrics.
+
+    ``data`` is an MMSA feature pickle, a directory of ``text,label`` tables, or
+    ``"synthetic"``. ``overrides`` is ``{"model"|"data"|"train": {key: value}}``. Each seed
+    runs in ``run_dir/seed_<seed>``; ``resume=True`` continues unfinished seeds from their
+    last completed epoch and leaves finished ones as they are.
+    """
+    from msakit.data import load_dataset
+    from msakit.training.checkpoint import read_json, write_json
+    from msakit.training.trainer import Trainer
+
+    seeds = check_seeds(seeds)
+    base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
+    for seed in seeds:  # every seed's config is valid before anything is written
+        dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed)).validate()
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(model, data)
+    check_run_dir(run_dir, resume)
+    started = time.perf_counter()
+    dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
+    load_seconds = time.perf_counter() - started
+    base = fit_defaults_to_data(base, dataset.modalities, overrides)
+    per_seed, split = {}, "test"
+    for seed in seeds:
+        config = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed)))
+        seed_dir = run_dir / f"seed_{seed}"
+        if resume and (seed_dir / "results.json").exists():
+            check_same_config(seed_dir, config)
+            done = read_json(seed_dir / "results.json", "results file")
+            per_seed[seed], split = done["metrics"], done["evaluated_split"]
+            continue
+        can_resume = resume and (seed_dir / "last.pt").exists()
+        if resume and not can_resume and (seed_dir / "config.json").exists():
+            # Killed before its first epoch finished: nothing in it is worth keeping.
+            shutil.rmtree(seed_dir)
+        trainer = Trainer(config, seed_dir, data=dataset)
+        trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
+        result = trainer.fit(resume=can_resume)
+        per_seed[seed], split = result.metrics, result.evaluated_split
+    summary = summarize_seeds(list(per_seed.values()))
+    write_json(run_dir / "summary.json", {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary})
+    return TrainSummary(run_dir, per_seed, summary, split)
+
+
+def default_run_dir(model: str, data: str | Path) -> Path:
+    """``runs/<model>_<data stem>_<time>``: where ``train`` writes when no run_dir is given."""
+    stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
+    base = Path("runs") / f"{model}_{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():  # two runs started within the same second
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def check_seeds(seeds) -> list[int]:
+    """Seeds as a list of distinct integers in [0, 2**63), or a ConfigError naming the bad one."""
+    if isinstance(seeds, (int, str)):
+        seeds = [seeds]
+    seeds = list(seeds or [])
+    if not seeds:
+        raise ConfigError("seeds: give at least one seed (e.g. --seeds 1111,1112,1113)")
+    checked = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, (int, str)) or not str(seed).lstrip("-").isdigit():
+            raise ConfigError(f"seeds: {seed!r} is not an integer; give whole numbers such as 1111,1112")
+        value = int(seed)
+        if not 0 <= value < 2**63:
+            raise ConfigError(f"seeds: {value} is out of range; seeds are integers from 0 to 2**63 - 1")
+        if value in checked:
+            raise ConfigError(f"seeds: {value} is given twice; each seed is one run")
+        checked.append(value)
+    return checked
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse a run directory that cannot hold a run, before any work starts."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--run-dir {run_dir}: is a file, not a directory; choose a directory path")
+    if resume:
+        if not run_dir.is_dir():
+            raise MissingFileError(f"--run-dir {run_dir}: does not exist, so there is nothing to resume; drop --resume to start a new run")
+        return
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirError(f"--run-dir {run_dir}: {existing} is a file, not a directory; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"--run-dir {run_dir}: {existing} is not writable; choose a writable directory")
+
+
+def check_same_config(seed_dir: Path, config) -> None:
+    """A finished run is reused by --resume only if it was trained with the same settings."""
+    from msakit.config import config_from_dict
+    from msakit.training.checkpoint import read_json
+
+    saved = _flatten(config_from_dict(read_json(seed_dir / "config.json", "run config")).to_dict())
+    current = _flatten(config.to_dict())
+    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    if changed:
+        raise ConfigError(
+            f"{seed_dir}: this finished run was trained with other settings ({', '.join(changed[:5])}); "
+            f"repeat its settings (in {seed_dir / 'config.json'}) or choose a new --run-dir"
+        )
+
+
+def _flatten(payload: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in payload.items():
+        name = f"{prefix}{key}".replace("model_config.", "model.")
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def fit_defaults_to_data(config, modalities, overrides, quiet: bool = False):
+    """A model's defaults that name a modality the data lacks are dropped, with a note: the
+    flagship's default a-v alignment pair on a text-only table (it trains Self-MM on text), and
+    a default modality dropout of audio/vision there. What the user set explicitly is kept, and
+    the trainer refuses it with the reason. ``modalities``: those the run will use."""
+    import sys
+
+    from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+    from msakit.objectives.alignment import parse_pairs
+
+    used = set(config.data.modalities or modalities)
+    notes = []
+    if "pairs" not in ((overrides or {}).get("alignment") or {}):
+        pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
+        kept = [(i, j, w) for i, j, w in pairs if i in used and j in used]
+        if len(kept) != len(pairs):
+            dropped = [f"{i}-{j}" for i, j, w in pairs if (i, j, w) not in kept]
+            spec = ",".join(f"{i}-{j}:{w:g}" for i, j, w in kept) or "none"
+            notes.append(f"default alignment pair(s) {', '.join(dropped)} need others and are skipped (alignment.pairs={spec})")
+            config = dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, pairs=spec))
+    if "modality_dropout" not in ((overrides or {}).get("train") or {}):
+        dropout = parse_modality_dropout(config.train.modality_dropout)
+        kept_dropout = {m: p for m, p in dropout.items() if m in used}
+        if kept_dropout != dropout:
+            spec = format_modality_dropout(kept_dropout)
+            notes.append(f"default modality dropout of {', '.join(sorted(set(dropout) - set(kept_dropout)))} is skipped "
+                         f"(train.modality_dropout={spec or 'none'})")
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, modality_dropout=spec))
+    if notes and not quiet:
+        print(f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model}'s "
+              + "; its ".join(notes), file=sys.stderr)
+    return config
+
+
+def seed_dirs(run_dir: Path) -> list[Path]:
+    if (run_dir / "best").is_dir():
+        return [run_dir]
+    dirs = sorted(p for p in run_dir.glob("seed_*") if (p / "best").is_dir())
+    if not dirs:
+        raise MissingFileError(f"{run_dir}: no trained model found (expected best/ or seed_*/best/)")
+    return dirs
+
+
+def load_run(run_dir: str | Path, device: str = "cpu"):
+    """Load the trained model of a run: ``(model, tokenizer, meta)``. A multi-seed run
+    directory loads its first seed; pass a ``seed_<n>`` directory to choose."""
+    from msakit.training.checkpoint import load_model
+
+    return load_model(seed_dirs(Path(run_dir))[0], device)
+
+
+def predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True):
+    from msakit.data import load_dataset
+    from msakit.data.batching import BatchBuilder
+    from msakit.training.trainer import predict_builder, resolve_device
+
+    torch_device = resolve_device(device)
+    model, tokenizer, meta = load_run(run, str(torch_device))
+    from msakit.extract.sidecar import check_data_matches_run
+
+    check_data_matches_run(run, data)  # features from `msakit extract`: same extractor as the run's
+    kind = kind or meta["kind"]
+    modalities = tuple(meta["input_dims"]["modalities"])
+    dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels)
+    type(model).check_data(dataset, modalities)  # e.g. MAG-BERT refuses unaligned frames here too
+    target = dataset[split]
+    for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
+        if m in modalities and target.feature_dim(m) != meta["input_dims"][key]:
+            raise ConfigError(
+                f"{data}: {m!r} features have {target.feature_dim(m)} dims but the model at {run} was "
+                f"trained on {meta['input_dims'][key]}; use data with the same feature extractor"
+            )
+    from msakit.data.standardize import load_run_standardizer
+
+    standardizer = load_run_standardizer(run)  # the training split's statistics, unchanged
+    if standardizer is not None:
+        target = standardizer.apply(target)
+    builder = BatchBuilder(target, modalities, tokenizer)
+    return predict_builder(model, builder, 64, torch_device), target, kind
+
+
+def evaluate(run_dir: str | Path, data: str | Path = "synthetic", *, kind: str | None = None, split: str = "test", device: str = "auto") -> dict:
+    """Metrics of a trained run on ``split`` of ``data``: per seed, and mean ± std if several."""
+    per_seed = {}
+    for seed_dir in seed_dirs(Path(run_dir)):
+        predictions, target, used_kind = predict_split(seed_dir, data, kind, split, device)
+        per_seed[seed_dir.name] = regression_metrics(predictions["m"], target.labels["m"], used_kind)
+    return {"per_seed": per_seed, "summary": summarize_seeds(list(per_seed.values()))}
+
+
+def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, kind: str | None = None, split: str = "test", device: str = "auto") -> Path:
+    """Write a CSV of predictions (id, [label,] prediction, unimodal predictions) for ``split``.
+
+    The file needs only that split, and labels are optional: this is how a trained model is
+    run on one's own clips (features extracted the way the training data's were).
+    """
+    from msakit.training.trainer import write_predictions_csv
+
+    output_csv = Path(output_csv)
+    if output_csv.is_dir():
+        raise ConfigError(f"--output {output_csv}: is a directory; give the path of the CSV file to write (e.g. {output_csv / 'predictions.csv'})")
+    predictions, target, _ = predict_split(seed_dirs(Path(run_dir))[0], data, kind, split, device, require_labels=False)
+    write_predictions_csv(output_csv, target.ids, target.labels.get("m"), predictions)
+    return output_csv
+
+
+__all__ = ["TrainSummary", "check_run_dir", "check_seeds", "default_run_dir", "evaluate", "fit_defaults_to_data", "load_run",
+           "predict", "predict_split", "seed_dirs", "train"]

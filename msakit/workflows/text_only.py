@@ -1,0 +1,69 @@
+"""Does audio/vision help? Train a model as asked and again on text alone, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from msakit.training.runs import TrainSummary, train
+
+
+TEXT_ONLY_DIR = "text_only"
+
+
+def text_only_overrides(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """The same settings with text as the only modality; alignment pairs and modality dropout
+    that name audio or vision are dropped (there is nothing to align or drop)."""
+    out = {k: dict(v) for k, v in (overrides or {}).items()}
+    out.setdefault("data", {})["modalities"] = "t"
+    out.setdefault("alignment", {})["pairs"] = "none"
+    from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+
+    dropout = parse_modality_dropout(out.get("train", {}).get("modality_dropout", ""))
+    out.setdefault("train", {})["modality_dropout"] = format_modality_dropout({m: p for m, p in dropout.items() if m == "t"})
+    return out
+
+
+def compare_text_only(
+    model: str = "dma",
+    data: str | Path = "synthetic",
+    *,
+    kind: str = "mosi",
+    seeds: tuple[int, ...] | list[int] = (1111,),
+    run_dir: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    resume: bool = False,
+) -> tuple[TrainSummary, TrainSummary]:
+    """Train ``model`` as asked, then the same model and settings on text alone (in
+    ``run_dir/text_only``); return both summaries. ``side_by_side`` prints them together, so
+    a multimodal result that loses to text alone is visible."""
+    multimodal = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=overrides, resume=resume)
+    text_dir = multimodal.run_dir / TEXT_ONLY_DIR
+    text = train(model, data, kind=kind, seeds=seeds, run_dir=text_dir, overrides=text_only_overrides(overrides),
+                 resume=resume and text_dir.exists())
+    return multimodal, text
+
+
+def side_by_side(multimodal: TrainSummary, text: TrainSummary) -> str:
+    """A markdown table: each metric for all modalities, text alone, and the difference; a
+    warning line when text alone is better on MAE or Corr."""
+    from msakit.metrics import _format_value
+
+    header = ["Metric", "all modalities", "text only", "difference"]
+    rows = []
+    for name, s in multimodal.summary.items():
+        t = text.summary[name]
+        rows.append([name, f"{_format_value(name, s['mean'])} ± {_format_value(name, s['std'])}",
+                     f"{_format_value(name, t['mean'])} ± {_format_value(name, t['std'])}", _format_value(name, s["mean"] - t["mean"])])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    lines = [f"{multimodal.evaluated_split} metrics over {len(multimodal.per_seed)} seed(s): all modalities vs text only",
+             line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows), "Accuracies and F1 in %."]
+    worse = [m for m, better in (("MAE", lambda a, b: a < b), ("Corr", lambda a, b: a > b))
+             if m in multimodal.summary and not better(multimodal.summary[m]["mean"], text.summary[m]["mean"])]
+    if worse:
+        lines.append(f"WARNING: adding audio/vision does not beat text alone on {' and '.join(worse)}.")
+    return "\n".join(lines)
+
+
+__all__ = ["TEXT_ONLY_DIR", "compare_text_only", "side_by_side", "text_only_overrides"]
