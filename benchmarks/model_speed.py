@@ -163,8 +163,7 @@ class MsakitSide:
         if not torch.isfinite(loss):
             raise RuntimeError(f"msakit side: the loss is {float(loss)}")
         loss.backward()
-        if t.grad_clip_value > 0:
-            nn.utils.clip_grad_value_([p for p in t.model.parameters() if p.requires_grad], t.grad_clip_value)
+        t.clip_after_backward()
         for objective in t.objectives:
             if hasattr(objective, "after_step"):
                 objective.after_step(output, batch, EPOCH)

@@ -131,6 +131,9 @@ def variants(part: str, data_dir: Path, spec_changes: dict | None = None):
         "self_mm, default (modality dropout a,v 0.25)": ("self_mm", weak, {}),
         "dma, published (concat, no modality dropout)": ("dma", weak, published),
         "dma, default (modality dropout a,v 0.25)": ("dma", weak, {}),
+        # The default before ULGM skipped withheld modalities (issue 18): the published ULGM update.
+        "self_mm, default with published ULGM (ulgm_skip_absent=false)": ("self_mm", weak, {"model": {"ulgm_skip_absent": False}}),
+        "dma, default with published ULGM (ulgm_skip_absent=false)": ("dma", weak, {"model": {"ulgm_skip_absent": False}}),
     }
     if part == "weak-alternatives":  # other recipes tried (benchmarks/results/READINGS.md)
         for model in ("self_mm", "dma"):

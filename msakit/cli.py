@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="feature pickle to predict on")
     p.add_argument("--video", nargs="+", metavar="VIDEO", help="video files: extract with the run's extractor settings, then predict")
     p.add_argument("--workers", type=int, default=1, help="with --video: clips extracted in parallel")
-    p.add_argument("--output", required=True, help="CSV file to write (with --video also a .json beside it)")
+    p.add_argument("--output", required=True, help="CSV file to write (with --video also a .json beside it); never one of the inputs")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (inputs are never written over)")
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"])
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
@@ -149,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="directory for robustness.json/.md/.png (default RUN_DIR/robustness)")
 
     p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
-    p.add_argument("output")
+    p.add_argument("output", help="the pickle to write (an existing file is kept unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=600)
     p.add_argument("--n-valid", type=int, default=150)
@@ -270,6 +272,8 @@ def _run(args, command_line: str) -> None:
         print(f"run written to {result.run_dir}")
     elif args.command == "evaluate":
         result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
+        for note in result.get("warnings", []):
+            print(f"warning: {note}", file=sys.stderr)
         print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
         print(json.dumps(result["per_seed"], indent=2))
     elif args.command == "predict" and args.video:
@@ -283,7 +287,8 @@ def _run(args, command_line: str) -> None:
     elif args.command == "predict":
         if not args.data:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files)")
-        path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
+        path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device,
+                              overwrite=args.overwrite)
         print(f"predictions written to {path}")
     elif args.command == "ablate":
         from msakit.workflows.ablation import ablate
@@ -358,7 +363,7 @@ def _run(args, command_line: str) -> None:
         spec = dict(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
         if args.raw_scale:
             spec["raw_scale"] = True
-        path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, **spec)
+        path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, overwrite=args.overwrite, **spec)
         print(f"synthetic dataset written to {path}")
 
 

@@ -242,3 +242,72 @@ def config_from_dict(payload: dict) -> RunConfig:
         train=apply_overrides(TrainConfig(), payload["train"], "train"),
         alignment=apply_overrides(AlignmentConfig(), payload.get("alignment", {}), "alignment"),
     ).validate()
+
+
+def fit_defaults_to_data(config: RunConfig, modalities, overrides: dict | None = None, quiet: bool = False) -> RunConfig:
+    """The one place a model's defaults are fitted to the data: defaults that name a modality
+    the run lacks are dropped, with a note (the flagship's default a-v alignment pair on a
+    text-only table, so it trains Self-MM on text; a default modality dropout of audio/vision
+    there). What the user set explicitly is kept, and the trainer refuses it with the reason.
+
+    ``modalities``: those the data has (``config.data.modalities`` wins). ``overrides``: what
+    the user set (``{"train": {...}, "alignment": {...}}``); ``None`` when unknown (a config
+    built by hand and given to the ``Trainer``), where a value equal to the model's default for
+    this dataset kind counts as the default."""
+    import sys
+
+    from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+    from msakit.models import get_model_class
+    from msakit.objectives.alignment import parse_pairs
+
+    used = set(config.data.modalities or modalities)
+    defaults = get_model_class(config.model).dataset_defaults(config.data.kind)
+
+    def explicit(section: str, key: str, same) -> bool:
+        if overrides is not None:
+            return key in ((overrides or {}).get(section) or {})
+        default = defaults.get(section, {}).get(key, getattr({"train": TrainConfig, "alignment": AlignmentConfig}[section](), key))
+        return not same(getattr(getattr(config, section), key), default)
+
+    notes = []
+    pairs_same = lambda a, b: parse_pairs(a, config.alignment.weight) == parse_pairs(b, config.alignment.weight)  # noqa: E731
+    if not explicit("alignment", "pairs", pairs_same):
+        pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
+        kept = [(i, j, w) for i, j, w in pairs if i in used and j in used]
+        if len(kept) != len(pairs):
+            dropped = [f"{i}-{j}" for i, j, w in pairs if (i, j, w) not in kept]
+            spec = ",".join(f"{i}-{j}:{w:g}" for i, j, w in kept) or "none"
+            notes.append(f"default alignment pair(s) {', '.join(dropped)} need others and are skipped (alignment.pairs={spec})")
+            config = dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, pairs=spec))
+    dropout_same = lambda a, b: parse_modality_dropout(a) == parse_modality_dropout(b)  # noqa: E731
+    if not explicit("train", "modality_dropout", dropout_same):
+        dropout = parse_modality_dropout(config.train.modality_dropout)
+        kept_dropout = {m: p for m, p in dropout.items() if m in used}
+        if kept_dropout != dropout:
+            spec = format_modality_dropout(kept_dropout)
+            notes.append(f"default modality dropout of {', '.join(sorted(set(dropout) - set(kept_dropout)))} is skipped "
+                         f"(train.modality_dropout={spec or 'none'})")
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, modality_dropout=spec))
+    if notes and not quiet:
+        print(f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model}'s "
+              + "; its ".join(notes), file=sys.stderr)
+    return config
+
+
+# Settings that change how a run reports, not what it computes: a finished run trained with
+# another value is still the same run.
+NOT_RESULTS = ("train.progress",)
+
+
+def config_differences(saved: dict, wanted: dict) -> list[str]:
+    """``section.key`` names where two ``RunConfig.to_dict()`` payloads differ (``model.*`` for
+    the model's own settings), leaving out ``NOT_RESULTS``."""
+    keys = []
+    for section in ("model", "model_config", "data", "train", "alignment"):
+        a, b = saved.get(section), wanted.get(section)
+        name = "model" if section == "model_config" else section
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += [f"{name}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and f"{name}.{k}" not in NOT_RESULTS]
+        elif a != b:
+            keys.append(name)
+    return keys

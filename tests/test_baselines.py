@@ -189,7 +189,8 @@ def test_lmf_factors_train_at_their_own_rate_and_mult_asks_for_gradient_clipping
     assert groups["factors"]["lr"] == 1e-4 and len(groups["factors"]["params"]) == 3
     assert sum(len(g["params"]) for g in groups.values()) == len([p for p in lmf.parameters() if p.requires_grad])
     mult, c = _model("mult")
-    assert mult.grad_clip_value == c.grad_clip == 0.6
+    clipping = mult.gradient_clipping()
+    assert (clipping.mode, clipping.limit, clipping.when) == ("value", c.grad_clip, "backward") and c.grad_clip == 0.6
 
 
 def test_mult_computes_the_reference_forward_exactly_on_unpadded_input():

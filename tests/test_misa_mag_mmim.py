@@ -248,7 +248,7 @@ def test_misa_clips_gradient_values_before_each_step(tiny_bert_dir):
     model = _build("misa", tiny_bert_dir)
     for p in model.parameters():
         p.grad = torch.full_like(p, 5.0)
-    model.clip_gradients()
+    model.gradient_clipping().apply(model)
     assert all(p.grad.max() == pytest.approx(0.8) for p in model.parameters())
 
 

@@ -1,4 +1,4 @@
-"""Every command and code block in the README runs, as written.
+"""Every command and code block in the README and the documentation site (docs/) runs, as written.
 
 The commands run in order in a scratch directory, with three things made small so the whole
 README takes seconds: the packaged text encoder is the tiny test BERT, every training runs one
@@ -19,14 +19,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def doc_pages() -> list[Path]:
+    """The README, then every page of the documentation site in its navigation order."""
+    import re as _re
+
+    nav = _re.findall(r":\s*([\w/.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), flags=_re.M)
+    return [README, *(ROOT / "docs" / page for page in nav)]
 SKIPPED_PREFIXES = ("make ", "pip ", "python -m pytest", ".venv/bin/python")
 
 
 def readme_blocks(language: str) -> list[str]:
     """The README's fenced code blocks of one language ("" for unlabelled ones)."""
     blocks, current, open_language = [], [], None
-    for line in README.read_text().splitlines():
+    for line in (line for page in doc_pages() for line in page.read_text().splitlines()):
         if line.startswith("```"):
             if open_language is None:
                 open_language, current = line[3:].strip(), []
@@ -176,7 +185,7 @@ def test_every_readme_command_runs_as_written(readme_world, capsys):
         command = re.sub(r"--n-trials \d+", "--n-trials 2", command)
         argv = localise(command, readme_world)
         assert argv[0] in KNOWN, f"README command {command!r} has no way to run in this test: add it"
-        if not VIDEO and (argv[0] == "extract" or "--video" in argv or "feats.pkl" in argv):
+        if not VIDEO and (argv[0] == "extract" or "--video" in argv or any(a.startswith("feats") and a.endswith(".pkl") for a in argv)):
             continue  # needs the optional extra msakit[video]
         if argv[0] in ("robustness", "evaluate") and not Path(argv[1]).exists():
             # A command on "a trained run": the README's own `msakit train --model self_mm --run-dir runs/x`.

@@ -80,8 +80,11 @@ def test_compare_text_only_trains_both_and_prints_them(small_synthetic, tiny_ove
     assert "text only" in table and "MAE" in table
     mae_row = next(line for line in table.splitlines() if line.startswith("| MAE"))
     assert f"{multimodal.summary['MAE']['mean']:.4f}" in mae_row and f"{text.summary['MAE']['mean']:.4f}" in mae_row
-    worse = multimodal.summary["MAE"]["mean"] >= text.summary["MAE"]["mean"] or multimodal.summary["Corr"]["mean"] <= text.summary["Corr"]["mean"]
+    m, s = multimodal.summary, text.summary
+    worse = m["MAE"]["mean"] >= s["MAE"]["mean"] or m["Corr"]["mean"] <= s["Corr"]["mean"] or m["Acc-2 (non-0)"]["mean"] <= s["Acc-2 (non-0)"]["mean"]
     assert ("WARNING" in table) == worse
+    won = (multimodal.per_seed[1111]["MAE"] < text.per_seed[1111]["MAE"])
+    assert mae_row.rstrip(" |").endswith(f"{int(won)}/1")  # per-seed win count
 
 
 def test_default_modality_dropout_covers_only_the_modalities_the_run_has(small_synthetic, tiny_overrides, tmp_path, capsys):

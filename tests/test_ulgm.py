@@ -73,3 +73,75 @@ def test_generated_labels_are_bounded_and_weighted_loss_uses_them():
     _step(ulgm, [0, 1], {"m": torch.tensor([[5.0], [-5.0]]), "a": torch.tensor([[100.0], [-100.0]])}, {"a": torch.zeros(2)}, epoch=1)
     _step(ulgm, [0, 1], {"m": torch.tensor([[5.0], [-5.0]]), "a": torch.tensor([[100.0], [-100.0]])}, {"a": torch.zeros(2)}, epoch=2)
     assert float(ulgm.labels("a").abs().max()) <= 1.0 + 1e-6
+
+
+def _state(ulgm) -> dict:
+    return {k: v.clone() for k, v in ulgm.state_dict().items()}
+
+
+def _absent_step(ulgm, index, features, predictions, epoch, absent):
+    batch = Batch(index=torch.tensor(index), labels={"m": ulgm.y_m[torch.tensor(index)]},
+                  absent={m: torch.tensor(a) for m, a in absent.items()})
+    output = ModelOutput(predictions=predictions, features=features)
+    terms = ulgm(output, batch, epoch)
+    ulgm.after_step(output, batch, epoch)
+    return terms
+
+
+def _warm(skip_absent=True, seed=0):
+    torch.manual_seed(seed)
+    y = np.array([1.5, -2.0, 0.4, 0.7, -0.3, 2.2], dtype=np.float32)
+    ulgm = ULGM(y, {"m": 3, "a": 3, "v": 3}, ("a", "v"), skip_absent=skip_absent)
+    feats = {s: torch.randn(6, 3) for s in "mav"}
+    _step(ulgm, list(range(6)), feats, {s: torch.randn(6) for s in "av"}, epoch=1)
+    _step(ulgm, list(range(6)), {s: torch.randn(6, 3) for s in "mav"}, {s: torch.randn(6) for s in "av"}, epoch=2)
+    return ulgm
+
+
+def test_a_modality_withheld_in_every_sample_changes_no_label_memory_or_centre_of_it():
+    ulgm = _warm()
+    before = _state(ulgm)
+    feats = {s: torch.randn(3, 3) + 5 for s in "mav"}
+    preds = {s: torch.randn(3, requires_grad=True) for s in "av"}
+    terms = _absent_step(ulgm, [0, 2, 4], feats, preds, epoch=3, absent={"v": [True, True, True]})
+    after = _state(ulgm)
+    for key in ("label_v", "memory_v", "centre_pos_v", "centre_neg_v"):
+        assert torch.equal(before[key], after[key]), key
+    assert float(terms["ulgm_v"].detach()) == 0.0
+    terms["ulgm_v"].backward()
+    assert torch.count_nonzero(preds["v"].grad) == 0  # no gradient from the withheld modality
+    for key in ("label_a", "memory_a", "memory_m"):  # audio was there: its state moved
+        assert not torch.equal(before[key], after[key]), key
+
+
+def test_a_partly_withheld_modality_updates_only_the_samples_that_had_it():
+    ulgm = _warm()
+    before = _state(ulgm)
+    feats = {s: torch.randn(3, 3) + 5 for s in "mav"}
+    _absent_step(ulgm, [0, 2, 4], feats, {s: torch.randn(3) for s in "av"}, epoch=3, absent={"a": [False, True, False]})
+    after = _state(ulgm)
+    assert torch.equal(after["memory_a"][2], before["memory_a"][2]) and after["label_a"][2] == before["label_a"][2]
+    assert torch.equal(after["memory_a"][[0, 4]], feats["a"][[0, 2]])
+    assert not torch.equal(after["label_a"][[0, 4]], before["label_a"][[0, 4]])
+
+
+def test_the_published_form_lets_a_withheld_modality_update_everything():
+    ulgm = _warm(skip_absent=False)
+    before = _state(ulgm)
+    feats = {s: torch.randn(3, 3) + 5 for s in "mav"}
+    _absent_step(ulgm, [0, 2, 4], feats, {s: torch.randn(3) for s in "av"}, epoch=3, absent={"v": [True, True, True]})
+    assert torch.equal(ulgm.memory_v[[0, 2, 4]], feats["v"]) and not torch.equal(before["label_v"], ulgm.label_v)
+
+
+def test_with_nothing_withheld_the_switch_changes_nothing_bit_for_bit():
+    states, losses = [], []
+    for skip in (True, False):
+        ulgm = _warm(skip_absent=skip, seed=3)
+        torch.manual_seed(9)
+        feats = {s: torch.randn(4, 3) for s in "mav"}
+        preds = {s: torch.randn(4) for s in "av"}
+        terms = _absent_step(ulgm, [1, 2, 3, 5], feats, preds, epoch=3, absent={"a": [False] * 4, "v": [False] * 4})
+        states.append(_state(ulgm))
+        losses.append({k: v.detach().clone() for k, v in terms.items()})
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert all(torch.equal(losses[0][k], losses[1][k]) for k in losses[0])

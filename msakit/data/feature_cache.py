@@ -43,6 +43,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -164,21 +165,46 @@ class DamagedCache(Exception):
     pass
 
 
-def _open_entry(directory: Path, source: str) -> tuple[FeatureData, list[str]]:
+def _inside(directory: Path, name: Any) -> Path:
+    """The file ``name`` of an entry: a plain file name, not a link, inside ``directory``. A
+    manifest is data the reader checks: a path that climbs out (``..``, absolute, a link) is
+    damage, never followed."""
+    if not isinstance(name, str) or not name or name != Path(name).name or name in (".", "..") or "\\" in name:
+        raise DamagedCache(f"the manifest names {name!r}, which is not a file of the entry")
+    file = directory / name
+    if file.is_symlink():
+        raise DamagedCache(f"{name} is a link, not a file of the entry")
+    if file.exists() and file.resolve().parent != directory.resolve():
+        raise DamagedCache(f"{name} lies outside the entry")
+    return file
+
+
+def _open_entry(directory: Path, source: str, expect: dict | None = None) -> tuple[FeatureData, list[str]]:
+    if directory.is_symlink():
+        raise DamagedCache("the entry is a link, not a folder of the cache")
     try:
-        manifest = json.loads((directory / "manifest.json").read_text())
+        manifest = json.loads(_inside(directory, "manifest.json").read_text())
     except FileNotFoundError:
         raise DamagedCache("manifest.json is missing") from None
     except (OSError, ValueError) as error:
         raise DamagedCache(f"manifest.json is unreadable ({error})") from None
+    if not isinstance(manifest, dict):
+        raise DamagedCache(f"manifest.json holds a {type(manifest).__name__}, not an object")
     if manifest.get("format") != FORMAT or manifest.get("reader_version") != READER_VERSION:
         raise DamagedCache("manifest.json has another format or reader version")
+    for key, value in (expect or {}).items():
+        if manifest.get(key) != value:
+            raise DamagedCache(f"manifest.json records another {key} than this entry's name says")
     try:
         splits = {}
+        if expect is not None and sorted(manifest["splits"]) != sorted(s for s in expect["request"]["splits"] if s in manifest["splits"]):
+            raise DamagedCache("manifest.json lists splits that were not asked for")
         for name, info in manifest["splits"].items():
             loaded = {}
             for field, spec in info["arrays"].items():
-                file = directory / spec["file"]
+                if field not in _ARRAY_FIELDS and not field.startswith("labels_"):
+                    raise DamagedCache(f"manifest.json lists an unknown array {field!r}")
+                file = _inside(directory, spec["file"])
                 if not file.exists():
                     raise DamagedCache(f"{spec['file']} is missing")
                 if file.stat().st_size != spec["bytes"]:
@@ -187,7 +213,7 @@ def _open_entry(directory: Path, source: str) -> tuple[FeatureData, list[str]]:
                 if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
                     raise DamagedCache(f"{spec['file']} holds {array.dtype}{list(array.shape)}, the manifest says {spec['dtype']}{spec['shape']}")
                 loaded[field] = array
-            text = json.loads((directory / info["text"]).read_text())
+            text = json.loads(_inside(directory, info["text"]).read_text())
             if len(text["ids"]) != info["n"]:
                 raise DamagedCache(f"{info['text']} has {len(text['ids'])} ids, the manifest says {info['n']}")
             splits[name] = Split(
@@ -202,11 +228,14 @@ def _open_entry(directory: Path, source: str) -> tuple[FeatureData, list[str]]:
         return data, list(manifest.get("warnings", []))
     except DamagedCache:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise DamagedCache(f"{type(error).__name__}: {error}") from None
 
 
 def _set_aside(directory: Path) -> None:
+    if directory.is_symlink():  # never follow it: remove the link itself
+        directory.unlink(missing_ok=True)
+        return
     trash = directory.with_name(f".{directory.name}.damaged-{os.getpid()}-{time.monotonic_ns()}")
     try:
         os.rename(directory, trash)
@@ -243,16 +272,33 @@ def cached_read(path: str | os.PathLike[str], *, kind=None, modalities=None, spl
     from msakit.data.mmsa import read_mmsa_pickle
 
     reader = reader or read_mmsa_pickle
-    shown = str(path)
     source = Path(path)
     if not enabled() or not source.is_file():
         return reader(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels)
+    try:
+        return _cached_read(path, source, kind, modalities, splits, require_labels, reader)
+    except _CacheUnusable as problem:
+        warnings.warn(f"the feature cache in {root()} cannot be used ({problem}); reading {path} without it. "
+                      "Set MSAKIT_CACHE to a writable folder (or MSAKIT_FEATURE_CACHE=0) to silence this", UserWarning, stacklevel=2)
+        return reader(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels)
+
+
+class _CacheUnusable(Exception):
+    """The cache location itself cannot be used (not a folder, not writable): read plainly."""
+
+
+def _cached_read(path, source: Path, kind, modalities, splits, require_labels, reader) -> FeatureData:
+    shown = str(path)
     request = _request(kind, modalities, splits, require_labels)
-    digest = source_hash(source)
+    try:
+        digest = source_hash(source)
+    except OSError as error:
+        raise _CacheUnusable(f"{error.strerror or error}") from None
     directory = entry_dir(source, digest, request)
-    if directory.exists():
+    expect = {"source_hash": digest, "request": request}
+    if directory.exists() or directory.is_symlink():
         try:
-            data, messages = _open_entry(directory, shown)
+            data, messages = _open_entry(directory, shown, expect)
             for message in messages:
                 warnings.warn(message, UserWarning, stacklevel=3)
             return data
@@ -284,12 +330,13 @@ def cached_read(path: str | os.PathLike[str], *, kind=None, modalities=None, spl
             shutil.rmtree(temp, ignore_errors=True)
             raise
     except OSError as error:
-        warnings.warn(f"{directory}: could not write the feature cache ({error}); continuing without it", UserWarning, stacklevel=3)
+        warnings.warn(f"{directory}: could not write the feature cache ({error.strerror or error}); continuing without it "
+                      "(set MSAKIT_CACHE to a writable folder, or MSAKIT_FEATURE_CACHE=0)", UserWarning, stacklevel=3)
         return data
     _drop_superseded(source, digest, request, directory)
     # Return the memory-mapped form, so the first run uses as little memory as later ones.
     try:
-        return _open_entry(directory, shown)[0]
+        return _open_entry(directory, shown, expect)[0]
     except DamagedCache:
         return data
 

@@ -191,7 +191,19 @@ def write_synthetic(path: str | Path, spec: SyntheticSpec | None = None) -> Path
     return path
 
 
-def make_synthetic(path: str | Path, weak_noisy: bool = False, **spec) -> Path:
+def make_synthetic(path: str | Path, weak_noisy: bool = False, overwrite: bool = False, **spec) -> Path:
     """Write the synthetic MMSA-format pickle to ``path``; ``weak_noisy=True`` starts from
-    ``weak_noisy_spec()`` (``spec`` still overrides)."""
+    ``weak_noisy_spec()`` (``spec`` still overrides). Every split gets at least one sample (a
+    file training would refuse is not written); an existing file is replaced only with
+    ``overwrite``."""
+    from msakit.errors import ConfigError
+    from msakit.outputs import check_outputs
+
+    for name in ("n_train", "n_valid", "n_test"):
+        value = spec.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}={value!r}: every split needs at least one sample (train, valid and test are all used)")
+    if "seed" in spec and (isinstance(spec["seed"], bool) or not isinstance(spec["seed"], int) or not 0 <= spec["seed"] < 2**63):
+        raise ConfigError(f"--seed={spec['seed']!r}: must be an integer in [0, 2**63)")
+    path, = check_outputs([("output", path)], overwrite=overwrite)
     return write_synthetic(path, weak_noisy_spec(**spec) if weak_noisy else SyntheticSpec(**spec))

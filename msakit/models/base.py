@@ -17,6 +17,36 @@ from msakit.data.types import Split
 
 
 @dataclass(frozen=True)
+class GradientClipping:
+    """How a model's reference clips its gradients; the trainer applies it (one mechanism).
+
+    ``mode``: ``"value"`` (each gradient entry into ``[-limit, limit]``) or ``"norm"`` (the
+    total L2 norm of a parameter set at most ``limit``). ``when``: ``"backward"`` after every
+    backward pass (MulT's reference clips inside its accumulation loop) or ``"step"`` once per
+    optimiser step, on the accumulated gradients (MISA, MMIM). ``parameter_sets``: sets clipped
+    separately (MMIM clips its MI estimator apart from the rest); ``None`` = every trainable
+    parameter as one set. With fp16 loss scaling the gradients are unscaled first, so a
+    per-backward clip then happens at the step."""
+
+    mode: str
+    limit: float
+    when: str = "step"
+    parameter_sets: tuple[tuple[nn.Parameter, ...], ...] | None = None
+
+    def __post_init__(self):
+        if self.mode not in ("value", "norm") or self.when not in ("backward", "step"):
+            raise ValueError(f"GradientClipping(mode={self.mode!r}, when={self.when!r}): mode is value|norm, when is backward|step")
+
+    def apply(self, model: nn.Module) -> None:
+        sets = self.parameter_sets or (tuple(p for p in model.parameters() if p.requires_grad),)
+        clip = nn.utils.clip_grad_value_ if self.mode == "value" else nn.utils.clip_grad_norm_
+        for params in sets:
+            with_grad = [p for p in params if p.grad is not None]
+            if with_grad:
+                clip(with_grad, self.limit)
+
+
+@dataclass(frozen=True)
 class InputDims:
     """Modalities a model sees and their feature sizes, read from the data, never assumed."""
 
@@ -135,6 +165,7 @@ class MSAModel(nn.Module):
         """Refuse (``ConfigError``/``DataError``) data this model cannot use, e.g. unaligned
         frames for a model that needs one frame per word; called before the model is built."""
 
-    def clip_gradients(self) -> None:
-        """Called before every optimiser step (after the gradients are complete); models whose
-        reference clips gradients do it here."""
+    def gradient_clipping(self) -> GradientClipping | None:
+        """The clipping the model's reference applies (``GradientClipping``), or ``None``; read
+        once by the trainer, which applies it at the declared moment."""
+        return None

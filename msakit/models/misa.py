@@ -58,7 +58,7 @@ from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.models.base import GradientClipping, InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionMSE
 from msakit.objectives.subspace import CMDSimilarity, DifferenceLoss, ReconstructionLoss
 
@@ -199,9 +199,9 @@ class MISA(MSAModel):
         c = self.config
         return [{"name": "all", "params": [p for p in self.parameters() if p.requires_grad], "lr": c.lr, "weight_decay": c.weight_decay}]
 
-    def clip_gradients(self) -> None:
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_value_([p for p in self.parameters() if p.grad is not None], self.config.grad_clip)
+    def gradient_clipping(self) -> GradientClipping | None:
+        # The reference clips gradient values before each optimiser step.
+        return GradientClipping("value", self.config.grad_clip, when="step") if self.config.grad_clip > 0 else None
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         c = self.config

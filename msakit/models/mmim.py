@@ -63,7 +63,7 @@ from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.models.base import GradientClipping, InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionL1
 from msakit.objectives.infomax import CPC, MMILB, CPCObjective, MMILBEntropy, MMILBObjective
 
@@ -192,14 +192,13 @@ class MMIM(MSAModel):
             if params
         ]
 
-    def clip_gradients(self) -> None:
+    def gradient_clipping(self) -> GradientClipping | None:
+        # The reference clips the gradient norm of each stage's parameters before its step.
         if self.config.grad_clip <= 0:
-            return
+            return None
         groups = self._groups()
-        for params in (groups["mmilb"], groups["text"] + groups["main"]):
-            with_grad = [p for p in params if p.grad is not None]
-            if with_grad:
-                nn.utils.clip_grad_norm_(with_grad, self.config.grad_clip)
+        return GradientClipping("norm", self.config.grad_clip, when="step",
+                                parameter_sets=(tuple(groups["mmilb"]), tuple(groups["text"] + groups["main"])))
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         c = self.config

@@ -62,7 +62,7 @@ from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.models.base import GradientClipping, InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionL1
 
 
@@ -245,10 +245,9 @@ class MulT(MSAModel):
         self.out_layer = nn.Linear(combined, 1)
         self.feature_dims = {"m": combined, **{s: width for s in dims.modalities}}
 
-    @property
-    def grad_clip_value(self) -> float:
-        """Read by the trainer: clip gradient values after each backward (0 = off)."""
-        return self.config.grad_clip
+    def gradient_clipping(self) -> GradientClipping | None:
+        # The reference clips gradient values after every backward, inside its accumulation loop.
+        return GradientClipping("value", self.config.grad_clip, when="backward") if self.config.grad_clip > 0 else None
 
     def _project(self, s: str, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, D)`` -> ``(B, T - k + 1, d)`` and the valid lengths after the convolution."""

@@ -17,6 +17,13 @@ After each step (``after_step``), in this order:
 2. write the batch's features into the memory;
 3. recompute the centres: mean memory over samples whose label (``y_m`` for m) is > 0
    (``>= 0`` with ``zero_is_positive``) and < 0.
+
+Withheld modalities (``skip_absent``, the default; ``batch.absent`` under modality dropout): a
+sample whose modality s was withheld in this step has no ``F_s`` to learn from, so its loss term
+for s is zero, and its ``label[s]`` and ``memory[s]`` are left as they were (so the centres of s
+move only through samples that had s). ``skip_absent=False`` is the published form (the
+withheld sample's all-zero-input feature updates everything); on batches with nothing withheld
+both are the same computation, bit for bit.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class ULGM(nn.Module):
         modalities: tuple[str, ...],
         bound: float = 3.0,
         zero_is_positive: bool = False,
+        skip_absent: bool = True,
     ):
         super().__init__()
         if "m" not in feature_dims or any(s not in feature_dims for s in modalities):
@@ -43,6 +51,7 @@ class ULGM(nn.Module):
         self.modalities = tuple(modalities)
         self.bound = float(bound)
         self.zero_is_positive = zero_is_positive
+        self.skip_absent = bool(skip_absent)
         y_m = torch.as_tensor(np.asarray(multimodal_labels), dtype=torch.float32).reshape(-1)
         self.register_buffer("y_m", y_m)
         for s in self.modalities:
@@ -57,12 +66,23 @@ class ULGM(nn.Module):
         """Current generated labels of modality s over the whole training split."""
         return getattr(self, f"label_{s}")
 
+    def present(self, batch, s: str) -> torch.Tensor | None:
+        """Rows of ``batch`` that had modality ``s`` (bool), or ``None`` when all did (or the
+        published form is asked for)."""
+        absent = (getattr(batch, "absent", None) or {}).get(s) if self.skip_absent else None
+        if absent is None or not bool(absent.any()):
+            return None
+        return ~absent.to(self.y_m.device)
+
     def forward(self, output, batch, epoch: int) -> dict[str, torch.Tensor]:
         y_m = self.y_m[batch.index]
         terms = {}
         for s in self.modalities:
             target = self.labels(s)[batch.index]
             weight = torch.tanh((target - y_m).abs())
+            present = self.present(batch, s)
+            if present is not None:
+                weight = weight * present
             terms[f"ulgm_{s}"] = (weight * (output.predictions[s] - target).abs()).mean()
         return terms
 
@@ -70,10 +90,15 @@ class ULGM(nn.Module):
     def after_step(self, output, batch, epoch: int) -> None:
         index = batch.index
         features = {s: output.features[s].detach().float() for s in ("m",) + self.modalities}
+        present = {s: self.present(batch, s) for s in self.modalities}
         if epoch >= 2:
-            self._update_labels(features, index, epoch)
+            self._update_labels(features, index, epoch, present)
         for s, f in features.items():
-            getattr(self, f"memory_{s}")[index] = f
+            rows = present.get(s)
+            if rows is None:
+                getattr(self, f"memory_{s}")[index] = f
+            else:
+                getattr(self, f"memory_{s}")[index[rows]] = f[rows]
         self._update_centres()
 
     def _relative_distance(self, s: str, f: torch.Tensor) -> torch.Tensor:
@@ -81,7 +106,8 @@ class ULGM(nn.Module):
         d_neg = torch.linalg.vector_norm(f - getattr(self, f"centre_neg_{s}"), dim=-1)
         return (d_neg - d_pos) / (d_pos + EPS)
 
-    def _update_labels(self, features: dict[str, torch.Tensor], index: torch.Tensor, epoch: int) -> None:
+    def _update_labels(self, features: dict[str, torch.Tensor], index: torch.Tensor, epoch: int,
+                       present: dict[str, torch.Tensor | None] | None = None) -> None:
         y_m = self.y_m[index]
         delta_m = self._relative_distance("m", features["m"])
         n = float(epoch)
@@ -91,7 +117,12 @@ class ULGM(nn.Module):
             candidate = 0.5 * alpha * y_m + 0.5 * (y_m + delta_s - delta_m)
             candidate = candidate.clamp(-self.bound, self.bound)
             label = self.labels(s)
-            label[index] = (n - 1) / (n + 1) * label[index] + 2 / (n + 1) * candidate
+            rows = (present or {}).get(s)
+            if rows is None:
+                label[index] = (n - 1) / (n + 1) * label[index] + 2 / (n + 1) * candidate
+            else:
+                kept = index[rows]
+                label[kept] = (n - 1) / (n + 1) * label[kept] + 2 / (n + 1) * candidate[rows]
 
     def _update_centres(self) -> None:
         for s in ("m",) + self.modalities:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msakit.config import resolve_config
+from msakit.config import fit_defaults_to_data, resolve_config  # noqa: F401  (fit_defaults_to_data re-exported)
 from msakit.errors import ConfigError, MissingFileError, RunDirError
 from msakit.metrics import format_table, regression_metrics, summarize_seeds
 
@@ -39,13 +39,17 @@ def train(
     run_dir: str | Path | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     resume: bool = False,
+    reuse: bool = False,
 ) -> TrainSummary:
     """Train ``model`` on ``data`` once per seed; return per-seed and mean ± std test metrics.
 
     ``data`` is an MMSA feature pickle, a directory of ``text,label`` tables, or
     ``"synthetic"``. ``overrides`` is ``{"model"|"data"|"train": {key: value}}``. Each seed
     runs in ``run_dir/seed_<seed>``; ``resume=True`` continues unfinished seeds from their
-    last completed epoch and leaves finished ones as they are.
+    last completed epoch and leaves finished ones as they are. ``reuse=True`` does the same
+    when ``run_dir`` exists and starts afresh when it does not: how compare, ablate and the
+    text-only comparison reuse finished runs. Either way every seed already there is checked,
+    before anything trains, to have been made with these settings.
     """
     from msakit.data import load_dataset
     from msakit.training.checkpoint import read_json, write_json
@@ -61,12 +65,17 @@ def train(
     dataset = load_dataset(base.data.path, base.data.kind, base.data.modalities)
     load_seconds = time.perf_counter() - started
     base = fit_defaults_to_data(base, dataset.modalities, overrides)
+    resume = resume or (reuse and run_dir.is_dir())
+    configs = {seed: dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed))) for seed in seeds}
+    if resume:  # a run made with other settings is never passed off as this one, nor continued
+        for seed, config in configs.items():
+            if (run_dir / f"seed_{seed}" / "config.json").exists():
+                check_same_config(run_dir / f"seed_{seed}", config)
     per_seed, split = {}, "test"
     for seed in seeds:
-        config = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed)))
+        config = configs[seed]
         seed_dir = run_dir / f"seed_{seed}"
         if resume and (seed_dir / "results.json").exists():
-            check_same_config(seed_dir, config)
             done = read_json(seed_dir / "results.json", "results file")
             per_seed[seed], split = done["metrics"], done["evaluated_split"]
             continue
@@ -74,7 +83,7 @@ def train(
         if resume and not can_resume and (seed_dir / "config.json").exists():
             # Killed before its first epoch finished: nothing in it is worth keeping.
             shutil.rmtree(seed_dir)
-        trainer = Trainer(config, seed_dir, data=dataset)
+        trainer = Trainer(config, seed_dir, data=dataset, fit_defaults=False)  # fitted above, with the overrides
         trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
         result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
@@ -132,63 +141,21 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def check_same_config(seed_dir: Path, config) -> None:
-    """A finished run is reused by --resume only if it was trained with the same settings."""
-    from msakit.config import config_from_dict
+    """A run already in ``seed_dir`` is reused or continued only if it was made with the same
+    settings (``config_differences``: what changes results), else a ``RunDirError``."""
+    from msakit.config import config_differences, config_from_dict
     from msakit.training.checkpoint import read_json
 
-    saved = _flatten(config_from_dict(read_json(seed_dir / "config.json", "run config")).to_dict())
-    current = _flatten(config.to_dict())
-    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
-    if changed:
-        raise ConfigError(
-            f"{seed_dir}: this finished run was trained with other settings ({', '.join(changed[:5])}); "
-            f"repeat its settings (in {seed_dir / 'config.json'}) or choose a new --run-dir"
+    try:
+        saved = config_from_dict(read_json(seed_dir / "config.json", "run config")).to_dict()
+    except (KeyError, TypeError) as error:
+        raise RunDirError(f"{seed_dir / 'config.json'}: unreadable run config ({error}); remove {seed_dir} or choose another run directory") from None
+    differences = config_differences(saved, config.to_dict())
+    if differences:
+        raise RunDirError(
+            f"{seed_dir} was trained with another config (differs in {', '.join(differences[:5])}); "
+            f"repeat its settings (in {seed_dir / 'config.json'}) or choose another run directory"
         )
-
-
-def _flatten(payload: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in payload.items():
-        name = f"{prefix}{key}".replace("model_config.", "model.")
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def fit_defaults_to_data(config, modalities, overrides, quiet: bool = False):
-    """A model's defaults that name a modality the data lacks are dropped, with a note: the
-    flagship's default a-v alignment pair on a text-only table (it trains Self-MM on text), and
-    a default modality dropout of audio/vision there. What the user set explicitly is kept, and
-    the trainer refuses it with the reason. ``modalities``: those the run will use."""
-    import sys
-
-    from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
-    from msakit.objectives.alignment import parse_pairs
-
-    used = set(config.data.modalities or modalities)
-    notes = []
-    if "pairs" not in ((overrides or {}).get("alignment") or {}):
-        pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
-        kept = [(i, j, w) for i, j, w in pairs if i in used and j in used]
-        if len(kept) != len(pairs):
-            dropped = [f"{i}-{j}" for i, j, w in pairs if (i, j, w) not in kept]
-            spec = ",".join(f"{i}-{j}:{w:g}" for i, j, w in kept) or "none"
-            notes.append(f"default alignment pair(s) {', '.join(dropped)} need others and are skipped (alignment.pairs={spec})")
-            config = dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, pairs=spec))
-    if "modality_dropout" not in ((overrides or {}).get("train") or {}):
-        dropout = parse_modality_dropout(config.train.modality_dropout)
-        kept_dropout = {m: p for m, p in dropout.items() if m in used}
-        if kept_dropout != dropout:
-            spec = format_modality_dropout(kept_dropout)
-            notes.append(f"default modality dropout of {', '.join(sorted(set(dropout) - set(kept_dropout)))} is skipped "
-                         f"(train.modality_dropout={spec or 'none'})")
-            config = dataclasses.replace(config, train=dataclasses.replace(config.train, modality_dropout=spec))
-    if notes and not quiet:
-        print(f"note: the data has modalities {''.join(sorted(used, key='tav'.index))}; model {config.model}'s "
-              + "; its ".join(notes), file=sys.stderr)
-    return config
 
 
 def seed_dirs(run_dir: Path) -> list[Path]:
@@ -240,28 +207,64 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
 
 def evaluate(run_dir: str | Path, data: str | Path = "synthetic", *, kind: str | None = None, split: str = "test", device: str = "auto") -> dict:
     """Metrics of a trained run on ``split`` of ``data``: per seed, and mean ± std if several."""
-    per_seed = {}
+    per_seed, notes = {}, []
     for seed_dir in seed_dirs(Path(run_dir)):
+        note = unfinished_note(seed_dir)
+        if note:
+            notes.append(note)
         predictions, target, used_kind = predict_split(seed_dir, data, kind, split, device)
         per_seed[seed_dir.name] = regression_metrics(predictions["m"], target.labels["m"], used_kind)
-    return {"per_seed": per_seed, "summary": summarize_seeds(list(per_seed.values()))}
+    return {"per_seed": per_seed, "summary": summarize_seeds(list(per_seed.values())), "warnings": notes}
 
 
-def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, kind: str | None = None, split: str = "test", device: str = "auto") -> Path:
+def unfinished_note(seed_dir: Path) -> str | None:
+    """A line saying ``seed_dir`` did not finish training, and which epoch's weights ``best/``
+    holds (the best validation MAE so far); ``None`` for a finished run."""
+    import json
+
+    if (seed_dir / "results.json").exists():
+        return None
+    best_epoch, best = None, None
+    try:
+        for line in (seed_dir / "metrics.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            if best is None or record["valid_MAE"] < best:
+                best_epoch, best = record["epoch"], record["valid_MAE"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    which = f"the weights of epoch {best_epoch} (best validation MAE so far, {best:.4f})" if best_epoch is not None else "its best weights so far"
+    return (f"{seed_dir} did not finish training (no results.json); these metrics use {which}; "
+            "finish it with `msakit train ... --resume` for the final model")
+
+
+def run_files(seed_dir: Path) -> list[Path]:
+    """The files of a trained run that a command reading it must never write over."""
+    names = ("config.json", "results.json", "metrics.jsonl", "summary.json", "last.pt", "test_predictions.csv")
+    return [seed_dir / n for n in names] + [seed_dir.parent / "summary.json"] + (sorted((seed_dir / "best").rglob("*")) if (seed_dir / "best").is_dir() else [])
+
+
+def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, kind: str | None = None, split: str = "test", device: str = "auto",
+            overwrite: bool = False) -> Path:
     """Write a CSV of predictions (id, [label,] prediction, unimodal predictions) for ``split``.
 
     The file needs only that split, and labels are optional: this is how a trained model is
-    run on one's own clips (features extracted the way the training data's were).
+    run on one's own clips (features extracted the way the training data's were). ``output_csv``
+    is never one of the inputs, and an existing file is replaced only with ``overwrite``.
     """
+    from msakit.outputs import check_outputs
     from msakit.training.trainer import write_predictions_csv
 
-    output_csv = Path(output_csv)
-    if output_csv.is_dir():
-        raise ConfigError(f"--output {output_csv}: is a directory; give the path of the CSV file to write (e.g. {output_csv / 'predictions.csv'})")
-    predictions, target, _ = predict_split(seed_dirs(Path(run_dir))[0], data, kind, split, device, require_labels=False)
+    seed_dir = seed_dirs(Path(run_dir))[0]
+    output_csv, = check_outputs([("--output", output_csv)], inputs=[data, *run_files(seed_dir)], overwrite=overwrite)
+    note = unfinished_note(seed_dir)
+    if note:
+        import sys
+
+        print(f"warning: {note}", file=sys.stderr)
+    predictions, target, _ = predict_split(seed_dir, data, kind, split, device, require_labels=False)
     write_predictions_csv(output_csv, target.ids, target.labels.get("m"), predictions)
     return output_csv
 
 
 __all__ = ["TrainSummary", "check_run_dir", "check_seeds", "default_run_dir", "evaluate", "fit_defaults_to_data", "load_run",
-           "predict", "predict_split", "seed_dirs", "train"]
+           "predict", "predict_split", "run_files", "seed_dirs", "train", "unfinished_note"]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from msakit.config import RunConfig, config_from_dict
+from msakit.config import RunConfig, config_differences, config_from_dict, fit_defaults_to_data
 from msakit.errors import ConfigError
 from msakit.data import MODALITIES, FeatureData, load_dataset
 from msakit.data.batching import BatchBuilder
@@ -116,7 +116,7 @@ def _set_rng_state(state: dict) -> None:
 class Trainer:
     """Builds data, model and objectives for one run and trains it in ``run_dir``."""
 
-    def __init__(self, config: RunConfig, run_dir: str | Path, data: FeatureData | None = None):
+    def __init__(self, config: RunConfig, run_dir: str | Path, data: FeatureData | None = None, fit_defaults: bool = True):
         self.config = config
         self.run_dir = Path(run_dir)
         t = config.train
@@ -147,6 +147,11 @@ class Trainer:
                     f"{self.data.source}: the {split_name!r} split has {len(self.data[split_name])} sample(s); "
                     "its metrics (MAE, Corr) need at least 2: move samples into it"
                 )
+        # Defaults naming a modality this run lacks are dropped; msakit.train does it itself with
+        # the user's overrides at hand (fit_defaults=False here), so what remains was asked for.
+        if fit_defaults:
+            config = self.config = fit_defaults_to_data(config, self.modalities, quiet=True)
+        t = config.train
         pairs = parse_pairs(config.alignment.pairs, config.alignment.weight)
         missing = sorted({s for i, j, _ in pairs for s in (i, j)} - set(self.modalities))
         if missing:
@@ -181,18 +186,14 @@ class Trainer:
         # The fused kernel applies the same Adam update in one pass (several times faster than
         # the per-tensor loop on CPU for BERT-sized parameter lists).
         self.optimizer = torch.optim.Adam(self.model.parameter_groups(), fused=True)
-        # A model may ask for gradient value clipping after every backward (MulT's grad_clip).
-        self.grad_clip_value = float(getattr(self.model, "grad_clip_value", 0.0) or 0.0)
+        # The model's reference clipping (msakit.models.base.GradientClipping), applied here only.
+        self.clipping = self.model.gradient_clipping()
 
-        from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+        from msakit.data.corruption import parse_modality_dropout
 
         self.modality_dropout = parse_modality_dropout(t.modality_dropout)
         unused = [m for m in self.modality_dropout if m not in self.modalities]
-        if unused and t.modality_dropout == format_modality_dropout(
-            get_model_class(config.model).dataset_defaults(config.data.kind).get("train", {}).get("modality_dropout", "")
-        ):  # the model's default names modalities this run lacks (msakit.train rewrites it; direct Trainer use lands here)
-            self.modality_dropout = {m: p for m, p in self.modality_dropout.items() if m in self.modalities}
-        elif unused:
+        if unused:
             raise ConfigError(f"train.modality_dropout={t.modality_dropout!r}: the run does not use {unused} (it uses {list(self.modalities)})")
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
@@ -209,14 +210,18 @@ class Trainer:
     def _optimizer_step(self) -> None:
         if self.scaler is not None:  # the model's clipping sees true gradients
             self.scaler.unscale_(self.optimizer)
-            if self.grad_clip_value > 0:
-                torch.nn.utils.clip_grad_value_([p for p in self.model.parameters() if p.requires_grad], self.grad_clip_value)
-        self.model.clip_gradients()
+        if self.clipping is not None and (self.clipping.when == "step" or self.scaler is not None):
+            self.clipping.apply(self.model)
         if self.scaler is None:
             self.optimizer.step()
         else:
             self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
             self.scaler.update()
+
+    def clip_after_backward(self) -> None:
+        """A clipping declared for every backward pass (with fp16 scaling: at the step, unscaled)."""
+        if self.clipping is not None and self.clipping.when == "backward" and self.scaler is None:
+            self.clipping.apply(self.model)
 
     # ---- one epoch of training -------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -254,8 +259,7 @@ class Trainer:
                     f"The last good checkpoint is {self.run_dir / 'last.pt'}; lower the learning rates and --resume."
                 )
             (loss if self.scaler is None else self.scaler.scale(loss)).backward()
-            if self.grad_clip_value > 0 and self.scaler is None:  # with fp16 scaling: at the step, unscaled
-                torch.nn.utils.clip_grad_value_([p for p in self.model.parameters() if p.requires_grad], self.grad_clip_value)
+            self.clip_after_backward()
             for objective in self.objectives:
                 if hasattr(objective, "after_step"):
                     objective.after_step(output, batch, epoch)
@@ -412,13 +416,13 @@ class Trainer:
             raise MissingFileError(f"{self.run_dir}: no run to resume here (no config.json)")
         saved_config = read_json(self.run_dir / "config.json", "run config")
         try:
-            same = config_from_dict(saved_config).to_dict() == self.config.to_dict()
+            differences = config_differences(config_from_dict(saved_config).to_dict(), self.config.to_dict())
         except (MsakitError, KeyError, TypeError) as error:
             raise RunDirError(f"{self.run_dir / 'config.json'}: damaged run config ({error}); start a new run directory") from None
-        if not same:
+        if differences:
             raise ConfigError(
-                f"{self.run_dir}: the run was started with another config; resume with the same "
-                f"settings (they are in {self.run_dir / 'config.json'}) or start a new run directory"
+                f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])}); resume with "
+                f"the same settings (they are in {self.run_dir / 'config.json'}) or start a new run directory"
             )
         if (self.run_dir / "results.json").exists():
             raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
@@ -446,6 +450,7 @@ class Trainer:
             state = payload["state"]
             if not isinstance(state, dict) or not {"epoch", "best_mae", "best_epoch", "stale", "history"} <= set(state):
                 raise ValueError("no training state")
+            check_resume_state(state, self.config.train.max_epochs, self.config.train.early_stop)
         except RunDirError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -456,6 +461,25 @@ class Trainer:
         if self.config.train.progress:
             tqdm.write(f"resuming {self.run_dir} after epoch {state['epoch']} (best epoch {state['best_epoch']})")
         return state
+
+
+def check_resume_state(state: dict, max_epochs: int, early_stop: int) -> None:
+    """The counters of a resume checkpoint are what a run of this config could have written:
+    a tampered or damaged ``last.pt`` (``epoch=99``, ``best_mae=NaN``) is refused, not trusted."""
+    def whole(name: str, low: int, high: int) -> int:
+        value = state[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name}={value!r} is not a whole number in [{low}, {high}]")
+        return value
+
+    epoch = whole("epoch", 1, max_epochs)
+    best_epoch = whole("best_epoch", 0, epoch)  # 0: no epoch has had a finite validation MAE yet
+    whole("stale", epoch - best_epoch, min(early_stop, epoch - best_epoch))
+    best = state["best_mae"]
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best) or best < 0 or (best_epoch > 0) != math.isfinite(best):
+        raise ValueError(f"best_mae={best!r} is not a finite score >= 0 (best_epoch={best_epoch})")
+    if not isinstance(state["history"], list) or len(state["history"]) != epoch:
+        raise ValueError(f"history holds {len(state['history']) if isinstance(state['history'], list) else '?'} epochs, epoch={epoch}")
 
 
 @torch.no_grad()

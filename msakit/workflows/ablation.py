@@ -46,7 +46,11 @@ def ablate(
     from msakit.training.runs import train
     from msakit.models import get_model_class
 
-    output_dir = Path(output_dir)
+    from msakit.outputs import check_output_dir
+
+    output_dir = check_output_dir("--output", output_dir, inputs=[data])
+    if runs_dir:
+        check_output_dir("--runs-dir", runs_dir, inputs=[data])
     model_class = get_model_class(model)
     fields = getattr(model_class, "FEATURE_DIM_FIELDS", {})
     if not all(s in fields for s in "tav"):
@@ -64,8 +68,7 @@ def ablate(
         run_overrides.setdefault("alignment", {}).update({"pairs": pairs, "align_dim": align_dim})
         run_dir = Path(runs_dir or output_dir / "runs") / name.replace(" / ", "_").replace(",", "+")
         print(f"[ablate] {name}: {len(seeds)} seed(s) in {run_dir}", flush=True)
-        result = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
-                              resume=resume and run_dir.exists())  # finished seeds there are reused
+        result = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides, reuse=resume)  # finished seeds are reused
         distances = {}
         for seed in seeds:
             seed_results = read_json(run_dir / f"seed_{seed}" / "results.json", "results file")

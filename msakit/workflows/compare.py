@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from msakit.errors import ConfigError, DataError, RunDirError
+from msakit.errors import ConfigError, DataError
 from msakit.metrics import summarize_seeds
 
 TEXT_ONLY = " (text only)"
@@ -31,43 +31,6 @@ def _merge(*layers: dict | None) -> dict[str, dict[str, Any]]:
         for section, values in (layer or {}).items():
             merged.setdefault(section, {}).update(values)
     return merged
-
-
-def _config_differences(saved: dict, wanted: dict) -> list[str]:
-    keys = []
-    for section in ("model", "model_config", "data", "train", "alignment"):
-        a, b = saved.get(section), wanted.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k != "progress"]
-        elif a != b:
-            keys.append(section)
-    return [k.replace("model_config.", "model.") for k in keys]
-
-
-def _check_reusable(run_dir: Path, model: str, data: str, kind: str, seeds, overrides: dict, modalities) -> None:
-    """Refuse to reuse (or resume) a seed directory that was trained with another config."""
-    import dataclasses
-
-    from msakit.training.runs import fit_defaults_to_data
-    from msakit.config import config_from_dict, resolve_config
-
-    base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
-    base = fit_defaults_to_data(base, modalities, overrides, quiet=True)  # as msakit.train does
-    for seed in seeds:
-        saved_path = run_dir / f"seed_{seed}" / "config.json"
-        if not saved_path.exists():
-            continue
-        wanted = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed))).to_dict()
-        try:
-            saved = config_from_dict(json.loads(saved_path.read_text())).to_dict()
-        except (ValueError, KeyError) as exc:
-            raise RunDirError(f"{saved_path}: unreadable run config ({exc}); remove {saved_path.parent} or use another runs directory") from None
-        differences = _config_differences(saved, wanted)
-        if differences:
-            raise RunDirError(
-                f"{saved_path.parent} was trained with another config (differs in {', '.join(differences[:5])}); "
-                "remove it or give compare another runs directory"
-            )
 
 
 def _run_statistics(seed_dir: Path) -> dict[str, float]:
@@ -138,8 +101,10 @@ def compare(
             raise ConfigError(f"compare: --model-data {name}={path}: no such file")
     if not seeds:
         raise ConfigError("compare: --seeds is empty; give at least one seed")
-    output_dir = Path(output_dir)
-    runs_dir = Path(runs_dir) if runs_dir else output_dir / "runs"
+    from msakit.outputs import check_output_dir
+
+    output_dir = check_output_dir("--output", output_dir, inputs=[data])
+    runs_dir = check_output_dir("--runs-dir", runs_dir, inputs=[data]) if runs_dir else output_dir / "runs"
     base = _merge(overrides)
     dataset = load_dataset(str(data), kind, base.get("data", {}).get("modalities"))
     rows = [(name, name, None) for name in models]
@@ -167,10 +132,9 @@ def compare(
         run_dir = runs_dir / (name + ("_text_only" if modalities else ""))
         row_data = model_data.get(name, str(data))
         print(f"[compare] {label}: {len(seeds)} seed(s) in {run_dir}", flush=True)
-        _check_reusable(run_dir, name, row_data, kind, seeds, run_overrides, payload["modalities"])  # bad settings stop the comparison
         try:
-            result = train(name, row_data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides,
-                                  resume=run_dir.exists())  # finished seeds are reused
+            # Finished seeds are reused; one made with other settings stops the comparison (RunDirError).
+            result = train(name, row_data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=run_overrides, reuse=True)
         except (ConfigError, DataError) as refusal:  # the model cannot run on this data (these modalities, this layout)
             print(f"[compare] {label}: refused: {refusal}", flush=True)
             payload["rows"][label] = {"model": name, "status": "refused", "reason": str(refusal), "data": row_data, "run_dir": str(run_dir)}

@@ -214,8 +214,11 @@ def robustness(
     from msakit.training.checkpoint import write_json
     from msakit.training.trainer import resolve_device
 
+    from msakit.outputs import check_output_dir
+
     run_dir = Path(run_dir)
     seed_dirs = _seed_dirs(run_dir)
+    output_dir = check_output_dir("--output", output_dir if output_dir is not None else run_dir / "robustness", inputs=[data])
     first_meta = json.loads((seed_dirs[0] / "best" / "model.json").read_text()) if (seed_dirs[0] / "best" / "model.json").is_file() else None
     if first_meta is None:
         raise FileNotFoundError(f"{seed_dirs[0]}: no trained model (best/model.json); was training finished?")
@@ -281,7 +284,6 @@ def robustness(
             "nauc": summarize_seeds(auc_per_seed),
             "nauc_over_clean": summarize_seeds(relative),
         }
-    output_dir = Path(output_dir) if output_dir is not None else run_dir / "robustness"
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "robustness.json", payload)
     (output_dir / "robustness.md").write_text(robustness_markdown(payload))

@@ -113,20 +113,75 @@ def load_space(path: str | Path | None, model: str) -> tuple[dict[str, dict], di
     if unknown or not isinstance(payload.get("space"), dict) or not payload["space"]:
         raise ConfigError(f"{path}: expected a [space.\"section.key\"] table per setting (and optionally [fixed]); found {sorted(payload)}")
     space = payload["space"]
+    fixed = payload.get("fixed", {})
+    if not isinstance(fixed, dict):
+        raise ConfigError(f"{path}: [fixed] must be a table of \"section.key\" = value")
     for name, spec in space.items():
-        where = f"{path}: space {name!r}"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: expected a table with low/high or choices")
-        if "choices" in spec:
-            if not isinstance(spec["choices"], list) or not spec["choices"]:
-                raise ConfigError(f"{where}: choices must be a non-empty list")
-        elif not ("low" in spec and "high" in spec):
-            raise ConfigError(f"{where}: give low and high (a range) or choices (a list)")
-        elif not spec["low"] < spec["high"]:
-            raise ConfigError(f"{where}: low={spec['low']} must be below high={spec['high']}")
-        elif spec.get("log") and spec["low"] <= 0:
-            raise ConfigError(f"{where}: a log scale needs low > 0")
+        check_space_entry(name, spec, f"{path}: space {name!r}")
+        if name in fixed:
+            raise ConfigError(f"{path}: {name!r} is both in [fixed] and in the search space; keep it in one of them")
     return space, dict(payload.get("fixed", {}))
+
+
+_SPEC_KEYS = {"low", "high", "log", "step", "choices"}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_space_entry(name: str, spec: Any, where: str) -> None:
+    """The shape of one search-space entry: a range (``low < high``, finite numbers, ``step > 0``,
+    ``log`` with ``low > 0``) or a non-empty list of plain ``choices``. Whether each value is a
+    valid setting is checked by ``check_space_values``, with the same rules as ``--set``."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a table with low/high or choices")
+    unknown = sorted(set(spec) - _SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; use low, high, step, log or choices")
+    if "choices" in spec:
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}: choices must be a non-empty list")
+        for value in choices:
+            if not isinstance(value, (int, float, str, bool)) or (isinstance(value, float) and not math.isfinite(value)):
+                raise ConfigError(f"{where}: choice {value!r} must be a finite number, a string or true/false")
+        if set(spec) - {"choices"}:
+            raise ConfigError(f"{where}: give either choices or low/high, not both")
+        return
+    if not ("low" in spec and "high" in spec):
+        raise ConfigError(f"{where}: give low and high (a range) or choices (a list)")
+    for key in ("low", "high"):
+        if not _is_number(spec[key]) or not math.isfinite(spec[key]):
+            raise ConfigError(f"{where}: {key}={spec[key]!r} must be a finite number")
+    if not spec["low"] < spec["high"]:
+        raise ConfigError(f"{where}: low={spec['low']} must be below high={spec['high']}")
+    if "log" in spec and not isinstance(spec["log"], bool):
+        raise ConfigError(f"{where}: log={spec['log']!r} must be true or false")
+    if spec.get("log") and spec["low"] <= 0:
+        raise ConfigError(f"{where}: a log scale needs low > 0")
+    if "step" in spec:
+        step = spec["step"]
+        if not _is_number(step) or not math.isfinite(step) or step <= 0:
+            raise ConfigError(f"{where}: step={step!r} must be a number > 0")
+        if spec.get("log"):
+            raise ConfigError(f"{where}: a log scale takes no step")
+        if step > spec["high"] - spec["low"]:
+            raise ConfigError(f"{where}: step={step} is wider than the range {spec['low']}..{spec['high']}")
+        if isinstance(spec["low"], int) and isinstance(spec["high"], int) and not isinstance(step, int):
+            raise ConfigError(f"{where}: an integer range takes an integer step (got {step!r})")
+
+
+def space_corners(space: dict[str, dict]) -> list[dict[str, Any]]:
+    """Points that put every setting at each end of its range and at each of its choices (the
+    other settings at their first value): a valid-range rule holds on the whole space iff it
+    holds there, as every setting's valid range is an interval or a set."""
+    first = _example_point(space)
+    points = [first]
+    for name, spec in space.items():
+        values = spec["choices"] if "choices" in spec else [spec["low"], spec["high"]]
+        points += [{**first, name: value} for value in values]
+    return points
 
 
 def _suggest(trial, name: str, spec: dict) -> Any:
@@ -135,7 +190,8 @@ def _suggest(trial, name: str, spec: dict) -> Any:
     low, high = spec["low"], spec["high"]
     if isinstance(low, int) and isinstance(high, int) and not spec.get("log_float"):
         return trial.suggest_int(name, low, high, step=int(spec.get("step", 1)), log=bool(spec.get("log", False)))
-    return trial.suggest_float(name, float(low), float(high), log=bool(spec.get("log", False)))
+    return trial.suggest_float(name, float(low), float(high), log=bool(spec.get("log", False)),
+                               step=float(spec["step"]) if "step" in spec else None)
 
 
 def _merge(overrides: dict | None, flat: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
@@ -232,17 +288,33 @@ def sweep(
 
     if n_trials < 0:
         raise ConfigError(f"--n-trials={n_trials}: must be >= 0")
+    if final_only and not final:
+        raise ConfigError("--final-only and --no-final contradict each other: --final-only runs only the final retraining, --no-final skips it")
+    if isinstance(prune_after, bool) or not isinstance(prune_after, int) or prune_after < 0:
+        raise ConfigError(f"--prune-after={prune_after!r}: must be a whole number of epochs >= 0")
+    if isinstance(heartbeat_interval, bool) or not isinstance(heartbeat_interval, int) or heartbeat_interval < 1:
+        raise ConfigError(f"--heartbeat={heartbeat_interval!r}: must be a whole number of seconds >= 1")
+    from msakit.outputs import check_output_dir
+
+    check_output_dir("--output", output_dir, inputs=[data, space])
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{(output_dir / 'study.db').resolve()}"
     stem = "synthetic" if str(data) == "synthetic" else Path(data).stem
     study_name = study_name or f"{model}-{stem}"
     search_space, fixed = load_space(space, model)
     base = _merge(overrides, fixed, "fixed settings")
     base["train"].setdefault("progress", False)
-    # Refuse an unknown or out-of-range setting now, not in every trial.
+    # Refuse an unknown or out-of-range setting now, not in every trial: every end of every
+    # range and every choice goes through the same checks as --set.
+    for point in space_corners(search_space):
+        try:
+            example = resolve_config(model, kind=kind, data_path=str(data), overrides=_merge(base, point, "search space"))
+        except ConfigError as error:
+            shown = {k: v for k, v in point.items() if k in search_space}
+            raise ConfigError(f"search space{' ' + str(space) if space else ''}: {error} (at {shown})") from None
     example = resolve_config(model, kind=kind, data_path=str(data), overrides=_merge(base, _example_point(search_space), "search space"))
 
+    output_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     store = open_storage(storage_url, heartbeat_interval, grace_period)

@@ -39,28 +39,48 @@ def compare_text_only(
     a multimodal result that loses to text alone is visible."""
     multimodal = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=overrides, resume=resume)
     text_dir = multimodal.run_dir / TEXT_ONLY_DIR
-    text = train(model, data, kind=kind, seeds=seeds, run_dir=text_dir, overrides=text_only_overrides(overrides),
-                 resume=resume and text_dir.exists())
+    text = train(model, data, kind=kind, seeds=seeds, run_dir=text_dir, overrides=text_only_overrides(overrides), reuse=resume)
     return multimodal, text
 
 
+# Where users look first: a multimodal result that loses on any of these gets a warning.
+HEADLINE = (("MAE", False), ("Corr", True), ("Acc-2 (non-0)", True), ("Acc-2", True))
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric != "MAE"
+
+
 def side_by_side(multimodal: TrainSummary, text: TrainSummary) -> str:
-    """A markdown table: each metric for all modalities, text alone, and the difference; a
-    warning line when text alone is better on MAE or Corr."""
+    """A markdown table: each metric for all modalities, text alone, the difference, and in how
+    many seeds all modalities beat text alone; a warning line when text alone is better in the
+    mean on MAE, Corr or Acc-2 (non-0; Acc-2 on SIMS)."""
     from msakit.metrics import _format_value
 
-    header = ["Metric", "all modalities", "text only", "difference"]
+    seeds = [s for s in multimodal.per_seed if s in text.per_seed]
+    header = ["Metric", "all modalities", "text only", "difference", "seeds won"]
     rows = []
     for name, s in multimodal.summary.items():
         t = text.summary[name]
+        up = _higher_is_better(name)
+        won = sum(1 for seed in seeds if (multimodal.per_seed[seed][name] > text.per_seed[seed][name]) == up
+                  and multimodal.per_seed[seed][name] != text.per_seed[seed][name])
         rows.append([name, f"{_format_value(name, s['mean'])} ± {_format_value(name, s['std'])}",
-                     f"{_format_value(name, t['mean'])} ± {_format_value(name, t['std'])}", _format_value(name, s["mean"] - t["mean"])])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+                     f"{_format_value(name, t['mean'])} ± {_format_value(name, t['std'])}", _format_value(name, s["mean"] - t["mean"]),
+                     f"{won}/{len(seeds)}"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     lines = [f"{multimodal.evaluated_split} metrics over {len(multimodal.per_seed)} seed(s): all modalities vs text only",
-             line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows), "Accuracies and F1 in %."]
-    worse = [m for m, better in (("MAE", lambda a, b: a < b), ("Corr", lambda a, b: a > b))
-             if m in multimodal.summary and not better(multimodal.summary[m]["mean"], text.summary[m]["mean"])]
+             line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows),
+             "Accuracies and F1 in %; seeds won: seeds where all modalities beat text alone on that metric."]
+    worse = []
+    for metric, up in HEADLINE:
+        if metric == "Acc-2" and "Acc-2 (non-0)" in multimodal.summary:
+            continue  # MOSI/MOSEI: the non-0 form is the headline one
+        if metric in multimodal.summary:
+            a, b = multimodal.summary[metric]["mean"], text.summary[metric]["mean"]
+            if not (a > b if up else a < b):
+                worse.append(metric)
     if worse:
         lines.append(f"WARNING: adding audio/vision does not beat text alone on {' and '.join(worse)}.")
     return "\n".join(lines)
