@@ -59,9 +59,10 @@ class SelfMMConfig:
     ulgm: bool = True  # False: train the fusion task only (the unimodal heads get no loss)
     ulgm_bound: float = 3.0  # H: generated labels are clamped to [-H, H]
     ulgm_zero_is_positive: bool = False  # reference MOSI/MOSEI code counts only > 0 as positive
-    # A sample's withheld modality (modality dropout) updates no ULGM label, memory or centre
-    # and gets no unimodal loss; False = the published form (msakit/objectives/ulgm.py).
-    ulgm_skip_absent: bool = True
+    # True: a sample's withheld modality (modality dropout) updates no ULGM label, memory or
+    # centre and gets no unimodal loss (msakit/objectives/ulgm.py). Off by default: on the
+    # weak/noisy setting it raised Acc-2 but cost MAE (benchmarks/results/real_features_weak_ulgm_skip.md).
+    ulgm_skip_absent: bool = False
     packed_lstm: bool = False  # True: the reference packed LSTM (same numbers, slower on CPU)
     # The paper's fusion by default: text_residual lost on the standard synthetic data in a short
     # budget (benchmarks/results/READINGS.md, "Real extractor features"); opt in for weak a/v.
@@ -81,7 +82,7 @@ class SelfMM(MSAModel):
     name = "self_mm"
     config_class = SelfMMConfig
     # Settings a run saved before they existed had these values (read by load_model/resume).
-    LEGACY_DEFAULTS = {"fusion": "concat", "ulgm_skip_absent": False}  # runs saved before these settings existed
+    LEGACY_DEFAULTS = {"fusion": "concat"}
     FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "post_text_dim", "a": "post_audio_dim", "v": "post_video_dim"}
     # MMSA's config_regression.json, Self-MM section (see DATA.md).
     DATASET_DEFAULTS = {

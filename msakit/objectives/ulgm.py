@@ -18,7 +18,7 @@ After each step (``after_step``), in this order:
 3. recompute the centres: mean memory over samples whose label (``y_m`` for m) is > 0
    (``>= 0`` with ``zero_is_positive``) and < 0.
 
-Withheld modalities (``skip_absent``, the default; ``batch.absent`` under modality dropout): a
+Withheld modalities (``skip_absent``; ``batch.absent`` under modality dropout): a
 sample whose modality s was withheld in this step has no ``F_s`` to learn from, so its loss term
 for s is zero, and its ``label[s]`` and ``memory[s]`` are left as they were (so the centres of s
 move only through samples that had s). ``skip_absent=False`` is the published form (the
