@@ -34,7 +34,7 @@ import numpy as np
 from msakit.errors import ConfigError, DataError, MissingFileError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v")
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2  # 2: YIN pitch with hysteresis (v1 voiced noise)
 SIDECAR_SUFFIX = ".extractor.json"
 
 
