@@ -120,7 +120,7 @@ def gather(source, *, layout: str = "auto", kind: str | None = None) -> Listing:
         if not files:
             raise DataError(f"{source}: no media files ({', '.join(MEDIA_SUFFIXES)}) in this folder")
         clips = [Clip(p, _clip_id(p.relative_to(source)), group=_clip_id(p.relative_to(source)).split("$_$")[0]) for p in files]
-        return Listing(clips, inputs=files)
+        return Listing(_dedupe(clips), inputs=files)
     if not source.is_file():
         raise MissingFileError(f"{source}: no such folder or manifest file")
     if source.suffix.lower() in MEDIA_SUFFIXES:
