@@ -120,7 +120,9 @@ def coerce_settings(settings: dict[str, Any]) -> dict[str, Any]:
                     raise ConfigError(f"--set {name}={value!r}: must be a whole number")
                 number = int(number)
             value = number
-        elif kind == "int" and isinstance(value, float) and value.is_integer():
+        elif kind == "int" and isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"--set {name}={value!r}: must be a whole number")
             value = int(value)
         elif kind == "str" and not isinstance(value, str):
             value = str(value)
