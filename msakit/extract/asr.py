@@ -154,7 +154,7 @@ class Recogniser:
                                          if part.size >= self.sr // 10) if t)
             problem = degenerate(text, seconds)
         if problem is not None:
-            self.flags.append(f"degenerate transcript ({problem}); repetition cut")
+            self.flags.append(f"degenerate transcript ({problem}); repetitions and excess words cut")
             text = collapse(text, seconds)
         if text:
             self.texts.append(text)
