@@ -37,6 +37,11 @@ class _Option(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
 
 
+def load_model() -> None:
+    """Load the recogniser now (once per process), so its start-up is not counted as decoding."""
+    _transcriber()
+
+
 def _transcriber():
     """The process's Moonshine transcriber, loaded once, with the library's VAD off."""
     if "t" not in _MODEL:

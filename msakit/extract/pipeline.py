@@ -63,7 +63,7 @@ class ExtractSettings:
     max_side: int = 640  # frames are downscaled so the longer side is at most this (pixels)
     min_duration_s: float = 0.5  # shorter clips are reported as too short
     min_face_fraction: float = 0.05  # clips with a face in fewer sampled frames are reported
-    asr_window_s: float = 30.0  # speech is recognised in windows of at most this many seconds
+    asr_window_s: float = 8.0  # speech is recognised in windows of at most this many seconds (cut at pauses)
     modalities: str = "tav"
     channel: str = "mix"  # audio channel: mix (mono downmix), left or right (the first / second channel)
 
@@ -189,12 +189,15 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
         from msakit.extract.audio import AudioFeaturizer
 
         stage("audio")
+        clock = time.perf_counter()
         featurizer = AudioFeaturizer(settings.sample_rate, settings.audio_hop, settings.audio_win) if "a" in settings.modalities else None
         recogniser = None
         if text is None and "t" in settings.modalities:
-            from msakit.extract.asr import Recogniser
+            from msakit.extract.asr import Recogniser, load_model
 
+            load_model()  # once per process
             recogniser = Recogniser(settings.sample_rate, settings.asr_window_s)
+        timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
         samples = 0
         clock = time.perf_counter()
         for chunk in iter_audio(path, settings.sample_rate, channel=settings.channel):
@@ -228,7 +231,9 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
         from msakit.extract.face import FaceFeaturizer
 
         stage("video")
+        clock = time.perf_counter()
         face = FaceFeaturizer()
+        timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
         rows = []
         try:
             clock = time.perf_counter()
