@@ -221,6 +221,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--skip-long", action="store_true")
+    parser.add_argument("--before-long-minutes", type=float, default=2.0,
+                        help="length of the long clip for the earlier commit (slower: a shorter clip keeps the session short)")
+    parser.add_argument("--long-workers", default="1,2", help="workers for the long clip (this tree); the earlier commit: 1")
     args = parser.parse_args()
     media = media_dir()
     if media is None:
@@ -235,14 +238,19 @@ def main() -> None:
         for name in refs:
             (shared / Path(name).parent).mkdir(parents=True, exist_ok=True)
             shutil.copy(media / name, shared / name)
-        inputs = [("shared media (44.5 s, 10 files)", shared, None)]
+        inputs = [("shared media (44.5 s, 10 files)", shared, None, [int(w) for w in args.workers.split(",")], ("after", "before"))]
         if not args.skip_long:
-            long_dir = work / "long"
+            long_dir, short_dir = work / "long", work / "long_before"
             long_dir.mkdir()
             order = make_long_clip(media, long_dir / "long.mp4", args.minutes)
-            inputs.append((f"{args.minutes:g}-minute clip (GRID concatenated)", long_dir, order))
+            inputs.append((f"{args.minutes:g}-minute clip (GRID concatenated)", long_dir, order, [int(w) for w in args.long_workers.split(",")],
+                           ("after",)))
+            if args.before_long_minutes > 0:
+                short_dir.mkdir()
+                short_order = make_long_clip(media, short_dir / "long.mp4", args.before_long_minutes)
+                inputs.append((f"{args.before_long_minutes:g}-minute clip (GRID concatenated)", short_dir, short_order, [1], ("after", "before")))
         names = sorted(refs)
-        asr = {}
+        asr: dict = {}
         for tree_label, tree in (("after", REPO), ("before", before_tree)):
             passes = asr_only(tree, media, names, 3)  # every file three times over, in one process
             asr[tree_label] = {"wer_per_pass": [wer_table(refs, t) for t in passes],
@@ -250,9 +258,11 @@ def main() -> None:
                                "transcripts_first_pass": passes[0]}
             print(tree_label, "ASR WER per pass", asr[tree_label]["wer_per_pass"], flush=True)
         runs = []
-        for label, source, order in inputs:
-            for workers in [int(w) for w in args.workers.split(",")]:
-                for tree_label, tree in (("after", REPO), ("before", before_tree)):  # alternated: same load for both
+        trees = {"after": REPO, "before": before_tree}
+        for label, source, order, worker_counts, tree_labels in inputs:
+            for workers in worker_counts:
+                for tree_label in tree_labels:  # alternated: the same load for both
+                    tree = trees[tree_label]
                     output = work / f"out_{tree_label}_{workers}_{len(runs)}.pkl"
                     measured = run_extract(tree, source, output, workers)
                     summary = summarise(output, refs, order, tree_label)

@@ -134,3 +134,19 @@ def test_degenerate_decoding_is_retried_then_cut_and_flagged():
     assert recogniser.finish() == "hello there hello there" and not recogniser.flags
     assert degenerate("and so my fellow americans ask not", 3.0) is None
     assert degenerate("word " * 40, 3.0) is not None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_third_party_log_lines_stay_off_the_terminal(speech_clips, tmp_path, workers):
+    """MediaPipe / TensorFlow Lite / ONNX Runtime print to the C-level stderr; only the progress
+    bar and msakit's report reach the terminal (the rest goes to the parts folder's worker.log)."""
+    output = tmp_path / "out.pkl"
+    command = [sys.executable, "-m", "msakit.cli", "extract", str(speech_clips), "-o", str(output), "--workers", str(workers)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    shown = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert shown and all(line.startswith("extract:") for line in shown), shown  # the one progress bar
+    assert "clips" in shown[-1] and ("clip/s" in shown[-1] or "s/clip" in shown[-1])
+    assert done.stdout.splitlines()[0].startswith("4 clip(s) extracted")
+    log = (tmp_path / "out.pkl.parts" / "worker.log").read_text()
+    assert "TensorFlow Lite" in log or "W0000" in log or "INFO" in log  # the libraries did speak, into the log

@@ -7,8 +7,9 @@ segments, and so different transcripts, depending on what the process had recogn
 (run 1 "Bimblew F. Two now.", run 2 "Pep. Bimblew F. Tuneau." on one GRID clip). It is switched
 off (``vad_threshold=0``: each window is one segment) and msakit segments the audio itself: a
 clip is cut into windows of at most ``window_s`` seconds at the quietest 20 ms of each window's
-last quarter; windows with no sound above -50 dBFS are skipped, and silence at either end of a
-window is trimmed (keeping 0.25 s). Decoding is greedy (the library's argmax), so the same
+last quarter; windows with no sound above -50 dBFS are skipped, and the quiet stretches at either
+end of a window (20 dB under its peak) are trimmed, keeping 0.25 s: on the GRID clips, whose
+pauses hold noise, this takes the WER from 0.31 to 0.19. Decoding is greedy (the library's argmax), so the same
 window always gives the same text; one model is loaded per process and reused.
 
 Degenerate decoding is caught: a window whose text holds more words than speech allows
@@ -25,10 +26,12 @@ import re
 
 import numpy as np
 
-MODEL_NAME = "moonshine tiny-en (moonshine-voice 0.0.4, greedy, library VAD off, msakit windows)"
+MODEL_NAME = "moonshine tiny-en (moonshine-voice 0.0.4, greedy, library VAD off, msakit windows and trimming)"
 MAX_WORDS_PER_S = 5.0  # fast conversational speech is about 3-4 words/s
 REPEAT_LIMIT = 4  # an n-gram (n = 1..4) this many times in a row is a decoding loop
 SILENCE_DBFS = -50.0
+TRIM_BELOW_PEAK_DB = 20.0  # a window's ends quieter than its peak by this much are not speech
+TRIM_MARGIN_S = 0.25
 
 _MODEL: dict = {}  # one loaded transcriber per process
 
@@ -179,16 +182,18 @@ class Recogniser:
 
 
 def _trim(audio: np.ndarray, sr: int) -> np.ndarray:
-    """``audio`` without the silence at either end (0.25 s kept); empty when all silent."""
+    """``audio`` without the quiet stretches at either end: 20 ms frames more than
+    ``TRIM_BELOW_PEAK_DB`` under the window's loudest frame (or under ``SILENCE_DBFS``), keeping
+    ``TRIM_MARGIN_S`` of them; empty when all silent. Only the ends are cut, never the inside."""
     step = sr // 50
     if audio.size < step:
         return audio[:0]
     frames = audio[: audio.size // step * step].reshape(-1, step)
     level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(level > SILENCE_DBFS)
+    loud = np.flatnonzero(level > max(SILENCE_DBFS, float(level.max()) - TRIM_BELOW_PEAK_DB))
     if loud.size == 0:
         return audio[:0]
-    margin = int(0.25 * sr)
+    margin = int(TRIM_MARGIN_S * sr)
     return audio[max(0, loud[0] * step - margin) : min(audio.size, (loud[-1] + 1) * step + margin)]
 
 
