@@ -124,9 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
 
-    p = sub.add_parser("extract", parents=[common], help="extract features of video clips into an MMSA feature pickle (needs msakit[video])")
-    p.add_argument("source", help="a folder of clips, a manifest CSV (path[,label][,split][,text][,video_id][,id]) or one video")
+    p = sub.add_parser("extract", parents=[common], help="extract features of video/audio clips into an MMSA feature pickle (needs msakit[video])")
+    p.add_argument("source", help="a folder of clips, a raw dataset release (label.csv + Raw/), a manifest CSV "
+                                  "(path[,label][,split][,text][,video_id][,id]) or one media file")
     p.add_argument("--output", "-o", required=True, help="feature pickle to write; its .extractor.json sidecar goes beside it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output pickle and sidecar (inputs are never written)")
+    p.add_argument("--layout", choices=["auto", "mmsa", "files"], default="auto", help="mmsa: a raw release (label.csv beside Raw/<video_id>/<clip_id>.mp4); auto: detect it")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="dataset kind (label range); default: from the labels' range")
+    p.add_argument("--channel", choices=["mix", "left", "right"], help="audio channel to use (default: mix, the mono downmix)")
+    p.add_argument("--verbose", action="store_true", help="let third-party libraries' log lines through (MediaPipe, TensorFlow Lite, ONNX Runtime)")
     p.add_argument("--workers", type=int, default=None, help="clips extracted in parallel (default: all cores)")
     p.add_argument("--split-fractions", help="train,valid,test fractions, assigned by video id (default: the manifest's split column, else all clips in test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
@@ -345,8 +351,11 @@ def _run(args, command_line: str) -> None:
             fractions = tuple(float(x) for x in args.split_fractions.split(",")) if args.split_fractions else None
         except ValueError:
             raise ConfigError(f"--split-fractions {args.split_fractions!r}: give three numbers, e.g. 0.7,0.15,0.15") from None
-        result = extract(args.source, args.output, workers=args.workers or os.cpu_count() or 1, split_fractions=fractions,
-                         seed=args.seed, progress=not args.quiet, **settings)
+        if args.channel:
+            settings["channel"] = args.channel
+        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else os.cpu_count() or 1,
+                         split_fractions=fractions, seed=args.seed, progress=not args.quiet, layout=args.layout, kind=args.kind,
+                         overwrite=args.overwrite, verbose=args.verbose, **settings)
         print(result.report())
         print(f"feature description written to {result.sidecar}")
     elif args.command == "robustness":

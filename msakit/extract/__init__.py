@@ -1,4 +1,4 @@
-"""From video files to MMSA features: decoding (PyAV), speech recognition (Moonshine), audio
+"""From video (or audio) files and raw dataset releases to MMSA features: decoding (PyAV), speech recognition (Moonshine), audio
 descriptors (librosa), face features (MediaPipe Face Mesh), and the pipeline that runs them
 over many clips. Needs the optional extra: ``pip install "msakit[video]"``.
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 import types
 
-from msakit.extract.pipeline import ExtractResult, ExtractSettings, describe, extract, extract_clip, extract_features, list_clips, sidecar_path
+from msakit.extract.pipeline import ExtractResult, ExtractSettings, describe, extract, extract_clip, extract_features, sidecar_path
+from msakit.extract.sources import gather, list_clips
 from msakit.extract.sidecar import check_compatible, copy_sidecar_into, run_sidecar
 
 __all__ = ["ExtractResult", "ExtractSettings", "check_compatible", "copy_sidecar_into", "describe", "extract", "extract_clip", "extract_features",
-           "list_clips", "run_sidecar", "sidecar_path"]
+           "gather", "list_clips", "run_sidecar", "sidecar_path"]
 
 
 class _CallableModule(types.ModuleType):

@@ -85,28 +85,42 @@ def iter_frames(path: str | Path, fps: float, max_side: int = 640) -> Iterator[t
             raise ClipError(f"video stream is corrupt ({_short(exc)})") from None
 
 
-def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_s: float = 10.0) -> Iterator[np.ndarray]:
-    """Yield mono float32 chunks (about ``chunk_s`` seconds each) resampled to ``sample_rate``."""
+def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_s: float = 10.0, channel: str = "mix") -> Iterator[np.ndarray]:
+    """Yield mono float32 chunks (about ``chunk_s`` seconds each) resampled to ``sample_rate``.
+
+    ``channel``: ``mix`` (the downmix of every channel), ``left`` or ``right`` (the first or
+    second channel of a stereo track; a mono track has only one, which is used for either).
+    """
     import av
 
+    if channel not in ("mix", "left", "right"):
+        raise ValueError(f"channel {channel!r}: use mix, left or right")
     with _open(Path(path)) as container:
         if not container.streams.audio:
             raise ClipError("no audio track")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        channels = stream.codec_context.channels or 1
+        pick = None if channel == "mix" or channels < 2 else (0 if channel == "left" else 1)
+        layout = "mono" if pick is None else "stereo"
+        resampler = av.AudioResampler(format="fltp" if pick is not None else "flt", layout=layout, rate=sample_rate)
         pending: list[np.ndarray] = []
         held, target = 0, int(chunk_s * sample_rate)
+
+        def samples(out) -> np.ndarray:
+            array = out.to_ndarray()
+            return (array[pick] if pick is not None else array.reshape(-1)).astype(np.float32, copy=False)
+
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler count samples (timestamps of odd files jump)
                 for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().reshape(-1))
+                    pending.append(samples(out))
                     held += pending[-1].size
                 if held >= target:
                     yield np.concatenate(pending).astype(np.float32, copy=False)
                     pending, held = [], 0
             for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1))
+                pending.append(samples(out))
         except av.FFmpegError as exc:
             raise ClipError(f"audio stream is corrupt ({_short(exc)})") from None
         if pending:

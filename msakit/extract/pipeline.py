@@ -1,64 +1,85 @@
-"""Clips in, an MMSA feature pickle out: listing, per-clip extraction, workers, resume, report.
+"""Clips in, an MMSA feature pickle out: per-clip extraction, workers, resume, report.
 
 ``extract(source, output)``:
 
-1. lists the clips: a folder (searched recursively for mp4/mkv/webm/avi/mov/mpg/mpeg) or a
-   manifest CSV with a header row and columns ``path`` (relative to the CSV) and optionally
-   ``label``, ``split``, ``text``, ``video_id``, ``id``;
-2. extracts each clip not already done (``<output>.parts/<key>.npz``, keyed by the clip's path,
-   size and modification time, in a folder keyed by the extractor settings) in ``workers``
-   processes, each clip's result written atomically by the worker, so a killed extraction
-   resumes where it stopped; a clip that cannot be used is recorded with a one-line reason
-   (``<key>.fail.json``) and the others go on;
-3. assembles the pickle (``write_mmsa_pickle``): splits from the manifest's ``split`` column, or
-   from ``split_fractions`` assigned by video id (a speaker's clips never straddle splits), or
+1. lists and validates the clips (``msakit.extract.sources``: a folder of video or audio files,
+   a manifest CSV, a list of files, or a raw dataset release, ``label.csv`` beside
+   ``Raw/<video_id>/<clip_id>.mp4``), checks the split fractions and the output paths
+   (``msakit.outputs.check_outputs``: never over an input, never over an existing pickle or
+   sidecar without ``overwrite``): every input problem is refused here, before any clip is
+   extracted;
+2. extracts each clip not already done (``<output>.parts/<settings key>/<clip key>.npz``; the
+   settings key covers the settings, the extractor version, the recogniser and the package
+   versions, the clip key the file's content and the transcript given) in ``workers``
+   processes, each clip's result written atomically, so a killed extraction resumes where it
+   stopped; a clip that cannot be used is recorded with a one-line reason and the others go on.
+   Third-party log lines (MediaPipe, TensorFlow Lite, ONNX Runtime) go to ``worker.log`` in the
+   parts folder unless ``verbose``;
+3. assembles the pickle: splits from the manifest's ``split`` column or ``label.csv``'s ``mode``,
+   or from ``split_fractions`` assigned by video id (a speaker's clips never straddle splits), or
    every clip in ``test`` (for prediction); and the JSON sidecar ``<output stem>.extractor.json``
-   (feature names, units, rates, dims, settings, package versions, the bad-clip report).
+   (feature names, units, rates, dims, settings, versions, per-clip statistics, the report).
+
+The pickle depends only on the clips and the settings: the same clips give a byte-identical
+file with any number of workers, resumed or not.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from msakit.errors import ConfigError, DataError, MissingFileError
+from msakit.errors import ConfigError, DataError
+from msakit.extract.sources import (AUDIO_SUFFIXES, MEDIA_SUFFIXES, VIDEO_SUFFIXES, Clip, Listing, assign_splits, check_split_fractions,
+                                    gather, list_clips)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v")
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2  # 2: YIN pitch with hysteresis (v1 voiced noise), deterministic recogniser, channel
 SIDECAR_SUFFIX = ".extractor.json"
+CHANNELS = ("mix", "left", "right")
+__all__ = ["AUDIO_SUFFIXES", "MEDIA_SUFFIXES", "VIDEO_SUFFIXES", "Clip", "ExtractResult", "ExtractSettings", "describe", "extract",
+           "extract_clip", "extract_features", "list_clips", "sidecar_path"]
 
 
 @dataclass(frozen=True)
 class ExtractSettings:
     """Everything that changes the features. Saved in the sidecar; ``predict --video`` reuses it."""
 
-    sample_rate: int = 16000  # Hz, audio is resampled to this, mono
+    sample_rate: int = 16000  # Hz, audio is resampled to this
     audio_hop: int = 640  # samples between audio frames: 25 frames/s at 16 kHz
     audio_win: int = 1024  # samples per audio frame (64 ms)
     video_fps: float = 10.0  # face frames per second of video
     max_side: int = 640  # frames are downscaled so the longer side is at most this (pixels)
     min_duration_s: float = 0.5  # shorter clips are reported as too short
     min_face_fraction: float = 0.05  # clips with a face in fewer sampled frames are reported
-    asr_window_s: float = 30.0  # speech is recognised in windows of at most this many seconds
+    asr_window_s: float = 8.0  # speech is recognised in windows of at most this many seconds (cut at pauses)
     modalities: str = "tav"
+    channel: str = "mix"  # audio channel: mix (mono downmix), left or right (the first / second channel)
 
     def validate(self) -> "ExtractSettings":
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            if isinstance(value, bool) or not isinstance(value, want):
+                raise ConfigError(f"extract.{f.name}={value!r}: must be {'a number' if want != str else 'text'}")
         checks = [
             (self.sample_rate >= 8000, "sample_rate", ">= 8000"), (self.audio_hop >= 1, "audio_hop", ">= 1"),
             (self.audio_win >= self.audio_hop, "audio_win", ">= audio_hop"), (0 < self.video_fps <= 60, "video_fps", "in (0, 60]"),
-            (self.max_side >= 64, "max_side", ">= 64"), (self.min_duration_s >= 0, "min_duration_s", ">= 0"),
-            (0 <= self.min_face_fraction <= 1, "min_face_fraction", "in [0, 1]"), (self.asr_window_s >= 5, "asr_window_s", ">= 5"),
+            (self.max_side >= 64, "max_side", ">= 64"), (0 <= self.min_duration_s < 1e6, "min_duration_s", ">= 0"),
+            (0 <= self.min_face_fraction <= 1, "min_face_fraction", "in [0, 1]"), (5 <= self.asr_window_s <= 600, "asr_window_s", "in [5, 600]"),
             (bool(self.modalities) and set(self.modalities) <= set("tav"), "modalities", "letters of 'tav'"),
+            (self.channel in CHANNELS, "channel", "one of " + ", ".join(CHANNELS)),
         ]
         for ok, name, rule in checks:
             if not ok:
@@ -70,26 +91,43 @@ class ExtractSettings:
         return self.sample_rate / self.audio_hop
 
     def key(self) -> str:
-        payload = json.dumps({"v": EXTRACTOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha1(payload.encode()).hexdigest()[:10]
+        """The cache folder of these settings: they, the extractor version, the recogniser and the
+        package versions (any of them changes the features)."""
+        from msakit.extract.asr import MODEL_NAME
+
+        payload = json.dumps({"v": EXTRACTOR_VERSION, "asr": MODEL_NAME, "versions": package_versions(), **dataclasses.asdict(self)},
+                             sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-@dataclass
-class Clip:
-    path: Path
-    id: str
-    label: float | None = None
-    split: str | None = None
-    text: str | None = None
-    group: str = ""
-
-    def key(self) -> str:
-        try:
-            stat = self.path.stat()
-            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        return hashlib.sha1(f"{self.path.resolve()}|{stamp}|{self.text is not None}".encode()).hexdigest()[:16]
+def coerce_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings from the command line (text) as the types ``ExtractSettings`` declares; one line
+    naming the setting when a value does not fit."""
+    types = {f.name: f.type for f in dataclasses.fields(ExtractSettings)}
+    unknown = sorted(set(settings) - set(types))
+    if unknown:
+        raise ConfigError(f"extract.{unknown[0]}: no such extractor setting; choose from {sorted(types)}")
+    out = {}
+    for name, value in settings.items():
+        kind = types[name] if isinstance(types[name], str) else types[name].__name__
+        if kind in ("int", "float") and isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ConfigError(f"--set {name}={value!r}: must be a number") from None
+            if kind == "int":
+                if not number.is_integer():
+                    raise ConfigError(f"--set {name}={value!r}: must be a whole number")
+                number = int(number)
+            value = number
+        elif kind == "int" and isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"--set {name}={value!r}: must be a whole number")
+            value = int(value)
+        elif kind == "str" and not isinstance(value, str):
+            value = str(value)
+        out[name] = value
+    return out
 
 
 @dataclass
@@ -97,113 +135,73 @@ class ExtractResult:
     output: Path
     sidecar: Path
     extracted: list[str]
-    failures: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+    failures: list[dict[str, str]] = field(default_factory=list)  # {"path", "id", "reason"}
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # said once: the layout, the kind, absent vision
+    missing: list[dict] = field(default_factory=list)  # listed in label.csv, not on disk
+    unlisted: list[str] = field(default_factory=list)  # on disk, listed nowhere
+    flagged: dict[str, list[str]] = field(default_factory=dict)  # clip id -> flags (degenerate transcript, ...)
+    kind: str | None = None
 
     def report(self) -> str:
         lines = [f"{len(self.extracted)} clip(s) extracted to {self.output}; {len(self.failures)} could not be used"]
+        lines += [f"  {note}" for note in self.notes]
         lines += [f"  {f['path']}: {f['reason']}" for f in self.failures]
+        if self.missing:
+            lines.append(f"  {len(self.missing)} clip(s) listed in label.csv but missing on disk (not extracted):")
+            lines += [f"    {m['path']}" for m in self.missing[:20]] + ([f"    ... and {len(self.missing) - 20} more"] if len(self.missing) > 20 else [])
+        if self.unlisted:
+            lines.append(f"  {len(self.unlisted)} media file(s) under Raw/ listed in no row of label.csv (ignored):")
+            lines += [f"    {u}" for u in self.unlisted[:20]] + ([f"    ... and {len(self.unlisted) - 20} more"] if len(self.unlisted) > 20 else [])
+        lines += [f"  {clip}: {'; '.join(flags)}" for clip, flags in self.flagged.items()]
         return "\n".join(lines)
-
-
-# ---- listing ----------------------------------------------------------------------------------
-def _clip_id(relative: Path) -> str:
-    parts = list(relative.with_suffix("").parts)
-    return "$_$".join(parts[-2:]) if len(parts) > 1 else parts[0]
-
-
-def list_clips(source: str | Path | Iterable[str | Path]) -> list[Clip]:
-    """The clips of a folder, a manifest CSV, or a list of video files."""
-    if not isinstance(source, (str, os.PathLike)):
-        clips = []
-        for item in source:
-            path = Path(item)
-            if not path.is_file():
-                raise MissingFileError(f"{path}: no such video file")
-            clips.append(Clip(path, path.stem, group=path.stem))
-        seen: dict[str, int] = {}
-        for clip in clips:  # distinct ids even for equal file names in different folders
-            n = seen[clip.id] = seen.get(clip.id, 0) + 1
-            if n > 1:
-                clip.id = f"{clip.id}_{n}"
-        return clips
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-        if not files:
-            raise DataError(f"{source}: no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder")
-        return [Clip(p, _clip_id(p.relative_to(source)), group=_clip_id(p.relative_to(source)).split("$_$")[0]) for p in files]
-    if not source.is_file():
-        raise MissingFileError(f"{source}: no such folder or manifest file")
-    if source.suffix.lower() in VIDEO_SUFFIXES:
-        return list_clips([source])
-    return _read_manifest(source)
-
-
-def _read_manifest(path: Path) -> list[Clip]:
-    try:
-        with open(path, newline="", encoding="utf-8") as file:
-            rows = list(csv.DictReader(file))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read the manifest ({exc})") from None
-    if not rows or "path" not in (rows[0].keys() if rows else ()):
-        raise DataError(f"{path}: a manifest is a CSV with a header row holding at least a 'path' column")
-    clips = []
-    for line, row in enumerate(rows, start=2):
-        clip_path = (path.parent / row["path"].strip()) if not Path(row["path"].strip()).is_absolute() else Path(row["path"].strip())
-        label = None
-        if (row.get("label") or "").strip():
-            try:
-                label = float(row["label"])
-            except ValueError:
-                raise DataError(f"{path}:{line}: label {row['label']!r} is not a number") from None
-        split = (row.get("split") or "").strip() or None
-        if split is not None and split not in ("train", "valid", "test"):
-            raise DataError(f"{path}:{line}: split {split!r}: use train, valid or test")
-        clip_id = (row.get("id") or "").strip() or _clip_id(Path(row["path"].strip()))
-        group = (row.get("video_id") or "").strip() or clip_id.split("$_$")[0]
-        text = row.get("text")
-        clips.append(Clip(clip_path, clip_id, label, split, text if text is not None and text.strip() else None, group))
-    ids = [c.id for c in clips]
-    if len(set(ids)) != len(ids):
-        duplicate = next(i for i in ids if ids.count(i) > 1)
-        raise DataError(f"{path}: clip id {duplicate!r} appears twice; give an 'id' column with distinct ids")
-    return clips
 
 
 # ---- one clip ----------------------------------------------------------------------------------
 
-def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None = None, timings: dict | None = None) -> dict[str, Any]:
+def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None = None, timings: dict | None = None,
+                 on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Features of one clip: ``{"audio": (Ta, 21), "vision": (Tv, D), "text": str, ...}``.
 
-    Raises ``ClipError`` (one-line reason) for a clip that cannot be used.
+    An audio file (or a video file without a video track) gives no vision: ``vision`` is then
+    absent from the result and ``vision_absent`` is True. ``on_stage(name)`` is called as each
+    stage starts: ``"audio"`` (decoding, speech recognition, audio descriptors), ``"video"``
+    (decoding, face features), ``"done"``. Raises ``ClipError`` (one-line reason) for a clip that
+    cannot be used.
     """
     from msakit.extract.decode import ClipError, _open, iter_audio, iter_frames
 
     path = Path(path)
     timings = timings if timings is not None else {}
-    with _open(path) as container:  # fails early and clearly on a file that is not a video
+    stage = on_stage or (lambda name: None)
+    clock = time.perf_counter()
+    with _open(path) as container:  # fails early and clearly on a file that is not a media file
         has_audio, has_video = bool(container.streams.audio), bool(container.streams.video)
+    timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock
     need_audio = "a" in settings.modalities or ("t" in settings.modalities and text is None)
     if need_audio and not has_audio:
         raise ClipError("no audio track" + (" (needed for speech recognition: give the transcript in a manifest 'text' column)" if "a" not in settings.modalities else ""))
-    if "v" in settings.modalities and not has_video:
-        raise ClipError("no video track")
-    out: dict[str, Any] = {"text": text, "asr": False}
+    if settings.modalities == "v" and not has_video:
+        raise ClipError("no video track (only vision was asked for)")
+    out: dict[str, Any] = {"text": text, "asr": False, "flags": []}
     audio_seconds = video_seconds = 0.0
     if need_audio:
         from msakit.extract.audio import AudioFeaturizer
 
+        stage("audio")
+        clock = time.perf_counter()
         featurizer = AudioFeaturizer(settings.sample_rate, settings.audio_hop, settings.audio_win) if "a" in settings.modalities else None
         recogniser = None
         if text is None and "t" in settings.modalities:
-            from msakit.extract.asr import Recogniser
+            from msakit.extract.asr import Recogniser, load_model
 
+            load_model()  # once per process
             recogniser = Recogniser(settings.sample_rate, settings.asr_window_s)
+        timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
         samples = 0
         clock = time.perf_counter()
-        for chunk in iter_audio(path, settings.sample_rate):
-            timings["decode_audio"] = timings.get("decode_audio", 0.0) + time.perf_counter() - clock
+        for chunk in iter_audio(path, settings.sample_rate, channel=settings.channel):
+            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock
             samples += chunk.size
             if featurizer is not None:
                 clock = time.perf_counter()
@@ -225,11 +223,17 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
             clock = time.perf_counter()
             out["text"] = recogniser.finish()
             out["asr"] = True
+            out["flags"] += recogniser.flags
             timings["asr"] = timings.get("asr", 0.0) + time.perf_counter() - clock
-    if "v" in settings.modalities:
+    if "v" in settings.modalities and not has_video:
+        out["vision_absent"] = True
+    elif "v" in settings.modalities:
         from msakit.extract.face import FaceFeaturizer
 
+        stage("video")
+        clock = time.perf_counter()
         face = FaceFeaturizer()
+        timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
         rows = []
         try:
             clock = time.perf_counter()
@@ -238,7 +242,7 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
                 rows.append(face(frame))
                 video_seconds = t
                 end = time.perf_counter()
-                timings["decode_video"] = timings.get("decode_video", 0.0) + middle - clock
+                timings["decode"] = timings.get("decode", 0.0) + middle - clock
                 timings["face"] = timings.get("face", 0.0) + end - middle
                 clock = end
         finally:
@@ -254,40 +258,89 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
             raise ClipError(f"no face found (in {found:.0%} of {len(rows)} sampled frames; the minimum is {settings.min_face_fraction:.0%})")
         out["vision"], out["face_frames"] = vision, int(vision[:, 0].sum())
     out["duration_s"] = max(audio_seconds, video_seconds)
+    stage("done")
     return out
 
 
-def _work(clip_path: str, text: str | None, settings_dict: dict, part: str) -> tuple[str, str | None, dict]:
+def clip_stats(result: dict[str, Any]) -> dict[str, Any]:
+    """What the sidecar records per clip."""
+    from msakit.extract.audio import FEATURE_NAMES as AUDIO_NAMES
+
+    stats: dict[str, Any] = {"duration_s": round(float(result["duration_s"]), 3)}
+    if "vision" in result:
+        stats["face_frames"], stats["vision_frames"] = int(result["face_frames"]), int(len(result["vision"]))
+    if result.get("vision_absent"):
+        stats["vision"] = "absent (no video track)"
+    if "audio" in result and len(result["audio"]):
+        stats["voiced_fraction"] = round(float(np.mean(result["audio"][:, AUDIO_NAMES.index("f0_hz")] > 0)), 4)
+    if result.get("text") is not None:
+        stats["transcript_words"] = len(result["text"].split())
+        stats["transcript_source"] = "asr" if result["asr"] else "given"
+    if result.get("flags"):
+        stats["flags"] = list(result["flags"])
+    return stats
+
+
+@contextlib.contextmanager
+def _quiet(log: Path | None):
+    """Send what third-party C/C++ libraries print to file descriptors 1 and 2 (MediaPipe,
+    TensorFlow Lite, ONNX Runtime log lines) and Python warnings into ``log``; None: leave them."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, target):
+            os.close(fd)
+
+
+def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log: str | None = None) -> tuple[str, str | None, dict]:
     """Worker: extract one clip and write its part file (or its failure) atomically."""
     from msakit.extract.decode import ClipError
+    from msakit.outputs import atomic_write
 
     settings = ExtractSettings(**settings_dict)
     part_path = Path(part)
     timings: dict = {}
-    try:
-        result = extract_clip(clip_path, settings, text, timings)
-    except ClipError as exc:
-        _atomic(part_path.with_suffix(".fail.json"), lambda p: p.write_text(json.dumps({"reason": str(exc)})))
-        return clip_path, str(exc), timings
-    except Exception as exc:  # a bug or an unforeseen file problem: report it for this clip, go on
-        reason = f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}"
-        _atomic(part_path.with_suffix(".fail.json"), lambda p: p.write_text(json.dumps({"reason": reason})))
+    start = time.perf_counter()
+    with _quiet(Path(log) if log else None):
+        try:
+            result = extract_clip(clip_path, settings, text, timings)
+            reason = None
+        except ClipError as exc:
+            reason = str(exc)
+        except Exception as exc:  # a bug or an unforeseen file problem: report it for this clip, go on
+            reason = f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}"
+    timings["clip_total"] = time.perf_counter() - start
+    if reason is not None:
+        atomic_write(part_path.with_suffix(".fail.json"), lambda p: p.write_text(json.dumps({"reason": reason, "timings": timings})))
         return clip_path, reason, timings
     arrays = {k: result[k] for k in ("audio", "vision") if k in result}
-    meta = {"text": result["text"], "asr": result["asr"], "duration_s": result["duration_s"], "face_frames": result.get("face_frames")}
+    meta = {"text": result["text"], "asr": result["asr"], "duration_s": result["duration_s"], "face_frames": result.get("face_frames"),
+            "vision_absent": bool(result.get("vision_absent")), "stats": clip_stats(result), "timings": timings}
 
     def write(p: Path) -> None:
         with open(p, "wb") as file:
             np.savez(file, meta=np.array(json.dumps(meta)), **arrays)
 
-    _atomic(part_path, write)
+    atomic_write(part_path, write)
     return clip_path, None, timings
-
-
-def _atomic(path: Path, write) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(temp)
-    os.replace(temp, path)
 
 
 # ---- the whole extraction -----------------------------------------------------------------------
@@ -300,46 +353,97 @@ def extract(
     split_fractions: tuple[float, float, float] | None = None,
     seed: int = 0,
     progress: bool = True,
+    layout: str = "auto",
+    kind: str | None = None,
+    overwrite: bool = False,
+    verbose: bool = False,
+    on_clip: Callable[[str, str | None], None] | None = None,
 ) -> ExtractResult:
-    """Extract features of every clip in ``source`` into the MMSA pickle ``output``."""
-    from tqdm.auto import tqdm
+    """Extract features of every clip in ``source`` into the MMSA pickle ``output``.
 
-    from msakit.data.mmsa import write_mmsa_pickle
+    Every check of the input (clips, manifest rows, labels, splits, fractions, workers,
+    settings, output paths) runs before any clip is extracted. ``on_clip(clip_id, reason)`` is
+    called as each clip finishes (``reason`` None when it was extracted), for callers that
+    show their own progress.
+    """
+    from msakit.outputs import check_outputs
 
     settings = (settings or ExtractSettings()).validate()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers {workers!r}: must be a whole number >= 1")
     require_video_extra()
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: must be >= 1")
     output = Path(output)
-    clips = list_clips(source)
+    listing = gather(source, layout=layout, kind=kind)
+    clips = listing.clips
+    fractions = check_split_fractions(split_fractions, clips)
+    splits = assign_splits(clips, fractions, seed)
+    notes = [f"layout: raw dataset release (label.csv + Raw/), {len(clips)} clip(s) on disk" if listing.layout == "mmsa" else ""]
+    if listing.kind is not None:
+        notes.append(f"dataset kind: {listing.kind} ({listing.kind_reason}); train with --kind {listing.kind}")
+    if fractions is not None and not any(c.label is not None for c in clips):
+        notes.append("--split-fractions on unlabelled clips: the splits hold features for prediction only (no labels to train on)")
+    inputs = list(listing.inputs) + ([Path(source)] if isinstance(source, (str, os.PathLike)) else [])
+    sidecar = sidecar_path(output)
+    check_outputs([("--output", output), ("--output (its .extractor.json sidecar)", sidecar)], inputs=inputs, overwrite=overwrite)
+    if "v" in settings.modalities and all(c.audio_only for c in clips):
+        settings = dataclasses.replace(settings, modalities=settings.modalities.replace("v", "") or "ta")
+        notes.append("audio files only: extracting text and audio; vision is absent")
+    notes = [n for n in notes if n]
     parts = output.parent / f"{output.name}.parts" / settings.key()
+    keys = [clip.key() for clip in clips]
     parts.mkdir(parents=True, exist_ok=True)
-    todo = []
-    for clip in clips:
-        part = parts / f"{clip.key()}.npz"
-        if not part.exists() and not part.with_suffix(".fail.json").exists():
-            todo.append((clip, part))
+    log = None if verbose else parts.parent / "worker.log"
+    todo, queued = [], set()
+    for clip, key in zip(clips, keys):
+        part = parts / f"{key}.npz"
+        if part in queued or part.exists() or part.with_suffix(".fail.json").exists():
+            continue  # done already (or the same content and transcript twice: extracted once)
+        queued.add(part)
+        todo.append((clip, part))
     start = time.perf_counter()
-    timings: dict[str, float] = {}
-    bar = tqdm(total=len(clips), initial=len(clips) - len(todo), unit="clip", desc="extract", disable=not progress, dynamic_ncols=True)
+    bar = _progress_bar(len(clips), len(clips) - len(todo), progress)
     settings_dict = dataclasses.asdict(settings)
+
+    def finished(clip: Clip, reason: str | None) -> None:
+        bar.update(1)
+        if on_clip is not None:
+            on_clip(clip.id, reason)
+
     try:
         if workers == 1 or len(todo) <= 1:
             for clip, part in todo:
-                _, _, t = _work(str(clip.path), clip.text, settings_dict, str(part))
-                _add(timings, t)
-                bar.update(1)
+                _, reason, _ = _work(str(clip.path), clip.text, settings_dict, str(part), str(log) if log else None)
+                finished(clip, reason)
         else:
             import multiprocessing
 
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_work, str(c.path), c.text, settings_dict, str(p)) for c, p in todo]
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(str(log) if log else None,)) as pool:
+                futures = {pool.submit(_work, str(c.path), c.text, settings_dict, str(p), None): c for c, p in todo}
                 for future in as_completed(futures):
-                    _add(timings, future.result()[2])
-                    bar.update(1)
+                    finished(futures[future], future.result()[1])
     finally:
         bar.close()
-    return _assemble(clips, parts, output, settings, split_fractions, seed, time.perf_counter() - start, timings, write_mmsa_pickle)
+    return _assemble(clips, keys, splits, parts, output, settings, time.perf_counter() - start, listing, notes)
+
+
+def _init_worker(log: str | None) -> None:
+    """A worker process sends third-party log lines to the log file for its whole life."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if log:
+        target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        os.close(target)
+        warnings.simplefilter("ignore")
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="clip", desc="extract", disable=not enabled, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} clips [{elapsed}<{remaining}, {rate_fmt}]")
 
 
 def require_video_extra() -> None:
@@ -351,52 +455,49 @@ def require_video_extra() -> None:
         raise ConfigError(f"video extraction needs the optional extra: pip install 'msakit[video]' (missing: {', '.join(missing)})")
 
 
-def _add(total: dict, more: dict) -> None:
-    for key, value in more.items():
-        total[key] = total.get(key, 0.0) + value
+def _assign_splits(clips: list[Clip], fractions, seed: int) -> list[str]:
+    """Kept for callers of the former name; see ``sources.assign_splits``."""
+    return assign_splits(clips, check_split_fractions(fractions, clips) if fractions is not None else None, seed)
 
 
-def _assign_splits(clips: list[Clip], fractions: tuple[float, float, float] | None, seed: int) -> list[str]:
-    given = [c.split for c in clips]
-    if all(s is not None for s in given):
-        return given  # type: ignore[return-value]
-    if any(s is not None for s in given):
-        missing = next(c for c in clips if c.split is None)
-        raise DataError(f"{missing.path}: the manifest's 'split' column is empty for this clip; fill it for every clip or for none")
-    if fractions is None:
-        return ["test"] * len(clips)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ConfigError(f"--split-fractions {fractions}: give three non-negative fractions (train, valid, test) summing to 1")
-    groups = sorted({c.group for c in clips}, key=lambda g: hashlib.sha1(f"{seed}|{g}".encode()).hexdigest())
-    counts = {g: sum(c.group == g for c in clips) for g in groups}
-    total, done, assignment = len(clips), 0, {}
-    bounds = (fractions[0] * total, (fractions[0] + fractions[1]) * total)
-    for group in groups:
-        middle = done + counts[group] / 2
-        assignment[group] = "train" if middle < bounds[0] else "valid" if middle < bounds[1] else "test"
-        done += counts[group]
-    return [assignment[c.group] for c in clips]
+def _assemble(clips: list[Clip], keys: list[str], splits_of: list[str], parts: Path, output: Path, settings: ExtractSettings,
+              seconds: float, listing: Listing, notes: list[str]) -> ExtractResult:
+    from msakit.data.mmsa import write_mmsa_pickle
+    from msakit.extract.face import FEATURE_NAMES as FACE_NAMES
+    from msakit.outputs import write_json
 
-
-def _assemble(clips, parts, output, settings, fractions, seed, seconds, timings, write_mmsa_pickle) -> ExtractResult:
-    splits_of = _assign_splits(clips, fractions, seed)
     failures, rows = [], {"train": [], "valid": [], "test": []}
-    for clip, split in zip(clips, splits_of):
-        part = parts / f"{clip.key()}.npz"
+    timings: dict[str, float] = {}
+    per_clip: dict[str, dict] = {}
+    flagged: dict[str, list[str]] = {}
+    absent = 0
+    for clip, key, split in zip(clips, keys, splits_of):
+        part = parts / f"{key}.npz"
         fail = part.with_suffix(".fail.json")
         if fail.exists():
-            failures.append({"path": str(clip.path), "id": clip.id, "reason": json.loads(fail.read_text())["reason"]})
+            info = json.loads(fail.read_text())
+            failures.append({"path": str(clip.path), "id": clip.id, "reason": info["reason"]})
+            _add(timings, info.get("timings", {}))
             continue
         with np.load(part) as data:
             meta = json.loads(str(data["meta"]))
-            rows[split].append((clip, meta, {k: data[k] for k in ("audio", "vision") if k in data.files}))
+            arrays = {k: data[k] for k in ("audio", "vision") if k in data.files}
+        if "v" in settings.modalities and "vision" not in arrays:
+            arrays["vision"] = np.zeros((1, len(FACE_NAMES)), np.float32)  # no video track: one all-zero frame (present = 0)
+            absent += 1
+        rows[split].append((clip, meta, arrays))
+        _add(timings, meta.get("timings", {}))
+        per_clip[clip.id] = meta.get("stats", {})
+        if meta.get("stats", {}).get("flags"):
+            flagged[clip.id] = meta["stats"]["flags"]
     extracted = [clip.id for split in rows.values() for clip, _, _ in split]
     if not extracted:
         raise DataError(f"no clip could be used ({len(failures)} failed); first: {failures[0]['path']}: {failures[0]['reason']}" if failures else "no clips")
-    labelled = [clip.label is not None for split in rows.values() for clip, _, _ in split]
-    if any(labelled) and not all(labelled):
-        missing = next(clip for split in rows.values() for clip, _, _ in split if clip.label is None)
-        raise DataError(f"{missing.path}: no label in the manifest; give every clip a label or none")
+    if absent:
+        notes.append(f"{absent} clip(s) without a video track (audio files): vision absent, one all-zero frame (present = 0)")
+    labelled = any(clip.label is not None for split in rows.values() for clip, _, _ in split)
+    unimodal = labelled and all(clip.unimodal for split in rows.values() for clip, _, _ in split)
+    annotated = all(clip.annotation for split in rows.values() for clip, _, _ in split)
     payload = {}
     for name, items in rows.items():
         if not items:
@@ -413,23 +514,39 @@ def _assemble(clips, parts, output, settings, fractions, seed, seconds, timings,
                     stacked[i, : len(a)] = a
                 split[key] = stacked
                 split[f"{key}_lengths"] = np.array([max(1, len(a)) for a in arrays], np.int64)
-        if all(labelled):
+        if labelled:
             split["regression_labels"] = np.array([c.label for c, _, _ in items], np.float32)
+        if unimodal:
+            for m in "TAV":
+                split[f"regression_labels_{m}"] = np.array([c.unimodal[m] for c, _, _ in items], np.float32)
+        if annotated:
+            split["annotations"] = [c.annotation for c, _, _ in items]
         payload[name] = split
     write_mmsa_pickle(output, payload)
     sidecar = sidecar_path(output)
     info = describe(settings)
+    info["dataset"] = {"layout": listing.layout, "kind": listing.kind, "kind_reason": listing.kind_reason}
     info["clips"] = {"extracted": len(extracted), "failed": failures, "splits": {k: len(v) for k, v in rows.items() if v},
+                     "missing_on_disk": listing.missing, "unlisted_on_disk": listing.unlisted, "flagged": flagged,
                      "transcripts": {"asr": sum(m["asr"] for v in rows.values() for _, m, _ in v),
-                                     "manifest": sum(not m["asr"] for v in rows.values() for _, m, _ in v)},
-                     "face_frames_fraction": _face_fraction(rows)}
-    info["timing_s"] = {"total": round(seconds, 3), **{k: round(v, 3) for k, v in timings.items()}}
-    _atomic(sidecar, lambda p: p.write_text(json.dumps(info, indent=2)))
-    return ExtractResult(output, sidecar, extracted, failures, seconds)
+                                     "given": sum(not m["asr"] for v in rows.values() for _, m, _ in v)},
+                     "face_frames_fraction": _face_fraction(rows), "per_clip": per_clip}
+    media_s = sum(s.get("duration_s", 0.0) for s in per_clip.values())
+    info["timing_s"] = {"summed_over_clips": {k: round(v, 3) for k, v in sorted(timings.items())},
+                        "media_s": round(media_s, 3), "this_run_wall_s": round(seconds, 3),
+                        "note": "per-stage seconds summed over every clip's own extraction (survives a resume); wall time of this run only"}
+    info["notes"] = notes
+    write_json(sidecar, info)
+    return ExtractResult(output, sidecar, extracted, failures, seconds, notes, listing.missing, listing.unlisted, flagged, listing.kind)
+
+
+def _add(total: dict, more: dict) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0.0) + value
 
 
 def _face_fraction(rows) -> float | None:
-    frames = [(m["face_frames"], len(a["vision"])) for v in rows.values() for _, m, a in v if "vision" in a]
+    frames = [(m["face_frames"], len(a["vision"])) for v in rows.values() for _, m, a in v if m.get("face_frames") is not None]
     return round(sum(f for f, _ in frames) / max(1, sum(n for _, n in frames)), 4) if frames else None
 
 
@@ -443,7 +560,7 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("msakit", "av", "librosa", "mediapipe", "moonshine-voice", "numpy"):
+    for name in ("msakit", "av", "librosa", "mediapipe", "moonshine-voice", "numpy", "scipy"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -458,11 +575,11 @@ def describe(settings: ExtractSettings) -> dict[str, Any]:
 
     features: dict[str, Any] = {}
     if "t" in settings.modalities:
-        features["text"] = {"key": "raw_text", "source": f"manifest 'text' column, else speech recognition: {MODEL_NAME}"}
+        features["text"] = {"key": "raw_text", "source": f"manifest 'text' column / label.csv, else speech recognition: {MODEL_NAME}"}
     if "a" in settings.modalities:
         features["audio"] = {"key": "audio", "dim": len(audio.FEATURE_NAMES), "rate_hz": settings.audio_rate_hz,
                              "window_s": settings.audio_win / settings.sample_rate, "names": audio.FEATURE_NAMES, "units": audio.UNITS,
-                             "library": "librosa (mel filters) + numpy"}
+                             "library": "librosa (mel filters) + numpy (YIN pitch)", "channel": settings.channel}
     if "v" in settings.modalities:
         features["vision"] = {"key": "vision", "dim": len(face.FEATURE_NAMES), "rate_hz": settings.video_fps, "names": face.FEATURE_NAMES,
                               "units": face.UNITS, "library": "mediapipe face mesh (468 landmarks), tracking mode",
@@ -472,14 +589,11 @@ def describe(settings: ExtractSettings) -> dict[str, Any]:
 
 
 def extract_features(source, output: str | Path, *, workers: int = 1, split_fractions: tuple[float, float, float] | None = None,
-                     seed: int = 0, progress: bool = True, **settings: Any) -> "ExtractResult":
-    """Extract features of clips (a folder, a manifest CSV or a list of files) into an MMSA pickle
-    plus its ``.extractor.json`` sidecar. ``settings`` are fields of ``ExtractSettings`` (e.g.
-    ``video_fps=5``), checked by name here. Returns an ``ExtractResult``. This is
-    ``msakit.extract(...)``."""
-    known = {f.name for f in dataclasses.fields(ExtractSettings)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ConfigError(f"extract.{unknown[0]}: no such extractor setting; choose from {sorted(known)}")
-    return extract(source, output, settings=ExtractSettings(**settings), workers=workers, split_fractions=split_fractions,
-                   seed=seed, progress=progress)
+                     seed: int = 0, progress: bool = True, layout: str = "auto", kind: str | None = None, overwrite: bool = False,
+                     verbose: bool = False, on_clip: Callable[[str, str | None], None] | None = None, **settings: Any) -> "ExtractResult":
+    """Extract features of clips (a folder, a manifest CSV, a raw dataset release or a list of
+    files) into an MMSA pickle plus its ``.extractor.json`` sidecar. ``settings`` are fields of
+    ``ExtractSettings`` (e.g. ``video_fps=5``, ``channel="left"``), checked by name and type here.
+    Returns an ``ExtractResult``. This is ``msakit.extract(...)``."""
+    return extract(source, output, settings=ExtractSettings(**coerce_settings(settings)), workers=workers, split_fractions=split_fractions,
+                   seed=seed, progress=progress, layout=layout, kind=kind, overwrite=overwrite, verbose=verbose, on_clip=on_clip)
