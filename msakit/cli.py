@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="feature pickle to predict on")
     p.add_argument("--video", nargs="+", metavar="VIDEO", help="video files: extract with the run's extractor settings, then predict")
     p.add_argument("--workers", type=int, default=1, help="with --video: clips extracted in parallel")
+    p.add_argument("--transcript", action="append", metavar="TEXT",
+                   help="with --video: a clip's transcript instead of speech recognition; once per video, in order ('' to recognise)")
+    p.add_argument("--overwrite", action="store_true", help="with --video: replace existing output files")
     p.add_argument("--output", required=True, help="CSV file to write (with --video also a .json beside it)")
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"])
     p.add_argument("--split", default="test")
@@ -277,12 +280,15 @@ def _run(args, command_line: str) -> None:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files), not both")
         from msakit.api import predict_video
 
-        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers)
+        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers,
+                               transcripts=args.transcript, overwrite=args.overwrite)
         print(_video_table(result))
         print(f"predictions written to {result['csv']} and {result['json']}")
     elif args.command == "predict":
         if not args.data:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files)")
+        if args.transcript:
+            raise ConfigError("predict: --transcript goes with --video (a transcript per video file)")
         path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device)
         print(f"predictions written to {path}")
     elif args.command == "ablate":

@@ -206,7 +206,11 @@ def load_run_standardizer(model_dir: str | Path) -> Standardizer | None:
             used = json.loads(config_path.read_text()).get("data", {}).get("standardize", False)
         except (OSError, json.JSONDecodeError):
             used = False
-        if used:
+        try:  # a run on text alone has nothing to standardise, whatever the setting says
+            modalities = json.loads((best / "model.json").read_text())["input_dims"]["modalities"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            modalities = "av"
+        if used and set(modalities) & {"a", "v"}:
             raise RunDirError(
                 f"{path}: missing, but {config_path} says the run standardised its audio/vision (data.standardize=true); "
                 "restore the file or retrain"
