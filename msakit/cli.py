@@ -1,4 +1,4 @@
-"""Command line: ``msakit train | evaluate | predict | compare | sweep | robustness | extract | synth``, each over a library function."""
+"""Command line: ``msakit train | evaluate | predict | compare | sweep | robustness | extract | serve | synth``, each over a library function."""
 
 from __future__ import annotations
 
@@ -150,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--word-errors", default="", help="transcript word errors at each rate: drop, replace, or drop,replace")
     p.add_argument("--seed", type=int, default=0, help="corruption seed (the same for every model seed)")
     p.add_argument("--output", help="directory for robustness.json/.md/.png (default RUN_DIR/robustness)")
+
+    # ---- serve (msakit/workflows/serve; needs msakit[serve] and msakit[video]) ----
+    p = sub.add_parser("serve", parents=[common], help="a page and an HTTP API scoring clips with a trained run (needs msakit[serve])")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs --token)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--token", help="bearer token the page and API ask for (default: $MSAKIT_SERVE_TOKEN, else none)")
+    p.add_argument("--max-mb", type=float, default=50.0, help="largest upload per request, in MB (413 beyond it)")
+    p.add_argument("--workers", type=int, default=1, help="extraction processes")
+    p.add_argument("--queue", type=int, default=8, help="clips that may wait for a worker (503 with Retry-After beyond)")
+    p.add_argument("--max-clips", type=int, default=16, help="clips per request")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
 
     p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output")
@@ -360,6 +373,13 @@ def _run(args, command_line: str) -> None:
                    device=args.device, command=command_line)
         print((output / "robustness.md").read_text())
         print(f"written to {output}/robustness.json, .md, .png")
+    elif args.command == "serve":
+        import os
+
+        from msakit.workflows.serve import serve
+
+        serve(args.run_dir, host=args.host, port=args.port, token=args.token or os.environ.get("MSAKIT_SERVE_TOKEN") or None,
+              max_mb=args.max_mb, workers=args.workers, queue=args.queue, max_clips=args.max_clips, device=args.device, kind=args.kind)
     elif args.command == "synth":
         spec = dict(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
         if args.raw_scale:

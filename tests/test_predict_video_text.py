@@ -8,7 +8,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 for _module in ("av", "librosa", "mediapipe", "moonshine_voice"):
@@ -19,27 +18,13 @@ from msakit.errors import DataError, RunDirError  # noqa: E402
 MEDIA = next((p / "shared" / "data" / "media" for p in Path(__file__).resolve().parents[1:4] if (p / "shared" / "data" / "media").is_dir()),
              Path("shared/data/media"))
 needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason="shared/data/media (real recordings) not present")
-GRID = MEDIA / "grid" / "bbaf2n.mpg"
-
-
-def write_text_table(directory: Path, seed: int = 0) -> Path:
-    """train/dev/test tables of short positive and negative phrases (words the tiny BERT knows)."""
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", 32), ("dev", 12), ("test", 12)):
-        labels = rng.uniform(-3, 3, n)
-        rows = [f"{'a great film' if y > 0 else 'a terrible film'} {i}\t{y:.2f}" for i, y in enumerate(labels)]
-        (directory / f"{split}.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n")
-    return directory
+# pwij3p: recognised the same way every time (bbaf2n, for one, is not; see the report of issue 20)
+GRID = MEDIA / "grid" / "pwij3p.mpg"
 
 
 @pytest.fixture(scope="module")
-def text_run(tmp_path_factory, tiny_bert_dir) -> Path:
-    import msakit
-
-    root = tmp_path_factory.mktemp("text_run")
-    overrides = {"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"batch_size": 16, "max_epochs": 1, "progress": False}}
-    return msakit.train("self_mm", write_text_table(root / "table"), run_dir=root / "run", overrides=overrides).run_dir
+def text_run(text_only_run) -> Path:
+    return text_only_run
 
 
 @needs_media
@@ -55,10 +40,10 @@ def test_text_only_run_scores_a_real_clip_from_its_recognised_speech(text_run, t
     (row,) = result["predictions"]
     assert math.isfinite(row["score"]) and row["class"] in ("negative", "neutral", "positive")
     assert row["transcript_source"] == "speech recognition"
-    assert word_error_rate(["bin blue at f two now"], [row["transcript"]]) <= 0.5, row["transcript"]
+    assert word_error_rate(["place white in j three please"], [row["transcript"]]) <= 0.34, row["transcript"]
     assert result["speech_recognition"]["name"].startswith("moonshine") and result["speech_recognition"]["version"] not in ("", "absent")
     assert result["modalities"] == "t" and not result["failures"]
-    assert "bbaf2n.mpg" in captured.out and (tmp_path / "pred.csv").read_text().count("\n") == 2
+    assert "pwij3p.mpg" in captured.out and (tmp_path / "pred.csv").read_text().count("\n") == 2
 
 
 @needs_media
@@ -76,6 +61,8 @@ def test_given_transcript_is_used_and_outputs_are_never_silently_replaced(text_r
     import csv
 
     import msakit
+
+    from conftest import write_text_table
 
     table = write_text_table(tmp_path / "table")
     (table / "test.tsv").write_text("text\tlabel\na great film\t0\na terrible film\t0\n")
