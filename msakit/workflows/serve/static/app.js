@@ -159,7 +159,7 @@ function drawTimeline(canvas, timeline) {
     const dt = 1 / series.rate_hz;
     g.fillStyle = g.strokeStyle = COLOURS[name] || "#0969da";
     if (BANDS.has(name)) {
-      values.forEach((v, k) => { if (v) { g.globalAlpha = Math.min(1, v); g.fillRect(x(k * dt), y0 + 2, Math.max(1, x((k + 1) * dt) - x(k * dt)), h - 4); } });
+      values.forEach((v, k) => { if (v) { g.globalAlpha = Math.min(1, v); g.fillRect(x(k * dt), y0 + 2, Math.max(1, x((k + 1) * dt) - x(k * dt) + 0.6), h - 4); } });
       g.globalAlpha = 1;
     } else {
       g.beginPath();
