@@ -1,4 +1,4 @@
-"""Every command and code block in the README runs, as written.
+"""Every command and code block in the README (and every shell command in docs/) runs, as written.
 
 The commands run in order in a scratch directory, with three things made small so the whole
 README takes seconds: the packaged text encoder is the tiny test BERT, every training runs one
@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = sorted((Path(__file__).resolve().parents[1] / "docs").glob("*.md"))
 SKIPPED_PREFIXES = ("make ", "pip ", "python -m pytest", ".venv/bin/python")
 
 
-def readme_blocks(language: str) -> list[str]:
-    """The README's fenced code blocks of one language ("" for unlabelled ones)."""
+def readme_blocks(language: str, path: Path = README) -> list[str]:
+    """The README's (or another page's) fenced code blocks of one language ("" for unlabelled ones)."""
     blocks, current, open_language = [], [], None
-    for line in README.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.startswith("```"):
             if open_language is None:
                 open_language, current = line[3:].strip(), []
@@ -39,10 +40,10 @@ def readme_blocks(language: str) -> list[str]:
     return blocks
 
 
-def readme_commands() -> list[str]:
+def readme_commands(path: Path = README) -> list[str]:
     """Every ``msakit`` command line in the README's shell blocks (``bash`` or unlabelled)."""
     commands = []
-    for block in readme_blocks("bash") + readme_blocks(""):
+    for block in readme_blocks("bash", path) + readme_blocks("", path):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
             if line.startswith(".venv/bin/msakit "):
@@ -156,15 +157,53 @@ def localise(command: str, files: dict) -> list[str]:
     return argv[1:]
 
 
-KNOWN = {"train", "evaluate", "predict", "synth", "ablate", "compare", "sweep", "extract", "robustness"}
+KNOWN = {"train", "evaluate", "predict", "synth", "ablate", "compare", "sweep", "extract", "robustness", "serve"}
 VIDEO = all(importlib.util.find_spec(m) is not None for m in ("av", "librosa", "mediapipe", "moonshine_voice", "skimage"))
+SERVE = all(importlib.util.find_spec(m) is not None for m in ("fastapi", "uvicorn", "multipart"))
 
 
-def test_every_readme_command_runs_as_written(readme_world, capsys):
+def curl_commands(path: Path) -> list[str]:
+    """The ``curl`` lines of a page's shell blocks: run against the server its ``msakit serve`` starts."""
+    return [line.strip() for block in readme_blocks("bash", path) for line in block.replace("\\\n", " ").splitlines()
+            if line.strip().startswith("curl ")]
+
+
+def serve_then_stop(argv: list[str], files: dict, curls: list[str], monkeypatch) -> int:
+    """Run ``msakit serve`` as written, on a free port: once it is up, the page's curl commands
+    (else a health check) run against it, then it stops."""
+    import json
+    import subprocess
+    import urllib.request
+
+    import msakit.workflows.serve as serving
     from msakit.cli import main
 
-    commands = readme_commands()
-    assert len(commands) >= 10, "the README's commands were not found"
+    real, answers = serving.serve, []
+
+    def ready(url: str) -> bool:
+        if not curls:
+            answers.append(json.loads(urllib.request.urlopen(url + "api/health", timeout=30).read()))
+        for command in curls:
+            for written, local in files.items():
+                command = command.replace(written, str(local))
+            command = re.sub(r"http://127\.0\.0\.1:\d+/", url, command)
+            done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, f"{command}: {done.stderr}"
+            answers.append(json.loads(done.stdout))
+        return True
+
+    monkeypatch.setattr(serving, "serve", lambda *args, **kwargs: real(*args, **{**kwargs, "port": 0}, ready=ready))
+    code = main(argv)
+    for answer in answers:
+        assert "detail" not in answer and ("predictions" in answer or "status" in answer or "model" in answer), answer
+        assert not answer.get("failures"), answer
+    assert len(answers) == max(1, len(curls))
+    return code
+
+
+def run_commands(commands: list[str], world: dict, capsys, monkeypatch, curls: list[str] = ()) -> None:
+    from msakit.cli import main
+
     for command in commands:
         if "postgresql://" in command:
             # The many-machines command: run against the real server CI starts, else skipped.
@@ -174,9 +213,9 @@ def test_every_readme_command_runs_as_written(readme_world, capsys):
             command = re.sub(r"postgresql://\S+", url, command).replace("/data/mosei.pkl", "synthetic")
             command = command.replace("--study dma-mosei", f"--study readme-{os.getpid()}-{time.time_ns()}")
         command = re.sub(r"--n-trials \d+", "--n-trials 2", command)
-        argv = localise(command, readme_world)
+        argv = localise(command, world)
         assert argv[0] in KNOWN, f"README command {command!r} has no way to run in this test: add it"
-        if not VIDEO and (argv[0] == "extract" or "--video" in argv or "feats.pkl" in argv):
+        if not VIDEO and (argv[0] in ("extract", "serve") or "--video" in argv or "feats.pkl" in argv):
             continue  # needs the optional extra msakit[video]
         if argv[0] in ("robustness", "evaluate") and not Path(argv[1]).exists():
             # A command on "a trained run": the README's own `msakit train --model self_mm --run-dir runs/x`.
@@ -184,9 +223,27 @@ def test_every_readme_command_runs_as_written(readme_world, capsys):
         if "--resume" in argv and not Path(argv[argv.index("--run-dir") + 1]).exists():
             # "continue a killed run": make the run it continues, with the same arguments.
             assert main([a for a in argv if a != "--resume"]) == 0, command
-        code = main(argv)
+        if argv[0] == "serve":
+            if not SERVE:
+                continue  # needs the optional extra msakit[serve]
+            code = serve_then_stop(argv, world, list(curls), monkeypatch)
+        else:
+            code = main(argv)
         captured = capsys.readouterr()
         assert code == 0, f"{command}\n{captured.err}"
+
+
+def test_every_readme_command_runs_as_written(readme_world, capsys, monkeypatch):
+    commands = readme_commands()
+    assert len(commands) >= 10, "the README's commands were not found"
+    run_commands(commands, readme_world, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
+def test_every_docs_command_runs_as_written(page, readme_world, capsys, monkeypatch):
+    commands = readme_commands(page)
+    assert commands, f"{page}: no msakit command found"
+    run_commands(commands, readme_world, capsys, monkeypatch, curls=curl_commands(page))
 
 
 def test_every_readme_error_example_prints_what_the_readme_shows(readme_world, capsys):

@@ -262,7 +262,16 @@ class ExtractionPool:
             loop.call_soon_threadsafe(slots.release)  # the slot frees when the worker does
 
         future.add_done_callback(finished)
-        return await asyncio.wrap_future(future)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:  # a worker died (e.g. killed for memory): a fresh pool for the next clips
+            with self._lock:
+                broken, self._executor = self._executor, None
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            return {"error": "the extraction worker stopped while extracting this clip (out of memory?); try again"}
 
     def close(self) -> None:
         if self._executor is not None:
@@ -518,7 +527,8 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, token: str | No
           workers: int = 1, queue: int = 8, max_clips: int = 16, device: str = "cpu", kind: str | None = None,
           ready=None) -> None:
     """Serve ``run_dir`` until interrupted: the page at ``http://host:port/``, the API under
-    ``/api/``. ``ready(url)`` is called once the workers are warm and the port is bound."""
+    ``/api/``. ``ready(url)``, if given, is called in a thread once the workers are warm and the
+    port is bound (``--port 0`` picks a free one); the server stops when it returns True."""
     import sys
 
     options = ServeOptions(host=host, port=port, token=token, max_mb=max_mb, workers=workers, queue=queue, max_clips=max_clips,
@@ -545,8 +555,8 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, token: str | No
             url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}/"
             print(f"msakit serve: {app.state.msakit.scorer.seed_dir} at {url}" + (" (token required)" if token else ""),
                   file=sys.stderr, flush=True)
-            if ready is not None:
-                ready(url)
+            if ready is not None and await asyncio.to_thread(ready, url):
+                server.should_exit = True
         await task
 
     asyncio.run(main())
