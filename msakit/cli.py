@@ -1,4 +1,4 @@
-"""Command line: ``msakit train | evaluate | predict | compare | sweep | robustness | extract | synth``, each over a library function."""
+"""Command line: ``msakit train | evaluate | predict | compare | sweep | robustness | extract | serve | synth``, each over a library function."""
 
 from __future__ import annotations
 
@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="feature pickle to predict on")
     p.add_argument("--video", nargs="+", metavar="VIDEO", help="video files: extract with the run's extractor settings, then predict")
     p.add_argument("--workers", type=int, default=1, help="with --video: clips extracted in parallel")
+    p.add_argument("--transcript", action="append", metavar="TEXT",
+                   help="with --video: a clip's transcript instead of speech recognition; once per video, in order ('' to recognise)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (inputs are never written over)")
     p.add_argument("--output", required=True, help="CSV file to write (with --video also a .json beside it); never one of the inputs")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (inputs are never written over)")
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"])
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
@@ -154,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--word-errors", default="", help="transcript word errors at each rate: drop, replace, or drop,replace")
     p.add_argument("--seed", type=int, default=0, help="corruption seed (the same for every model seed)")
     p.add_argument("--output", help="directory for robustness.json/.md/.png (default RUN_DIR/robustness)")
+
+    # ---- serve (msakit/workflows/serve; needs msakit[serve] and msakit[video]) ----
+    p = sub.add_parser("serve", parents=[common], help="a page and an HTTP API scoring clips with a trained run (needs msakit[serve])")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs --token)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--token", help="bearer token the page and API ask for (default: $MSAKIT_SERVE_TOKEN, else none)")
+    p.add_argument("--max-mb", type=float, default=50.0, help="largest upload per request, in MB (413 beyond it)")
+    p.add_argument("--workers", type=int, default=1, help="extraction processes")
+    p.add_argument("--queue", type=int, default=8, help="clips that may wait for a worker (503 with Retry-After beyond)")
+    p.add_argument("--max-clips", type=int, default=16, help="clips per request")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
 
     p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
     p.add_argument("output", help="the pickle to write (an existing file is kept unless --overwrite)")
@@ -287,12 +302,15 @@ def _run(args, command_line: str) -> None:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files), not both")
         from msakit.api import predict_video
 
-        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers)
+        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers,
+                               transcripts=args.transcript, overwrite=args.overwrite)
         print(_video_table(result))
         print(f"predictions written to {result['csv']} and {result['json']}")
     elif args.command == "predict":
         if not args.data:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files)")
+        if args.transcript:
+            raise ConfigError("predict: --transcript goes with --video (a transcript per video file)")
         path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device,
                               overwrite=args.overwrite)
         print(f"predictions written to {path}")
@@ -368,6 +386,13 @@ def _run(args, command_line: str) -> None:
                    device=args.device, command=command_line)
         print((output / "robustness.md").read_text())
         print(f"written to {output}/robustness.json, .md, .png")
+    elif args.command == "serve":
+        import os
+
+        from msakit.workflows.serve import serve
+
+        serve(args.run_dir, host=args.host, port=args.port, token=args.token or os.environ.get("MSAKIT_SERVE_TOKEN") or None,
+              max_mb=args.max_mb, workers=args.workers, queue=args.queue, max_clips=args.max_clips, device=args.device, kind=args.kind)
     elif args.command == "synth":
         spec = dict(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
         if args.raw_scale:

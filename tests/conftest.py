@@ -57,3 +57,26 @@ def tiny_overrides(tiny_bert_dir):
         }
 
     return make
+
+
+def write_text_table(directory: Path, seed: int = 0) -> Path:
+    """train/dev/test tables of short positive and negative phrases (words the tiny BERT knows)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 32), ("dev", 12), ("test", 12)):
+        labels = rng.uniform(-3, 3, n)
+        rows = [f"{'a great film' if y > 0 else 'a terrible film'} {i}\t{y:.2f}" for i, y in enumerate(labels)]
+        (directory / f"{split}.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def text_only_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A Self-MM run trained (one epoch, tiny BERT) on a small text table: text alone, no extractor sidecar."""
+    import msakit
+
+    root = tmp_path_factory.mktemp("text_only_run")
+    overrides = {"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"batch_size": 16, "max_epochs": 1, "progress": False}}
+    return msakit.train("self_mm", write_text_table(root / "table"), run_dir=root / "run", overrides=overrides).run_dir

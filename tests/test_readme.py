@@ -1,4 +1,4 @@
-"""Every command and code block in the README and the documentation site (docs/) runs, as written.
+"""Every command and code block in the README and in the documentation site (docs/) runs, as written.
 
 The commands run in order in a scratch directory, with three things made small so the whole
 README takes seconds: the packaged text encoder is the tiny test BERT, every training runs one
@@ -23,19 +23,20 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 
-def doc_pages() -> list[Path]:
-    """The README, then every page of the documentation site in its navigation order."""
-    import re as _re
+def nav_pages() -> list[Path]:
+    """The pages of the documentation site, in the order of its navigation (mkdocs.yml)."""
+    nav = re.findall(r":\s*([\w/.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), flags=re.M)
+    return [ROOT / "docs" / page for page in nav]
 
-    nav = _re.findall(r":\s*([\w/.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), flags=_re.M)
-    return [README, *(ROOT / "docs" / page for page in nav)]
+
+PAGES = [README, *nav_pages()]
 SKIPPED_PREFIXES = ("make ", "pip ", "python -m pytest", ".venv/bin/python")
 
 
-def readme_blocks(language: str) -> list[str]:
-    """The README's fenced code blocks of one language ("" for unlabelled ones)."""
+def readme_blocks(language: str, path: Path = README) -> list[str]:
+    """The README's (or another page's) fenced code blocks of one language ("" for unlabelled ones)."""
     blocks, current, open_language = [], [], None
-    for line in (line for page in doc_pages() for line in page.read_text().splitlines()):
+    for line in path.read_text().splitlines():
         if line.startswith("```"):
             if open_language is None:
                 open_language, current = line[3:].strip(), []
@@ -48,10 +49,10 @@ def readme_blocks(language: str) -> list[str]:
     return blocks
 
 
-def readme_commands() -> list[str]:
+def readme_commands(path: Path = README) -> list[str]:
     """Every ``msakit`` command line in the README's shell blocks (``bash`` or unlabelled)."""
     commands = []
-    for block in readme_blocks("bash") + readme_blocks(""):
+    for block in readme_blocks("bash", path) + readme_blocks("", path):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
             if line.startswith(".venv/bin/msakit "):
@@ -64,7 +65,7 @@ def readme_commands() -> list[str]:
 def readme_error_examples() -> list[tuple[str, str]]:
     """``$ msakit ...`` lines of the README with the message printed below each."""
     examples = []
-    for block in readme_blocks(""):
+    for block in (b for page in PAGES for b in readme_blocks("", page)):
         lines = block.splitlines()
         for command, printed in zip(lines, lines[1:] + [""]):
             if command.startswith("$ msakit "):
@@ -165,15 +166,53 @@ def localise(command: str, files: dict) -> list[str]:
     return argv[1:]
 
 
-KNOWN = {"train", "evaluate", "predict", "synth", "ablate", "compare", "sweep", "extract", "robustness"}
+KNOWN = {"train", "evaluate", "predict", "synth", "ablate", "compare", "sweep", "extract", "robustness", "serve"}
 VIDEO = all(importlib.util.find_spec(m) is not None for m in ("av", "librosa", "mediapipe", "moonshine_voice", "skimage"))
+SERVE = all(importlib.util.find_spec(m) is not None for m in ("fastapi", "uvicorn", "multipart"))
 
 
-def test_every_readme_command_runs_as_written(readme_world, capsys):
+def curl_commands(path: Path) -> list[str]:
+    """The ``curl`` lines of a page's shell blocks: run against the server its ``msakit serve`` starts."""
+    return [line.strip() for block in readme_blocks("bash", path) for line in block.replace("\\\n", " ").splitlines()
+            if line.strip().startswith("curl ")]
+
+
+def serve_then_stop(argv: list[str], files: dict, curls: list[str], monkeypatch) -> int:
+    """Run ``msakit serve`` as written, on a free port: once it is up, the page's curl commands
+    (else a health check) run against it, then it stops."""
+    import json
+    import subprocess
+    import urllib.request
+
+    import msakit.workflows.serve as serving
     from msakit.cli import main
 
-    commands = readme_commands()
-    assert len(commands) >= 10, "the README's commands were not found"
+    real, answers = serving.serve, []
+
+    def ready(url: str) -> bool:
+        if not curls:
+            answers.append(json.loads(urllib.request.urlopen(url + "api/health", timeout=30).read()))
+        for command in curls:
+            for written, local in files.items():
+                command = command.replace(written, str(local))
+            command = re.sub(r"http://127\.0\.0\.1:\d+/", url, command)
+            done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, f"{command}: {done.stderr}"
+            answers.append(json.loads(done.stdout))
+        return True
+
+    monkeypatch.setattr(serving, "serve", lambda *args, **kwargs: real(*args, **{**kwargs, "port": 0}, ready=ready))
+    code = main(argv)
+    for answer in answers:
+        assert "detail" not in answer and ("predictions" in answer or "status" in answer or "model" in answer), answer
+        assert not answer.get("failures"), answer
+    assert len(answers) == max(1, len(curls))
+    return code
+
+
+def run_commands(commands: list[str], world: dict, capsys, monkeypatch, curls: list[str] = ()) -> None:
+    from msakit.cli import main
+
     for command in commands:
         if "postgresql://" in command:
             # The many-machines command: run against the real server CI starts, else skipped.
@@ -183,9 +222,9 @@ def test_every_readme_command_runs_as_written(readme_world, capsys):
             command = re.sub(r"postgresql://\S+", url, command).replace("/data/mosei.pkl", "synthetic")
             command = command.replace("--study dma-mosei", f"--study readme-{os.getpid()}-{time.time_ns()}")
         command = re.sub(r"--n-trials \d+", "--n-trials 2", command)
-        argv = localise(command, readme_world)
+        argv = localise(command, world)
         assert argv[0] in KNOWN, f"README command {command!r} has no way to run in this test: add it"
-        if not VIDEO and (argv[0] == "extract" or "--video" in argv or any(a.startswith("feats") and a.endswith(".pkl") for a in argv)):
+        if not VIDEO and (argv[0] in ("extract", "serve") or "--video" in argv or any(a.startswith("feats") and a.endswith(".pkl") for a in argv)):
             continue  # needs the optional extra msakit[video]
         if argv[0] in ("robustness", "evaluate") and not Path(argv[1]).exists():
             # A command on "a trained run": the README's own `msakit train --model self_mm --run-dir runs/x`.
@@ -193,9 +232,33 @@ def test_every_readme_command_runs_as_written(readme_world, capsys):
         if "--resume" in argv and not Path(argv[argv.index("--run-dir") + 1]).exists():
             # "continue a killed run": make the run it continues, with the same arguments.
             assert main([a for a in argv if a != "--resume"]) == 0, command
-        code = main(argv)
+        if argv[0] == "serve":
+            if not SERVE:
+                continue  # needs the optional extra msakit[serve]
+            code = serve_then_stop(argv, world, list(curls), monkeypatch)
+        else:
+            code = main(argv)
         captured = capsys.readouterr()
         assert code == 0, f"{command}\n{captured.err}"
+
+
+def test_every_readme_command_runs_as_written(readme_world, capsys, monkeypatch):
+    commands = readme_commands()
+    assert len(commands) >= 10, "the README's commands were not found"
+    run_commands(commands, readme_world, capsys, monkeypatch)
+
+
+DOCS_WITH_COMMANDS = [p for p in nav_pages() if readme_commands(p)]
+
+
+def test_the_docs_site_has_pages_with_commands():
+    assert len(DOCS_WITH_COMMANDS) >= 5 and all(p.is_file() for p in nav_pages())
+
+
+@pytest.mark.parametrize("page", DOCS_WITH_COMMANDS, ids=[p.name for p in DOCS_WITH_COMMANDS])
+def test_every_docs_command_runs_as_written(page, readme_world, capsys, monkeypatch):
+    commands = readme_commands(page)
+    run_commands(commands, readme_world, capsys, monkeypatch, curls=curl_commands(page))
 
 
 def test_every_readme_error_example_prints_what_the_readme_shows(readme_world, capsys):
@@ -209,8 +272,8 @@ def test_every_readme_error_example_prints_what_the_readme_shows(readme_world, c
 
 
 def test_every_readme_python_block_runs(readme_world, capsys):
-    blocks = readme_blocks("python")
-    assert blocks, "the README's Python blocks were not found"
+    blocks = [b for page in PAGES for b in readme_blocks("python", page)]
+    assert blocks, "the README's and docs' Python blocks were not found"
     for block in blocks:
         code = block.replace('"my_clips.pkl"', repr(str(readme_world["my_clips.pkl"])))
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})

@@ -175,13 +175,15 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     return load_model(seed_dirs(Path(run_dir))[0], device)
 
 
-def predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True):
+def predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True, loaded=None):
+    """Predictions of the run's model on ``split`` of ``data``; ``loaded``: the run's
+    ``load_run`` result already in memory (a server loads it once), else it is loaded here."""
     from msakit.data import load_dataset
     from msakit.data.batching import BatchBuilder
     from msakit.training.trainer import predict_builder, resolve_device
 
     torch_device = resolve_device(device)
-    model, tokenizer, meta = load_run(run, str(torch_device))
+    model, tokenizer, meta = loaded if loaded is not None else load_run(run, str(torch_device))
     from msakit.extract.sidecar import check_data_matches_run
 
     check_data_matches_run(run, data)  # features from `msakit extract`: same extractor as the run's
