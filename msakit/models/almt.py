@@ -32,8 +32,8 @@ that one only.
 Parameters, checked in tests/test_new_models.py against a count built from the reference's
 layer list: MOSI configuration (d = 128, 8 tokens, embedding/AHL/fusion depths 1/3/2, 8 heads,
 position tables for 50/375/500 positions) with MOSI's feature sizes (text 768, audio 5,
-vision 20): the reference without its BERT has 2,566,913 trainable parameters and this model
-without its text encoder the same 2,566,913; output shape ``(B,)`` (the reference ``(B, 1)``).
+vision 20): the reference without its BERT has 2,603,649 trainable parameters and this model
+without its text encoder the same 2,603,649; output shape ``(B,)`` (the reference ``(B, 1)``).
 
 Deliberate differences from the reference:
 - Text comes from any BERT-family encoder (default: the packaged MiniLM), fine-tuned; the
