@@ -331,3 +331,22 @@ def test_almt_decoupled_weight_decay_matches_adamw():
             opt.step()
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+# ---- sweeps --------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["almt", "tetfn", "cenet"])
+def test_default_sweep_space_names_real_settings_at_both_ends(name):
+    from msakit.config import resolve_config
+    from msakit.workflows.sweep import DEFAULT_SPACES, load_space
+
+    space, fixed = load_space(None, name)
+    assert space is not DEFAULT_SPACES.get("nothing") and space == DEFAULT_SPACES[name] and not fixed
+    for end in (0, -1):
+        overrides: dict = {}
+        for key, spec in space.items():
+            section, _, field = key.partition(".")
+            value = spec["choices"][end] if "choices" in spec else (spec["low"], spec["high"])[end]
+            overrides.setdefault(section, {})[field] = value
+        config = resolve_config(name, overrides=overrides).validate()
+        for key, value in overrides.get("model", {}).items():
+            assert getattr(config.model_config, key) == value
