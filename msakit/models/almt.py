@@ -289,10 +289,9 @@ class ALMT(MSAModel):
         """AdamW's decoupled weight decay, ``p <- p·(1 − lr·wd)`` for each parameter with a
         gradient, applied here, just before the trainer's (Adam, no L2) step, as AdamW does."""
         factor = 1.0 - self.config.lr * self.config.weight_decay
-        if factor != 1.0:
-            for p in self.parameters():
-                if p.grad is not None:
-                    p.mul_(factor)
+        params = [p for p in self.parameters() if p.grad is not None]
+        if factor != 1.0 and params:
+            torch._foreach_mul_(params, factor)
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         return [RegressionMSE("m")]
