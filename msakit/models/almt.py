@@ -27,7 +27,8 @@ decoupled weight decay (AdamW's, applied before each step).
 Modalities: text plus audio and/or vision. Language guides everything (its tokens are the
 AHL queries and the fusion target), and the hyper-modality is learned from audio/vision, so
 text alone, or audio/vision without text, is refused. With one of audio/vision, AHL attends to
-that one only.
+that one only. Layouts: aligned and unaligned files both work (each modality is embedded
+over its own frames; the reference config reads unaligned files).
 
 Parameters, checked in tests/test_new_models.py against a count built from the reference's
 layer list: MOSI configuration (d = 128, 8 tokens, embedding/AHL/fusion depths 1/3/2, 8 heads,

@@ -26,7 +26,10 @@ Linear(1) = ``ŷ_s``. Training: L1 on ``ŷ_m`` plus ULGM's generated unimodal la
 4 batches (``update_epochs``).
 
 Modalities: t, a and v. Every cross-modal block of TETFN takes text together with audio or
-vision, and the text-enhanced ones all three, so any smaller subset is refused.
+vision, and the text-enhanced ones all three, so any smaller subset is refused. Layouts: the
+reference config asks for word-aligned files (``need_data_aligned``), but nothing in the
+structure needs one frame per word (attention pairs any lengths); aligned and unaligned files
+both train here.
 
 Parameters, checked in tests/test_new_models.py against a count built from the reference's
 layer list: MOSI configuration (d = 50, 5 heads, LSTM hidden 16/64, kernels 1, post dims
