@@ -1,5 +1,5 @@
 """Per-sample training speed of every msakit model that has a counterpart in MMSA 2.2.1 (TFN, LMF,
-MulT, MISA, MAG-BERT, MMIM, Self-MM), each against a reference-style run of the same model on
+MulT, MISA, MAG-BERT, MMIM, Self-MM) or MMSA's git master (ALMT, TETFN, CENET), each against a reference-style run of the same model on
 the same machine, side by side. (MulT's re-implemented fairseq-style forward is the one of
 ``mult_speed.py``, which times the forward alone with one Adam step per batch on both sides;
 here MulT gets its trainer's full step.)
@@ -66,7 +66,7 @@ from msakit.objectives.infomax import gaussian_entropy_term  # noqa: E402
 from msakit.training.trainer import Trainer  # noqa: E402
 
 EPOCH = 2  # objectives see a mid-training epoch (Self-MM's ULGM updates labels from epoch 2)
-MODELS = ("tfn", "lmf", "mult", "misa", "mag_bert", "mmim", "self_mm")
+MODELS = ("tfn", "lmf", "mult", "misa", "mag_bert", "mmim", "self_mm", "almt", "tetfn", "cenet")
 
 
 @dataclass
@@ -456,6 +456,124 @@ class SelfMMStyle:
         loss.item()  # as the reference's trainer logs it
 
 
+def full_width(batch_size: int, x: torch.Tensor) -> torch.Tensor:
+    """Every row "valid" up to the padded width: the reference masks nothing."""
+    return torch.full((batch_size,), x.shape[1], dtype=torch.long)
+
+
+def padded_batch(ref: RefBatch) -> Batch:
+    """The reference's inputs as a msakit batch: text padded to 50 (the mask still tells BERT
+    which tokens are real, as ``BertTextEncoder`` does), frames at the file's width with every
+    frame counted, so msakit's models mask nothing, as the reference."""
+    b = len(ref)
+    return Batch(index=ref.index, labels=ref.labels, text_ids=ref.ids, text_mask=ref.mask, audio=ref.audio,
+                 audio_lengths=full_width(b, ref.audio), vision=ref.vision, vision_lengths=full_width(b, ref.vision))
+
+
+class ALMTStyle:
+    """MMSA master ``ALMT.py`` + ``trains/singleTask/ALMT.py``: the stock MiniLM forward over 50 tokens
+    (fine-tuned), every one of the 50 text positions and every file-width frame attended to (no
+    mask), MSE, PyTorch's default AdamW (lr, weight decay), a step per batch."""
+
+    built_as = "stock MiniLM forward over 50 tokens (fine-tuned), no attention mask over the padded text and file-width frames, MSE, default AdamW per batch"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        c = model.config
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        m, batch, n = self.model, padded_batch(ref), self.model.config.token_length
+        states = stock_text_states(m, ref)
+        inputs = {"t": (states, full_width(len(ref), states)), "a": (batch.audio, batch.audio_lengths), "v": (batch.vision, batch.vision_lengths)}
+        tokens = {s: m.embed[s](m.project[s](x), lengths)[:, :n] for s, (x, lengths) in inputs.items() if s in m.embed}
+        language = m.language(tokens["t"], keep_states=True)
+        hyper = m.hyper.expand(len(ref), -1, -1)
+        for layer, h_t in zip(m.ahl, language):
+            hyper = layer(h_t, tokens, hyper)
+        return m.regressor(m.fusion(hyper, language[-1])).squeeze(-1)
+
+    def step(self, ref: RefBatch) -> None:
+        self.optimizer.zero_grad()
+        loss = F.mse_loss(self.predict(ref), ref.labels["m"])
+        loss.backward()
+        self.optimizer.step()
+        loss.item()  # as the reference's trainer logs it
+
+
+class TETFNStyle:
+    """MMSA master ``multiTask/TETFN.py`` + its trainer (Self-MM's): the stock MiniLM forward over 50
+    tokens (fine-tuned), the LSTMs over the file-width frames, every position pooled and attended to
+    (no mask; the causal offsets from the padded widths), the last padded position; L1 + ULGM (its
+    own instance); default Adam every 4 batches (``update_epochs``)."""
+
+    built_as = ("stock MiniLM forward over 50 tokens (fine-tuned), LSTMs over file-width frames, no padding mask, last padded "
+                "position, own ULGM, default Adam every 4 batches")
+
+    def __init__(self, model: nn.Module, objectives: list[nn.Module], accumulation: int):
+        self.model, self.objectives, self.accumulation, self.pending = model, objectives, accumulation, 0
+        self.optimizer = default_adam(model.parameter_groups())
+
+    def forward(self, ref: RefBatch) -> ModelOutput:
+        from msakit.models.tetfn import convolve, masked_max
+
+        m, b = self.model, len(ref)
+        states = stock_text_states(m, ref)
+        t, lt = convolve(m.proj_t, states, full_width(b, states))
+        a, la = m.audio_model(ref.audio, full_width(b, ref.audio))
+        v, lv = m.video_model(ref.vision, full_width(b, ref.vision))
+        attended = {
+            "t": (m.t_with_a(t, lt, a, la), m.t_with_v(t, lt, v, lv)),
+            "a": (m.a_with_t(a, la, t, lt), m.a_with_v(a, la, v, lv, t, lt)),
+            "v": (m.v_with_t(v, lv, t, lt), m.v_with_a(v, lv, a, la, t, lt)),
+        }
+        last = [m.memory[s](torch.cat(attended[s], dim=-1), n)[:, -1] for s, n in (("t", lt), ("a", la), ("v", lv))]
+        inputs = {"m": torch.cat(last, dim=-1), "t": masked_max(t, lt), "a": masked_max(a, la), "v": masked_max(v, lv)}
+        features = {s: m.feature_layers[s](x) for s, x in inputs.items()}
+        return ModelOutput({s: m.regressors[s](f).squeeze(-1) for s, f in features.items()}, features)
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return self.forward(ref).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        if self.pending == 0:
+            self.optimizer.zero_grad()
+        output = self.forward(ref)
+        loss = sum(sum(o(output, ref, EPOCH).values()) for o in self.objectives)
+        loss.backward()
+        for o in self.objectives:
+            if hasattr(o, "after_step"):
+                o.after_step(output, ref, EPOCH)
+        self.pending += 1
+        if self.pending == self.accumulation:
+            self.optimizer.step()
+            self.pending = 0
+        loss.item()  # as the reference's trainer logs it
+
+
+class CENETStyle:
+    """MMSA master ``CENET.py`` + ``trains/singleTask/CENET.py``: CE inside the stock MiniLM forward over
+    50 tokens (fine-tuned), attending to every file-width frame (no mask); L1; norm clip of every
+    parameter; default Adam (its three groups, eps) per batch."""
+
+    built_as = "CE inside the stock MiniLM forward over 50 tokens (fine-tuned), no mask over file-width frames, L1, norm clip of all parameters, default Adam per batch"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.optimizer = default_adam(model.parameter_groups())
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return self.model(padded_batch(ref)).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        self.optimizer.zero_grad()
+        loss = F.l1_loss(self.predict(ref), ref.labels["m"])
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.model.config.grad_clip)
+        self.optimizer.step()
+        loss.item()  # as the reference's trainer logs it
+
+
 # ---- one case ------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -476,6 +594,9 @@ CASES = {
     "mag_bert": [Case("MAG-BERT", "mag_bert", "minilm", aligned=True)],
     "mmim": [Case("MMIM", "mmim", "minilm")],
     "self_mm": [Case("Self-MM", "self_mm", "minilm")],
+    "almt": [Case("ALMT", "almt", "minilm")],
+    "tetfn": [Case("TETFN", "tetfn", "minilm")],
+    "cenet": [Case("CENET", "cenet", "minilm")],
 }
 
 
@@ -498,6 +619,12 @@ def build_reference_sides(case: Case, trainer: Trainer, fixed: FixedText | None)
         return {"reference": MMIMStyle(model)}
     if case.model == "self_mm":
         return {"reference": SelfMMStyle(model, model.build_objectives(trainer.data["train"], "mosi"), trainer.config.train.grad_accumulation)}
+    if case.model == "almt":
+        return {"reference": ALMTStyle(model)}
+    if case.model == "tetfn":
+        return {"reference": TETFNStyle(model, model.build_objectives(trainer.data["train"], "mosi"), trainer.config.train.grad_accumulation)}
+    if case.model == "cenet":
+        return {"reference": CENETStyle(model)}
     raise ValueError(case.model)
 
 

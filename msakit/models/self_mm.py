@@ -28,7 +28,7 @@ from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel, attach_encoders, encode_modalities
-from msakit.objectives import ULGM, RegressionL1
+from msakit.models.multitask import five_parameter_groups, fusion_and_ulgm_objectives, unimodal_head
 
 
 @dataclass
@@ -68,13 +68,6 @@ class SelfMMConfig:
     # budget (benchmarks/results/READINGS.md, "Real extractor features"); opt in for weak a/v.
     fusion: str = setting("concat", choices=("concat", "text_residual"),
                           doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction")
-
-
-def _head(in_dim: int, feature_dim: int, dropout: float) -> tuple[nn.Module, nn.Module]:
-    """dropout -> Linear+ReLU gives the feature F; Linear+ReLU -> Linear(1) the prediction."""
-    feature = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, feature_dim), nn.ReLU())
-    regressor = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(), nn.Linear(feature_dim, 1))
-    return feature, regressor
 
 
 @register_model
@@ -137,14 +130,14 @@ class SelfMM(MSAModel):
             "v": c.post_video_dim,
         }
         dropouts = {"m": c.post_fusion_dropout, "t": c.post_text_dropout, "a": c.post_audio_dropout, "v": c.post_video_dropout}
-        heads = {"m": _head(sum(encoded.values()), c.post_fusion_dim, c.post_fusion_dropout)}
+        heads = {"m": unimodal_head(sum(encoded.values()), c.post_fusion_dim, c.post_fusion_dropout)}
         for s in dims.modalities:
-            heads[s] = _head(encoded[s], self.feature_dims[s], dropouts[s])
+            heads[s] = unimodal_head(encoded[s], self.feature_dims[s], dropouts[s])
         self.feature_layers = nn.ModuleDict({s: h[0] for s, h in heads.items()})
         self.regressors = nn.ModuleDict({s: h[1] for s, h in heads.items()})
         self.text_residual = c.fusion == "text_residual" and "t" in dims.modalities and len(dims.modalities) > 1
         if self.text_residual:
-            feature, regressor = _head(encoded["t"], c.post_text_dim, c.post_text_dropout)
+            feature, regressor = unimodal_head(encoded["t"], c.post_text_dim, c.post_text_dropout)
             self.text_to_m = nn.Sequential(feature, regressor)
             last = self.regressors["m"][-1]
             nn.init.zeros_(last.weight)
@@ -162,35 +155,7 @@ class SelfMM(MSAModel):
 
     def parameter_groups(self) -> list[dict]:
         """MMSA's five Adam groups: BERT with/without decay, audio subnet, video subnet, rest."""
-        c = self.config
-        groups = []
-        taken = set()
-        if "t" in self.dims.modalities:
-            no_decay = ("bias", "LayerNorm.bias", "LayerNorm.weight")
-            named = list(self.text_model.named_parameters())
-            groups.append({"name": "text_decay", "params": [p for n, p in named if not any(k in n for k in no_decay)], "lr": c.lr_text, "weight_decay": c.weight_decay_text})
-            groups.append({"name": "text_no_decay", "params": [p for n, p in named if any(k in n for k in no_decay)], "lr": c.lr_text, "weight_decay": 0.0})
-            taken |= {id(p) for _, p in named}
-        for attr, lr, wd, name in (("audio_model", c.lr_audio, c.weight_decay_audio, "audio"), ("video_model", c.lr_video, c.weight_decay_video, "video")):
-            if hasattr(self, attr):
-                params = list(getattr(self, attr).parameters())
-                groups.append({"name": name, "params": params, "lr": lr, "weight_decay": wd})
-                taken |= {id(p) for p in params}
-        rest = [p for p in self.parameters() if id(p) not in taken]
-        groups.append({"name": "other", "params": rest, "lr": c.lr_other, "weight_decay": c.weight_decay_other})
-        return [g for g in groups if g["params"]]
+        return five_parameter_groups(self)
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
-        objectives: list[nn.Module] = [RegressionL1("m")]
-        if self.config.ulgm:
-            objectives.append(
-                ULGM(
-                    train_split.labels["m"],
-                    {s: self.feature_dims[s] for s in ("m",) + self.dims.modalities},
-                    self.dims.modalities,
-                    bound=self.config.ulgm_bound,
-                    zero_is_positive=self.config.ulgm_zero_is_positive,
-                    skip_absent=self.config.ulgm_skip_absent,
-                )
-            )
-        return objectives
+        return fusion_and_ulgm_objectives(self, train_split)

@@ -69,6 +69,26 @@ DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "alignment.align_dim": {"choices": [16, 32, 64]},
     },
     "self_mm": _SELF_MM_SPACE,
+    # ALMT: its one learning rate and decoupled weight decay, the fusion depth (MOSI 2, MOSEI/SIMS 4).
+    "almt": {
+        "model.lr": {"low": 1e-5, "high": 1e-3, "log": True},
+        "model.weight_decay": {"low": 1e-5, "high": 1e-2, "log": True},
+        "model.fusion_depth": {"choices": [1, 2, 4]},
+        "train.batch_size": {"choices": [16, 32, 64]},
+    },
+    # TETFN: Self-MM's per-subnet learning rates (its reference values differ per dataset by 10x) and the residual dropout.
+    "tetfn": {
+        "model.lr_other": {"low": 1e-4, "high": 3e-3, "log": True},
+        "model.lr_audio": {"low": 1e-4, "high": 5e-3, "log": True},
+        "model.lr_video": {"low": 1e-4, "high": 5e-3, "log": True},
+        "model.res_dropout": {"low": 0.0, "high": 0.3},
+    },
+    # CENET: one learning rate for the encoder and CE (reference 2e-6 to 3e-5), weight decay, head dropout.
+    "cenet": {
+        "model.lr": {"low": 2e-6, "high": 1e-4, "log": True},
+        "model.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+        "model.head_dropout": {"low": 0.0, "high": 0.3},
+    },
 }
 _GENERIC_SPACE = {"train.batch_size": {"choices": [16, 32, 64]}}
 
