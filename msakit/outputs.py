@@ -109,6 +109,21 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def check_writable_location(option: str, path: Path, start: Path, error=None) -> None:
+    """The nearest existing folder at or above ``start`` is a writable folder, else one line
+    naming ``option`` (as ``error``, ``ConfigError`` by default)."""
+    from msakit.errors import ConfigError
+
+    error = error or ConfigError
+    existing = start
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise error(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise error(f"{option} {path}: the folder {existing} is not writable; choose another path")
+
+
 def check_outputs(outputs: list[tuple[str, str | os.PathLike]], *, inputs: list[str | os.PathLike] = (), overwrite: bool = False,
                   resumable: list[str | os.PathLike] = ()) -> list[Path]:
     """Check, before any work starts, every file a command is about to write.
@@ -136,13 +151,7 @@ def check_outputs(outputs: list[tuple[str, str | os.PathLike]], *, inputs: list[
         for earlier in checked:
             if _same_file(path, earlier):
                 raise ConfigError(f"{option} {path}: is also the path of another output of this command; choose distinct paths")
-        existing = path.parent
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise ConfigError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"{option} {path}: the folder {existing} is not writable; choose another path")
+        check_writable_location(option, path, path.parent)
         if (path.exists() or path.is_symlink()) and not overwrite and not any(_same_file(path, k) for k in keep):
             raise ExistingRunError(f"{option} {path}: exists and is not replaced; pass --overwrite to replace it, or choose another path")
         checked.append(path)
@@ -151,21 +160,14 @@ def check_outputs(outputs: list[tuple[str, str | os.PathLike]], *, inputs: list[
 
 def check_output_dir(option: str, path: str | os.PathLike, *, inputs: list[str | os.PathLike] = ()) -> Path:
     """A folder a command writes into (its own files in it are resumable output): refused with
-    one line naming the option when it is a file, lies inside no writable folder, or is (or
-    holds) one of the inputs' own paths as a file to be written."""
+    one line naming the option when it is a file (an input file included) or lies inside no
+    writable folder. ``inputs`` name the command's inputs for the message."""
     from msakit.errors import ConfigError
 
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {path}: is a file, not a folder; give a folder path (it is created if missing)")
-    for source in inputs:
-        if source is not None and Path(source).exists() and _same_file(path, Path(source)) and not Path(source).is_dir():
-            raise ConfigError(f"{option} {path}: is one of this command's inputs; choose another folder")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: {existing} is not writable; choose a writable folder")
+        is_input = any(s is not None and _same_file(path, Path(s)) for s in inputs)
+        raise ConfigError(f"{option} {path}: is a file{' (one of the inputs)' if is_input else ''}, not a folder; "
+                          "give a folder path (it is created if missing)")
+    check_writable_location(option, path, path)
     return path

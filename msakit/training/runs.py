@@ -7,7 +7,6 @@ The library behind ``msakit.train``/``evaluate``/``predict``/``load_run``; workf
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -131,13 +130,9 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         if not run_dir.is_dir():
             raise MissingFileError(f"--run-dir {run_dir}: does not exist, so there is nothing to resume; drop --resume to start a new run")
         return
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RunDirError(f"--run-dir {run_dir}: {existing} is a file, not a directory; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise RunDirError(f"--run-dir {run_dir}: {existing} is not writable; choose a writable directory")
+    from msakit.outputs import check_writable_location
+
+    check_writable_location("--run-dir", run_dir, run_dir, RunDirError)
 
 
 def check_same_config(seed_dir: Path, config) -> None:
