@@ -80,3 +80,15 @@ def text_only_run(tmp_path_factory, tiny_bert_dir) -> Path:
     root = tmp_path_factory.mktemp("text_only_run")
     overrides = {"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"batch_size": 16, "max_epochs": 1, "progress": False}}
     return msakit.train("self_mm", write_text_table(root / "table"), run_dir=root / "run", overrides=overrides).run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_bert_dir, small_synthetic) -> Path:
+    """A finished one-epoch Self-MM run (seed 1) on the small synthetic data. Shared: tests that
+    change a run work on a copy of it."""
+    import msakit
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    msakit.train("self_mm", small_synthetic, run_dir=run, seeds=[1],
+                 overrides={"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"max_epochs": 1, "progress": False}})
+    return run

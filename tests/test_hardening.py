@@ -38,14 +38,6 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_bert_dir, small_synthetic) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    msakit.train("self_mm", small_synthetic, run_dir=run, seeds=[1],
-                 overrides={"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"max_epochs": 1, "progress": False}})
-    return run
-
-
 @pytest.fixture
 def run_copy(trained_run, tmp_path) -> Path:
     copy = tmp_path / "shared run"

@@ -23,7 +23,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import msakit
 from msakit.cli import main
 
 pytestmark = pytest.mark.bad_input
@@ -44,14 +43,6 @@ def one_line(err: str) -> str:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_bert_dir, small_synthetic) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    msakit.train("self_mm", small_synthetic, run_dir=run, seeds=[1],
-                 overrides={"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"max_epochs": 1, "progress": False}})
-    return run
 
 
 @pytest.fixture

@@ -16,6 +16,15 @@ from torch import nn
 from msakit.data.types import Split
 
 
+def require_text_plus_audio_or_vision(modalities: tuple[str, ...], why: str) -> None:
+    """Refuse a modality set without text, or with text alone, for a model that fuses text with
+    audio and/or vision; ``why`` says what the model does with them (the start of the message)."""
+    if "t" not in modalities or not ({"a", "v"} & set(modalities)):
+        from msakit.errors import ConfigError
+
+        raise ConfigError(f"{why}: it needs t plus a and/or v, got data.modalities={','.join(modalities) or 'none'}; use t,a,v, t,a or t,v")
+
+
 @dataclass(frozen=True)
 class GradientClipping:
     """How a model's reference clips its gradients; the trainer applies it (one mechanism).

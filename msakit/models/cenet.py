@@ -54,7 +54,7 @@ from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.models.base import InputDims, ModelOutput, MSAModel, require_text_plus_audio_or_vision
 from msakit.objectives import RegressionL1
 from msakit.settings import setting
 
@@ -141,11 +141,7 @@ class CENET(MSAModel):
 
     @staticmethod
     def _check_modalities(modalities: tuple[str, ...]) -> None:
-        if "t" not in modalities or not ({"a", "v"} & set(modalities)):
-            raise ConfigError(
-                f"CENET enhances the text encoder's states with audio and/or vision: it needs t plus a and/or v, "
-                f"got data.modalities={','.join(modalities) or 'none'}; use t,a,v, t,a or t,v"
-            )
+        require_text_plus_audio_or_vision(modalities, "CENET enhances the text encoder's states with audio and/or vision")
 
     @classmethod
     def check_data(cls, data, modalities: tuple[str, ...]) -> None:

@@ -55,9 +55,9 @@ from torch import nn
 from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
-from msakit.errors import ConfigError, DataError
+from msakit.errors import DataError
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.models.base import InputDims, ModelOutput, MSAModel, require_text_plus_audio_or_vision
 from msakit.objectives import RegressionL1
 
 EPS = 1e-6
@@ -150,11 +150,7 @@ class MAGBert(MSAModel):
 
     @staticmethod
     def _check_modalities(modalities: tuple[str, ...]) -> None:
-        if "t" not in modalities or not ({"a", "v"} & set(modalities)):
-            raise ConfigError(
-                f"MAG-BERT adapts the text encoder with audio and/or vision: it needs t plus a and/or v, "
-                f"got data.modalities={','.join(modalities) or 'none'}; use t,a,v, t,a or t,v"
-            )
+        require_text_plus_audio_or_vision(modalities, "MAG-BERT adapts the text encoder with audio and/or vision")
 
     @classmethod
     def check_data(cls, data, modalities: tuple[str, ...]) -> None:

@@ -61,9 +61,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
-from msakit.errors import ConfigError
 from msakit.models._registry import register_model
-from msakit.models.base import GradientClipping, InputDims, ModelOutput, MSAModel
+from msakit.models.base import GradientClipping, InputDims, ModelOutput, MSAModel, require_text_plus_audio_or_vision
 from msakit.objectives import RegressionL1
 from msakit.objectives.infomax import CPC, MMILB, CPCObjective, MMILBEntropy, MMILBObjective
 
@@ -146,11 +145,7 @@ class MMIM(MSAModel):
 
     @staticmethod
     def _check_modalities(modalities: tuple[str, ...]) -> None:
-        if "t" not in modalities or not ({"a", "v"} & set(modalities)):
-            raise ConfigError(
-                f"MMIM's mutual-information terms pair text with audio and vision: it needs t plus a and/or v, "
-                f"got data.modalities={','.join(modalities) or 'none'}; use t,a,v, t,a or t,v"
-            )
+        require_text_plus_audio_or_vision(modalities, "MMIM's mutual-information terms pair text with audio and vision")
 
     @classmethod
     def check_data(cls, data, modalities: tuple[str, ...]) -> None:
