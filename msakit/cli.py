@@ -174,12 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="the pickle to write (an existing file is kept unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-train", type=int, default=600)
-    p.add_argument("--n-valid", type=int, default=150)
-    p.add_argument("--n-test", type=int, default=300)
+    p.add_argument("--n-train", type=int, help="training samples (default: 600)")
+    p.add_argument("--n-valid", type=int, help="validation samples (default: 150; --utterance 200)")
+    p.add_argument("--n-test", type=int, help="test samples (default: 300; --utterance 400)")
     p.add_argument("--aligned", action="store_true", help="word-aligned layout like aligned_50.pkl (one frame per token, no *_lengths)")
     p.add_argument("--raw-scale", action="store_true", help="audio/vision in raw extractor units (per-column scales 1e-3..1e2, offsets, near-constant and heavy-tailed columns)")
     p.add_argument("--weak-noisy", action="store_true", help="weak, noisy, heavy-tailed, raw-scale audio/vision: the setting where fusion can lose to text alone")
+    p.add_argument("--utterance", action="store_true", help="one vector per utterance and modality, speakers disjoint across splits with their own a/v offsets, many all-zero visual vectors (like utterance-level real features)")
     return parser
 
 
@@ -394,10 +395,13 @@ def _run(args, command_line: str) -> None:
         serve(args.run_dir, host=args.host, port=args.port, token=args.token or os.environ.get("MSAKIT_SERVE_TOKEN") or None,
               max_mb=args.max_mb, workers=args.workers, queue=args.queue, max_clips=args.max_clips, device=args.device, kind=args.kind)
     elif args.command == "synth":
-        spec = dict(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test, aligned=args.aligned)
+        spec = dict(seed=args.seed, aligned=args.aligned)
+        for name in ("n_train", "n_valid", "n_test"):  # the chosen setting's own sizes unless given
+            if getattr(args, name) is not None:
+                spec[name] = getattr(args, name)
         if args.raw_scale:
             spec["raw_scale"] = True
-        path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, overwrite=args.overwrite, **spec)
+        path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, utterance=args.utterance, overwrite=args.overwrite, **spec)
         print(f"synthetic dataset written to {path}")
 
 

@@ -30,6 +30,10 @@ class DataConfig:
     # z-score audio/vision per column with training-split statistics (msakit/data/standardize.py)
     standardize: bool = True
     standardize_clip: float = setting(10.0, gt=0.0, doc="z-scores beyond ±clip are clipped")
+    # True: a sample whose audio or vision is all zeros (no face found, no voice) is that modality
+    # absent: left out of the standardisation statistics and kept all zero (not the constant
+    # vector −mean/std), and marked absent for ULGM (model.ulgm_skip_absent) like a withheld one.
+    empty_as_absent: bool = False
 
 
 @dataclass

@@ -65,7 +65,10 @@ class Batch:
 class BatchBuilder:
     """Holds one split, tokenized, and cuts it into batches for the chosen modalities."""
 
-    def __init__(self, split: Split, modalities: tuple[str, ...], tokenizer=None, max_text_tokens: int = 128):
+    def __init__(self, split: Split, modalities: tuple[str, ...], tokenizer=None, max_text_tokens: int = 128,
+                 empty: dict[str, np.ndarray] | None = None):
+        """``empty[m]`` (bool over the split's rows, ``data.empty_as_absent``): samples whose
+        ``m`` is all zeros; every batch marks them absent (their frames are already zero)."""
         missing = [m for m in modalities if m not in split.modalities]
         if missing:
             raise ConfigError(
@@ -74,6 +77,7 @@ class BatchBuilder:
             )
         self.split = split
         self.modalities = modalities
+        self.empty = {m: np.asarray(e, dtype=bool) for m, e in (empty or {}).items() if np.any(e)}
         self.token_ids: list[list[int]] | None = None
         if "t" in modalities:
             if tokenizer is None:
@@ -128,8 +132,11 @@ class BatchBuilder:
             batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows, absent.get("a"))
         if "v" in self.modalities:
             batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows, absent.get("v"))
-        if absent:
-            batch.absent = {m: torch.from_numpy(np.asarray(a[rows], dtype=bool)) for m, a in absent.items()}
+        marked = dict(absent)
+        for m, e in self.empty.items():  # an empty sample is absent; its frames and length stay as they are
+            marked[m] = e | marked[m] if m in marked else e
+        if marked:
+            batch.absent = {m: torch.from_numpy(np.asarray(a[rows], dtype=bool)) for m, a in marked.items()}
         return batch
 
     @staticmethod

@@ -51,9 +51,23 @@ def _valid_frames(array: np.ndarray, lengths: np.ndarray):
         yield chunk[_valid_mask(lengths[start : start + _CHUNK_ROWS], array.shape[1])]
 
 
-def _column_stats(array: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def empty_rows(array: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``bool (N,)``: samples whose valid frames are all exactly zero, what an extractor writes
+    when it found nothing (no face in the clip, no voice): no feature value, but no feature."""
+    out = np.zeros(array.shape[0], dtype=bool)
+    for start in range(0, array.shape[0], _CHUNK_ROWS):
+        chunk = np.asarray(array[start : start + _CHUNK_ROWS])
+        valid = _valid_mask(lengths[start : start + _CHUNK_ROWS], array.shape[1])
+        out[start : start + len(chunk)] = ~np.any((chunk != 0) & valid[:, :, None], axis=(1, 2))
+    return out
+
+
+def _column_stats(array: np.ndarray, lengths: np.ndarray, skip_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (population) std per column over valid frames, two passes over row chunks in
-    float64, so a memory-mapped MOSEI-sized array is never copied whole."""
+    float64, so a memory-mapped MOSEI-sized array is never copied whole. ``skip_empty``: the
+    samples whose frames are all zero (``empty_rows``) do not count."""
+    if skip_empty:
+        lengths = np.where(empty_rows(array, lengths), 0, lengths)
     total, count = np.zeros(array.shape[2]), 0
     for valid in _valid_frames(array, lengths):
         total += valid.sum(axis=0)
@@ -70,8 +84,9 @@ class StandardizedFrames:
     batching reads) standardises just those rows, so training never holds a standardised copy
     of a (possibly memory-mapped) split. ``np.asarray(view)`` materialises it, chunk by chunk."""
 
-    def __init__(self, array, lengths: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float):
+    def __init__(self, array, lengths: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float, keep_empty: bool = False):
         self.array, self.lengths, self.mean, self.std, self.clip = array, np.asarray(lengths), mean, std, clip
+        self.keep_empty = keep_empty  # all-zero samples stay all zero (the absent convention)
         self.shape = tuple(array.shape)
         self.ndim = 3
         self.dtype = np.dtype(np.float32)
@@ -83,6 +98,8 @@ class StandardizedFrames:
         z = (raw.astype(np.float64) - self.mean) / self.std
         np.clip(z, -self.clip, self.clip, out=z)
         z *= (frame_index[None, :] < lengths[:, None])[:, :, None]
+        if self.keep_empty:
+            z[~np.any(raw != 0, axis=(1, 2))] = 0.0
         return z.astype(np.float32)
 
     def __getitem__(self, key):
@@ -109,9 +126,12 @@ class Standardizer:
 
     stats: dict[str, dict[str, np.ndarray]]  # modality -> {"mean": (D,), "std": (D,)}
     clip: float = DEFAULT_CLIP
+    # True (data.empty_as_absent): all-zero samples are left out of the statistics and stay all
+    # zero, i.e. absent, instead of becoming the constant vector −mean/std.
+    empty_as_absent: bool = False
 
     @classmethod
-    def fit(cls, split: Split, modalities: tuple[str, ...], clip: float = DEFAULT_CLIP) -> "Standardizer":
+    def fit(cls, split: Split, modalities: tuple[str, ...], clip: float = DEFAULT_CLIP, empty_as_absent: bool = False) -> "Standardizer":
         """Statistics of ``split``'s valid frames for each of ``modalities`` that has frames."""
         stats = {}
         for m in modalities:
@@ -121,11 +141,11 @@ class Standardizer:
             array = getattr(split, frames_key)
             if array is None:
                 continue
-            mean, std = _column_stats(array, getattr(split, lengths_key))
+            mean, std = _column_stats(array, getattr(split, lengths_key), skip_empty=empty_as_absent)
             constant = ~(std > 1e-8 * np.maximum(1.0, np.abs(mean)))
             std = np.where(constant, 1.0, std)
             stats[m] = {"mean": mean, "std": std}
-        return cls(stats, float(clip))
+        return cls(stats, float(clip), bool(empty_as_absent))
 
     def apply(self, split: Split, lazy: bool = False) -> Split:
         """A new ``Split`` whose audio/vision are z-scored (valid frames) and 0 (padding);
@@ -141,7 +161,7 @@ class Standardizer:
                     f"split {split.name!r}: {frames_key} has {array.shape[2]} features but the standardizer was fitted "
                     f"on {len(s['mean'])}; use data from the same feature extractor"
                 )
-            view = StandardizedFrames(array, getattr(split, lengths_key), s["mean"], s["std"], self.clip)
+            view = StandardizedFrames(array, getattr(split, lengths_key), s["mean"], s["std"], self.clip, self.empty_as_absent)
             changes[frames_key] = view if lazy else np.asarray(view)
         return dataclasses.replace(split, **changes) if changes else split
 
@@ -151,9 +171,11 @@ class Standardizer:
 
     # ---- stored as JSON in the run directory ----------------------------------------------
     def to_dict(self) -> dict:
+        extra = {"empty_as_absent": True} if self.empty_as_absent else {}  # files without it: False
         return {
             "clip": self.clip,
-            "fitted_on": "train split, valid frames only",
+            "fitted_on": "train split, valid frames only" + (", all-zero samples left out" if self.empty_as_absent else ""),
+            **extra,
             "modalities": {m: {"mean": s["mean"].tolist(), "std": s["std"].tolist()} for m, s in self.stats.items()},
         }
 
@@ -165,12 +187,15 @@ class Standardizer:
                 for m, s in payload["modalities"].items()
             }
             clip = float(payload["clip"])
+            empty_as_absent = payload.get("empty_as_absent", False)
+            if not isinstance(empty_as_absent, bool):
+                raise TypeError("empty_as_absent must be true or false")
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{source}: not a standardizer file ({exc!r}); retrain the run or restore the file") from None
         for m, s in stats.items():
             if m not in _ARRAYS or s["mean"].shape != s["std"].shape or not (np.all(np.isfinite(s["mean"])) and np.all(s["std"] > 0)):
                 raise DataError(f"{source}: invalid statistics for modality {m!r}; retrain the run or restore the file")
-        return cls(stats, clip)
+        return cls(stats, clip, empty_as_absent)
 
     def save(self, path: str | Path) -> Path:
         from msakit.outputs import write_json

@@ -69,6 +69,14 @@ class SyntheticSpec:
     aligned: bool = False
     noise_df: float = 0.0  # > 0: Student-t frame noise with this many degrees of freedom
     raw_scale: bool = False  # True: raw-extractor column scales/offsets (see the module docstring)
+    # Speakers (all off by default; see utterance_spec()). clips_per_speaker > 0 groups each
+    # split's samples into speakers (video ids "synth<split>spk<k>"), disjoint across splits.
+    clips_per_speaker: int = 0
+    speaker_label_shift: float = 0.0  # std of a speaker's own shift of the shared factor z
+    speaker_offset: float = 0.0  # std (per column, in frame-noise units) of a speaker's a/v offset
+    speaker_gain: float = 0.0  # std of log of a speaker's per-column a/v gain
+    vision_zero_rate: float = 0.0  # mean share of samples whose vision vector is all zeros (no face)
+    arousal: float = 0.0  # audio also carries |y_m| (intensity, not sign) along its own direction
 
 
 def weak_noisy_spec(**changes) -> SyntheticSpec:
@@ -83,6 +91,23 @@ def weak_noisy_spec(**changes) -> SyntheticSpec:
     signal 0.3 and 10 % each, where the published fusion lost on one seed of three only.)"""
     base = dict(weights=(0.9, 0.05, 0.05), frame_signal=0.15, noise_df=3.0, audio_dim=128, vision_dim=256,
                 min_frames=1, max_audio_frames=4, max_vision_frames=4, raw_scale=True)
+    return SyntheticSpec(**{**base, **changes})
+
+
+def utterance_spec(**changes) -> SyntheticSpec:
+    """Shaped like utterance-level real features (CMU-MOSI with openSMILE functionals and 3D-CNN
+    visual vectors): one vector per utterance and modality (88 audio, 128 vision columns),
+    raw-scale heavy-tailed columns, about 40 % of the visual vectors all zero (per speaker: some
+    faces found in almost every clip, some in few), and speakers of 20 clips each, disjoint
+    across splits, each with its own sentiment shift and its own offset and per-column gain on
+    audio and vision. Audio and vision carry a small share of the label (7.5 % each, sign and
+    magnitude) and audio the label's intensity |y| as well. Speaker offsets make audio and
+    vision identify the training speakers, whose mean sentiment a model can memorise: the
+    failure of issue 22, where the fused model's predictions on unseen speakers shift."""
+    base = dict(n_train=600, n_valid=200, n_test=400, audio_dim=88, vision_dim=128, min_frames=1,
+                max_audio_frames=1, max_vision_frames=1, weights=(0.85, 0.075, 0.075), frame_signal=0.15,
+                noise_df=3.0, raw_scale=True, clips_per_speaker=20, speaker_label_shift=0.5,
+                speaker_offset=1.0, speaker_gain=0.3, vision_zero_rate=0.4, arousal=0.5)
     return SyntheticSpec(**{**base, **changes})
 
 
@@ -127,6 +152,31 @@ def _to_raw_scale(frames: np.ndarray, lengths: np.ndarray, columns: dict[str, np
     return (x * valid[:, :, None]).astype(np.float32)  # padding stays 0, as real files pad
 
 
+def _speaker_effects(audio, vision, speaker, n_speakers, intensity, arousal_direction, spec, rng):
+    """Each speaker's own offset and per-column gain on its audio/vision (what a voice, a room or
+    a camera adds, the same on every clip of the speaker), and the audio's arousal component."""
+    out = []
+    for frames in (audio, vision):
+        dim = frames.shape[2]
+        offset = spec.speaker_offset * rng.standard_normal((n_speakers, dim))
+        gain = np.exp(spec.speaker_gain * rng.standard_normal((n_speakers, dim)))
+        valid = np.any(frames != 0, axis=2, keepdims=True)  # padding stays 0
+        out.append(np.where(valid, frames * gain[speaker][:, None, :] + offset[speaker][:, None, :], 0.0).astype(np.float32))
+    if spec.arousal > 0:
+        centred = (intensity - intensity.mean()) / 3.0
+        valid = np.any(audio != 0, axis=2, keepdims=True)
+        out[0] = np.where(valid, out[0] + spec.arousal * centred[:, None, None] * arousal_direction, 0.0).astype(np.float32)
+    return out[0], out[1]
+
+
+def _zero_vision_rows(speaker, n_speakers, rate, rng) -> np.ndarray:
+    """Rows whose vision is all zeros: each speaker has its own rate (Beta with mean ``rate``:
+    some speakers' faces are found in nearly every clip, others' in few)."""
+    concentration = 2.0
+    per_speaker = rng.beta(rate * concentration, (1 - rate) * concentration, n_speakers)
+    return rng.random(len(speaker)) < per_speaker[speaker]
+
+
 def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
     """The synthetic dataset as an MMSA-format dict (``train``/``valid``/``test``)."""
     spec = spec or SyntheticSpec()
@@ -140,9 +190,17 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
     if spec.raw_scale:  # its own generator: the default draws above and below are unchanged
         raw_rng = np.random.default_rng([spec.seed, 7919])
         raw_columns = {"a": _raw_scale_columns(spec.audio_dim, raw_rng), "v": _raw_scale_columns(spec.vision_dim, raw_rng)}
+    speakers_on = spec.clips_per_speaker > 0
+    if speakers_on:  # own generators again: the draws of the speaker-free setting are unchanged
+        arousal_direction = np.random.default_rng([spec.seed, 15485863]).standard_normal(spec.audio_dim)
     data = {}
-    for split, n in (("train", spec.n_train), ("valid", spec.n_valid), ("test", spec.n_test)):
+    for index, (split, n) in enumerate((("train", spec.n_train), ("valid", spec.n_valid), ("test", spec.n_test))):
         z = rng.standard_normal(n)
+        if speakers_on:
+            speaker_rng = np.random.default_rng([spec.seed, 104729, index])
+            speaker = np.arange(n) // spec.clips_per_speaker
+            n_speakers = int(speaker[-1]) + 1
+            z = z + spec.speaker_label_shift * speaker_rng.standard_normal(n_speakers)[speaker]
         unimodal = {}
         for s in ("t", "a", "v"):
             private = rng.standard_normal(n)
@@ -152,16 +210,21 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
         texts = [_sentence(y, rng) for y in unimodal["t"]]
         audio, audio_lengths = _frames(unimodal["a"], direction_a, spec.max_audio_frames, spec, rng)
         vision, vision_lengths = _frames(unimodal["v"], direction_v, spec.max_vision_frames, spec, rng)
+        if speakers_on:
+            audio, vision = _speaker_effects(audio, vision, speaker, n_speakers, np.abs(y_m), arousal_direction, spec, speaker_rng)
         if spec.raw_scale:
             audio = _to_raw_scale(audio, audio_lengths, raw_columns["a"])
             vision = _to_raw_scale(vision, vision_lengths, raw_columns["v"])
+        if speakers_on and spec.vision_zero_rate > 0:  # no face found: the extractor writes zeros
+            vision[_zero_vision_rows(speaker, n_speakers, spec.vision_zero_rate, speaker_rng)] = 0.0
         # text_bert mirrors the real layout (ids, mask, segments); msakit re-tokenizes raw_text,
         # so the ids are placeholders and only the mask (word count + [CLS]/[SEP]) is meaningful.
         text_bert = np.zeros((n, 3, 50), dtype=np.float32)
         for i, text in enumerate(texts):
             text_bert[i, 1, : min(50, len(text.split()) + 2)] = 1
+        ids = [f"synth{split}spk{speaker[i]:03d}$_${i:05d}" for i in range(n)] if speakers_on else [f"synth{split}{i:05d}$_$0" for i in range(n)]
         data[split] = {
-            "id": [f"synth{split}{i:05d}$_$0" for i in range(n)],
+            "id": ids,
             "raw_text": texts,
             "text_bert": text_bert,
             "audio": audio,
@@ -191,9 +254,9 @@ def write_synthetic(path: str | Path, spec: SyntheticSpec | None = None) -> Path
     return path
 
 
-def make_synthetic(path: str | Path, weak_noisy: bool = False, overwrite: bool = False, **spec) -> Path:
+def make_synthetic(path: str | Path, weak_noisy: bool = False, overwrite: bool = False, utterance: bool = False, **spec) -> Path:
     """Write the synthetic MMSA-format pickle to ``path``; ``weak_noisy=True`` starts from
-    ``weak_noisy_spec()`` (``spec`` still overrides). Every split gets at least one sample (a
+    ``weak_noisy_spec()``, ``utterance=True`` from ``utterance_spec()`` (``spec`` still overrides). Every split gets at least one sample (a
     file training would refuse is not written); an existing file is replaced only with
     ``overwrite``."""
     from msakit.errors import ConfigError
@@ -205,5 +268,8 @@ def make_synthetic(path: str | Path, weak_noisy: bool = False, overwrite: bool =
             raise ConfigError(f"--{name.replace('_', '-')}={value!r}: every split needs at least one sample (train, valid and test are all used)")
     if "seed" in spec and (isinstance(spec["seed"], bool) or not isinstance(spec["seed"], int) or not 0 <= spec["seed"] < 2**63):
         raise ConfigError(f"--seed={spec['seed']!r}: must be an integer in [0, 2**63)")
+    if weak_noisy and utterance:
+        raise ConfigError("--weak-noisy and --utterance are two different settings: give one")
     path, = check_outputs([("output", path)], overwrite=overwrite)
-    return write_synthetic(path, weak_noisy_spec(**spec) if weak_noisy else SyntheticSpec(**spec))
+    make = weak_noisy_spec if weak_noisy else utterance_spec if utterance else SyntheticSpec
+    return write_synthetic(path, make(**spec))

@@ -165,7 +165,18 @@ class Trainer:
         if config.data.standardize and set(self.modalities) & {"a", "v"}:
             from msakit.data.standardize import Standardizer
 
-            self.standardizer = Standardizer.fit(self.data["train"], self.modalities, config.data.standardize_clip)
+            self.standardizer = Standardizer.fit(self.data["train"], self.modalities, config.data.standardize_clip, config.data.empty_as_absent)
+        # All-zero audio/vision samples (data.empty_as_absent): found on the raw frames, before
+        # standardisation, and given to the batches as absent (ULGM skips them).
+        self.empty = {name: {} for name in self.data.splits}
+        if config.data.empty_as_absent:
+            from msakit.data.standardize import empty_rows
+
+            for name, split in self.data.splits.items():
+                for m, (frames, lengths) in (("a", (split.audio, split.audio_lengths)), ("v", (split.vision, split.vision_lengths))):
+                    if m in self.modalities and frames is not None:
+                        self.empty[name][m] = empty_rows(frames, np.asarray(lengths))
+        if self.standardizer is not None:
             self.data = self.standardizer.apply_data(self.data, lazy=True)  # batch by batch: no copy of the data
 
         model_class = get_model_class(config.model)
@@ -196,7 +207,7 @@ class Trainer:
         if unused:
             raise ConfigError(f"train.modality_dropout={t.modality_dropout!r}: the run does not use {unused} (it uses {list(self.modalities)})")
         self.builders = {
-            name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens)
+            name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens, empty=self.empty[name])
             for name, split in self.data.splits.items()
         }
         # CUDA: mixed precision, page-locked batches copied without blocking. CPU: unchanged.
