@@ -252,3 +252,18 @@ def _format_value(name: str, value: object) -> str:
     if math.isnan(value):
         return "nan"
     return f"{100 * value:.2f}" if _is_percent(name) else f"{value:.4f}"
+
+
+def higher_is_better(metric: str) -> bool:
+    """Every metric here but MAE is better when higher."""
+    return metric != "MAE"
+
+
+def seeds_won(per_seed: Mapping[str, Mapping[str, float]], other: Mapping[str, Mapping[str, float]], metric: str) -> tuple[int, int]:
+    """``(won, of)``: in how many of the seeds both have, ``per_seed`` is strictly better than
+    ``other`` on ``metric`` (a tie is not a win)."""
+    seeds = [s for s in per_seed if s in other]
+    up = higher_is_better(metric)
+    won = sum(1 for s in seeds if per_seed[s][metric] != other[s][metric] and (per_seed[s][metric] > other[s][metric]) == up)
+    return won, len(seeds)
+

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from msakit.cli import main
@@ -80,3 +82,22 @@ def test_compare_trains_mag_bert_on_the_aligned_file_given_by_model_data(tiny_be
     assert "--model-data given for ['tfn']" in capsys.readouterr().err
     assert main([*common, "--output", str(tmp_path / "x"), "--model-data", "mag_bert"]) == 2
     assert "expected MODEL=PATH" in capsys.readouterr().err
+
+
+def test_compare_table_counts_seeds_won_against_text_alone_and_flags_a_mean_loss():
+    from msakit.workflows.compare import compare_markdown
+
+    def row(maes, accs):
+        per_seed = {str(s): {"MAE": m, "Acc-2 (non-0)": a} for s, m, a in zip((1, 2, 3), maes, accs)}
+        summary = {k: {"mean": float(np.mean([v[k] for v in per_seed.values()])), "std": 0.0} for k in ("MAE", "Acc-2 (non-0)")}
+        timing = {k: {"mean": 1.0, "std": 0.0} for k in ("seconds_per_epoch", "samples_per_s", "epochs_run", "best_epoch")}
+        return {"status": "ok", "per_seed": per_seed, "summary": summary, "timing": timing, "parameters": 1, "parameters_without_text_encoder": 1}
+
+    payload = {"data": "d", "kind": "mosi", "seeds": [1, 2, 3], "evaluated_split": "test", "rows": {
+        "self_mm": row([0.40, 0.41, 0.50], [0.80, 0.81, 0.79]),
+        "self_mm (text only)": row([0.42, 0.42, 0.42], [0.80, 0.82, 0.83]),
+    }}
+    table = compare_markdown(payload)
+    line = next(x for x in table.splitlines() if x.startswith("| self_mm |") and "/3" in x)
+    # MAE: won on seeds 1 and 2, but the mean (0.437) is worse than 0.42; Acc-2: seed 1 ties, no win.
+    assert line == "| self_mm | 2/3 **loses** | 0/3 **loses** |"

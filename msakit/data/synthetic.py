@@ -72,7 +72,8 @@ class SyntheticSpec:
     # Speakers (all off by default; see utterance_spec()). clips_per_speaker > 0 groups each
     # split's samples into speakers (video ids "synth<split>spk<k>"), disjoint across splits.
     clips_per_speaker: int = 0
-    speaker_label_shift: float = 0.0  # std of a speaker's own shift of the shared factor z
+    speaker_label_shift: float = 0.0  # std of a speaker's own shift of the shared factor z (seen in every modality)
+    speaker_label_bias: float = 0.0  # std of a speaker's own shift of y_m that no modality shows (how raters saw the person)
     speaker_offset: float = 0.0  # std (per column, in frame-noise units) of a speaker's a/v offset
     speaker_gain: float = 0.0  # std of log of a speaker's per-column a/v gain
     vision_zero_rate: float = 0.0  # mean share of samples whose vision vector is all zeros (no face)
@@ -107,7 +108,7 @@ def utterance_spec(**changes) -> SyntheticSpec:
     base = dict(n_train=600, n_valid=200, n_test=400, audio_dim=88, vision_dim=128, min_frames=1,
                 max_audio_frames=1, max_vision_frames=1, weights=(0.85, 0.075, 0.075), frame_signal=0.15,
                 noise_df=3.0, raw_scale=True, clips_per_speaker=20, speaker_label_shift=0.5,
-                speaker_offset=1.0, speaker_gain=0.3, vision_zero_rate=0.4, arousal=0.5)
+                speaker_label_bias=0.4, speaker_offset=2.0, speaker_gain=0.3, vision_zero_rate=0.4, arousal=0.5)
     return SyntheticSpec(**{**base, **changes})
 
 
@@ -206,7 +207,10 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
             private = rng.standard_normal(n)
             unimodal[s] = 3.0 * np.tanh(spec.gain * (rho * z + np.sqrt(1 - rho**2) * private))
         w_t, w_a, w_v = spec.weights
-        y_m = np.clip(spec.scale * (w_t * unimodal["t"] + w_a * unimodal["a"] + w_v * unimodal["v"]), -3, 3)
+        y_m = spec.scale * (w_t * unimodal["t"] + w_a * unimodal["a"] + w_v * unimodal["v"])
+        if speakers_on and spec.speaker_label_bias > 0:
+            y_m = y_m + spec.speaker_label_bias * speaker_rng.standard_normal(n_speakers)[speaker]
+        y_m = np.clip(y_m, -3, 3)
         texts = [_sentence(y, rng) for y in unimodal["t"]]
         audio, audio_lengths = _frames(unimodal["a"], direction_a, spec.max_audio_frames, spec, rng)
         vision, vision_lengths = _frames(unimodal["v"], direction_v, spec.max_vision_frames, spec, rng)

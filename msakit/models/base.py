@@ -178,3 +178,11 @@ class MSAModel(nn.Module):
         """The clipping the model's reference applies (``GradientClipping``), or ``None``; read
         once by the trainer, which applies it at the declared moment."""
         return None
+
+    def fit_to_validation(self, predict, labels) -> dict[str, float] | None:
+        """Called by the trainer after each epoch's training, before the validation score: a
+        model may fit post-hoc quantities on the validation split here (``predict()`` returns
+        its predictions on it, ``labels`` the split's labels), e.g. Self-MM's fused-correction
+        weight (``model.blend``). Returns what it fitted, recorded in ``metrics.jsonl``."""
+        return None
+

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,6 +69,12 @@ class SelfMMConfig:
     # budget (benchmarks/results/READINGS.md, "Real extractor features"); opt in for weak a/v.
     fusion: str = setting("concat", choices=("concat", "text_residual"),
                           doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction")
+    # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
+    # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
+    # unchanged), so audio/vision move the text prediction only as far as that carries over to
+    # unseen samples. ŷ_text: the text_residual fusion's text regressor, else the text head.
+    blend: str = setting("off", choices=("off", "valid"),
+                         doc="off: the fused prediction; valid: text prediction + α·(fused − text), α fitted on the validation split")
 
 
 @register_model
@@ -75,7 +82,7 @@ class SelfMM(MSAModel):
     name = "self_mm"
     config_class = SelfMMConfig
     # Settings a run saved before they existed had these values (read by load_model/resume).
-    LEGACY_DEFAULTS = {"fusion": "concat"}
+    LEGACY_DEFAULTS = {"fusion": "concat", "blend": "off"}
     FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "post_text_dim", "a": "post_audio_dim", "v": "post_video_dim"}
     # MMSA's config_regression.json, Self-MM section (see DATA.md).
     DATASET_DEFAULTS = {
@@ -142,6 +149,9 @@ class SelfMM(MSAModel):
             last = self.regressors["m"][-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+        self.blending = c.blend == "valid" and "t" in dims.modalities and len(dims.modalities) > 1
+        if self.blending:
+            self.register_buffer("blend_alpha", torch.ones(()))
 
     def forward(self, batch) -> ModelOutput:
         encoded = encode_modalities(self, batch)
@@ -150,8 +160,29 @@ class SelfMM(MSAModel):
         features = {s: self.feature_layers[s](x) for s, x in inputs.items()}
         predictions = {s: self.regressors[s](f).squeeze(-1) for s, f in features.items()}
         if self.text_residual:
-            predictions["m"] = predictions["m"] + self.text_to_m(encoded["t"]).squeeze(-1)
+            text_to_m = self.text_to_m(encoded["t"]).squeeze(-1)
+            predictions["m"] = predictions["m"] + text_to_m
+        if self.blending and not self.training:  # training sees the fused prediction, as without the blend
+            anchor = text_to_m if self.text_residual else predictions["t"]
+            predictions["m"] = anchor + self.blend_alpha * (predictions["m"] - anchor)
         return ModelOutput(predictions=predictions, features=features)
+
+    BLEND_GRID = tuple(i / 20 for i in range(21))
+
+    def fit_to_validation(self, predict, labels) -> dict[str, float] | None:
+        """``model.blend=valid``: the α of the grid 0, 0.05, ..., 1 with the lowest validation
+        MAE of ``ŷ_text + α·(ŷ_fused − ŷ_text)`` (the smallest on a tie)."""
+        if not self.blending:
+            return None
+        self.blend_alpha.fill_(0.0)
+        anchor = predict()["m"]
+        self.blend_alpha.fill_(1.0)
+        fused = predict()["m"]
+        labels = np.asarray(labels, dtype=np.float64)
+        errors = [float(np.mean(np.abs(anchor + a * (fused - anchor) - labels))) for a in self.BLEND_GRID]
+        alpha = self.BLEND_GRID[int(np.argmin(errors))]
+        self.blend_alpha.fill_(alpha)
+        return {"blend_alpha": alpha}
 
     def parameter_groups(self) -> list[dict]:
         """MMSA's five Adam groups: BERT with/without decay, audio subnet, video subnet, rest."""

@@ -336,6 +336,8 @@ class Trainer:
             epoch += 1
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             started = time.perf_counter()
+            fitted = self.model.fit_to_validation(lambda: self.predict("valid"), self.data["valid"].labels["m"])
+            record.update(fitted or {})
             valid = self.evaluate("valid")
             record["valid_seconds"] = time.perf_counter() - started
             record.update({f"valid_{k}": v for k, v in valid.items()})

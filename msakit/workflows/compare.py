@@ -202,6 +202,7 @@ def compare_markdown(payload: dict) -> str:
         cells.append(_cell(r["timing"], "samples_per_s", False, 1))
         cells.append(f"{r['timing']['epochs_run']['mean']:.1f} ({r['timing']['best_epoch']['mean']:.1f})")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _text_only_wins(rows, metrics)
     machine = payload.get("machine", {})
     for label, path in (payload.get("model_data") or {}).items():
         lines += ["", f"{label}: trained and scored on `{path}` (the same samples in another layout)."]
@@ -211,6 +212,29 @@ def compare_markdown(payload: dict) -> str:
     if payload.get("command"):
         lines += ["", "Made with:", "", f"    {payload['command']}"]
     return "\n".join(lines) + "\n"
+
+
+def _text_only_wins(rows: dict, metrics: list[str]) -> list[str]:
+    """For each model with a text-only row: on each metric, in how many seeds all modalities beat
+    text alone, and a warning where the mean loses on MAE, Corr or Acc-2."""
+    from msakit.metrics import higher_is_better, seeds_won
+
+    pairs = [(label, r, rows[label + TEXT_ONLY]) for label, r in rows.items()
+             if label + TEXT_ONLY in rows and r["status"] == "ok" and rows[label + TEXT_ONLY]["status"] == "ok"]
+    if not pairs:
+        return []
+    lines = ["", "All modalities against text alone, the same model and seeds: seeds won on each metric "
+             "(a tie is not a win); **loses** where the mean is worse.", "",
+             "| model | " + " | ".join(metrics) + " |", "|" + "|".join("---" for _ in range(len(metrics) + 1)) + "|"]
+    for label, r, t in pairs:
+        cells = []
+        for m in metrics:
+            won, of = seeds_won(r["per_seed"], t["per_seed"], m)
+            a, b = r["summary"][m]["mean"], t["summary"][m]["mean"]
+            worse = a < b if higher_is_better(m) else a > b
+            cells.append(f"{won}/{of}" + (" **loses**" if worse else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_compare(payload: dict, path: Path) -> None:

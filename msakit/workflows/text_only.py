@@ -47,27 +47,20 @@ def compare_text_only(
 HEADLINE = (("MAE", False), ("Corr", True), ("Acc-2 (non-0)", True), ("Acc-2", True))
 
 
-def _higher_is_better(metric: str) -> bool:
-    return metric != "MAE"
-
-
 def side_by_side(multimodal: TrainSummary, text: TrainSummary) -> str:
     """A markdown table: each metric for all modalities, text alone, the difference, and in how
     many seeds all modalities beat text alone; a warning line when text alone is better in the
     mean on MAE, Corr or Acc-2 (non-0; Acc-2 on SIMS)."""
-    from msakit.metrics import _format_value
+    from msakit.metrics import _format_value, seeds_won
 
-    seeds = [s for s in multimodal.per_seed if s in text.per_seed]
     header = ["Metric", "all modalities", "text only", "difference", "seeds won"]
     rows = []
     for name, s in multimodal.summary.items():
         t = text.summary[name]
-        up = _higher_is_better(name)
-        won = sum(1 for seed in seeds if (multimodal.per_seed[seed][name] > text.per_seed[seed][name]) == up
-                  and multimodal.per_seed[seed][name] != text.per_seed[seed][name])
+        won, of = seeds_won(multimodal.per_seed, text.per_seed, name)
         rows.append([name, f"{_format_value(name, s['mean'])} ± {_format_value(name, s['std'])}",
                      f"{_format_value(name, t['mean'])} ± {_format_value(name, t['std'])}", _format_value(name, s["mean"] - t["mean"]),
-                     f"{won}/{len(seeds)}"])
+                     f"{won}/{of}"])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     lines = [f"{multimodal.evaluated_split} metrics over {len(multimodal.per_seed)} seed(s): all modalities vs text only",
