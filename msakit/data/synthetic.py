@@ -78,6 +78,7 @@ class SyntheticSpec:
     speaker_gain: float = 0.0  # std of log of a speaker's per-column a/v gain
     vision_zero_rate: float = 0.0  # mean share of samples whose vision vector is all zeros (no face)
     arousal: float = 0.0  # audio also carries |y_m| (intensity, not sign) along its own direction
+    split_shift: float = 0.0  # std (per column) of one a/v offset common to all of valid's, and another to test's, samples
 
 
 def weak_noisy_spec(**changes) -> SyntheticSpec:
@@ -100,15 +101,18 @@ def utterance_spec(**changes) -> SyntheticSpec:
     visual vectors): one vector per utterance and modality (88 audio, 128 vision columns),
     raw-scale heavy-tailed columns, about 40 % of the visual vectors all zero (per speaker: some
     faces found in almost every clip, some in few), and speakers of 20 clips each, disjoint
-    across splits, each with its own sentiment shift and its own offset and per-column gain on
-    audio and vision. Audio and vision carry a small share of the label (7.5 % each, sign and
-    magnitude) and audio the label's intensity |y| as well. Speaker offsets make audio and
-    vision identify the training speakers, whose mean sentiment a model can memorise: the
-    failure of issue 22, where the fused model's predictions on unseen speakers shift."""
+    across splits, each with its own sentiment shift (seen in every modality), its own rating
+    bias (seen in none: how the raters saw the person) and its own offset and per-column gain on
+    audio and vision; the validation and the test split's audio/vision each sit apart as a whole
+    (one common offset per split: other recording conditions). Audio and vision carry a small
+    share of the label (7.5 % each, sign and magnitude) and audio the label's intensity |y| as
+    well. Speaker offsets let audio and vision identify the training speakers, whose rating bias
+    a model can memorise, and the split offsets move what it learned: the failure of issue 22,
+    where the fused model's predictions on unseen speakers shift."""
     base = dict(n_train=600, n_valid=200, n_test=400, audio_dim=88, vision_dim=128, min_frames=1,
                 max_audio_frames=1, max_vision_frames=1, weights=(0.85, 0.075, 0.075), frame_signal=0.15,
                 noise_df=3.0, raw_scale=True, clips_per_speaker=20, speaker_label_shift=0.5,
-                speaker_label_bias=0.4, speaker_offset=2.0, speaker_gain=0.3, vision_zero_rate=0.4, arousal=0.5)
+                speaker_label_bias=0.4, speaker_offset=2.0, speaker_gain=0.3, vision_zero_rate=0.4, arousal=0.5, split_shift=1.0)
     return SyntheticSpec(**{**base, **changes})
 
 
@@ -216,6 +220,10 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
         vision, vision_lengths = _frames(unimodal["v"], direction_v, spec.max_vision_frames, spec, rng)
         if speakers_on:
             audio, vision = _speaker_effects(audio, vision, speaker, n_speakers, np.abs(y_m), arousal_direction, spec, speaker_rng)
+            if split != "train" and spec.split_shift > 0:  # recorded elsewhere: the whole split's features sit apart
+                for frames in (audio, vision):
+                    shift = spec.split_shift * speaker_rng.standard_normal(frames.shape[2]).astype(np.float32)
+                    frames += np.where(np.any(frames != 0, axis=2, keepdims=True), shift, 0.0).astype(np.float32)
         if spec.raw_scale:
             audio = _to_raw_scale(audio, audio_lengths, raw_columns["a"])
             vision = _to_raw_scale(vision, vision_lengths, raw_columns["v"])
