@@ -46,8 +46,8 @@ def test_empty_as_absent_keeps_no_face_samples_zero_and_out_of_the_statistics(ut
 
 
 def test_blend_leaves_training_unchanged_and_fits_alpha_on_validation(small_synthetic, tiny_bert_dir, tmp_path):
-    off = _fit(small_synthetic, tmp_path / "off", tiny_bert_dir, epochs=1)
-    on = _fit(small_synthetic, tmp_path / "on", tiny_bert_dir, epochs=1, model={"blend": "valid"})
+    off = _fit(small_synthetic, tmp_path / "off", tiny_bert_dir, epochs=1, model={"fusion": "text_residual"})
+    on = _fit(small_synthetic, tmp_path / "on", tiny_bert_dir, epochs=1, model={"blend": "valid", "fusion": "text_residual"})
     assert set(on[0]) - set(off[0]) == {"blend_alpha"}
     assert all(np.array_equal(off[0][k], on[0][k]) for k in off[0])  # the same weights: training did not change
     alpha = on[1][0]["blend_alpha"]
@@ -58,7 +58,7 @@ def test_blend_leaves_training_unchanged_and_fits_alpha_on_validation(small_synt
 def test_blend_alpha_is_the_validation_mae_minimiser(small_synthetic, tiny_bert_dir, tmp_path):
     """α = 0 gives the text prediction and α = 1 the fused one; the fitted α is no worse on the
     validation split than either."""
-    overrides = {"model": {"text_encoder": str(tiny_bert_dir), "blend": "valid"}, "train": {"batch_size": 16, "max_epochs": 2, "progress": False}}
+    overrides = {"model": {"text_encoder": str(tiny_bert_dir), "blend": "valid", "fusion": "text_residual"}, "train": {"batch_size": 16, "max_epochs": 2, "progress": False}}
     trainer = Trainer(resolve_config("self_mm", data_path=str(small_synthetic), overrides=overrides), tmp_path / "run")
     for epoch in (1, 2):
         trainer.train_epoch(epoch)
@@ -77,5 +77,7 @@ def test_the_switches_refuse_bad_values():
 
     with pytest.raises(ConfigError, match="blend"):
         resolve_config("self_mm", overrides={"model": {"blend": "sometimes"}}).validate()
+    with pytest.raises(ConfigError, match="needs model.fusion=text_residual"):
+        resolve_config("self_mm", overrides={"model": {"blend": "valid"}}).validate()
     with pytest.raises(ConfigError, match="empty_as_absent"):
         resolve_config("self_mm", overrides={"data": {"empty_as_absent": "maybe"}})

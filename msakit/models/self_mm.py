@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from msakit.errors import ConfigError
 from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
@@ -72,9 +73,16 @@ class SelfMMConfig:
     # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
     # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
     # unchanged), so audio/vision move the text prediction only as far as that carries over to
-    # unseen samples. ŷ_text: the text_residual fusion's text regressor, else the text head.
+    # unseen samples. ŷ_text: the text_residual fusion's text regressor (so it needs that fusion).
     blend: str = setting("off", choices=("off", "valid"),
                          doc="off: the fused prediction; valid: text prediction + α·(fused − text), α fitted on the validation split")
+
+    def validate(self) -> None:
+        if self.blend == "valid" and self.fusion != "text_residual":
+            raise ConfigError(
+                "model.blend=valid needs model.fusion=text_residual: the blend starts from that fusion's text regressor, "
+                "trained on the label (the unimodal text head learns ULGM's generated labels, off the label's scale)"
+            )
 
 
 @register_model
@@ -149,7 +157,7 @@ class SelfMM(MSAModel):
             last = self.regressors["m"][-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-        self.blending = c.blend == "valid" and "t" in dims.modalities and len(dims.modalities) > 1
+        self.blending = c.blend == "valid" and self.text_residual
         if self.blending:
             self.register_buffer("blend_alpha", torch.ones(()))
 
@@ -163,8 +171,7 @@ class SelfMM(MSAModel):
             text_to_m = self.text_to_m(encoded["t"]).squeeze(-1)
             predictions["m"] = predictions["m"] + text_to_m
         if self.blending and not self.training:  # training sees the fused prediction, as without the blend
-            anchor = text_to_m if self.text_residual else predictions["t"]
-            predictions["m"] = anchor + self.blend_alpha * (predictions["m"] - anchor)
+            predictions["m"] = text_to_m + self.blend_alpha * (predictions["m"] - text_to_m)
         return ModelOutput(predictions=predictions, features=features)
 
     BLEND_GRID = tuple(i / 20 for i in range(21))
