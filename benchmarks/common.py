@@ -67,3 +67,10 @@ def write_result(name: str, payload: dict) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def write_table(name: str, protocol: str, table: str, payload: dict) -> None:
+    """``results/<name>.md`` (the protocol, the table, the command) and ``results/<name>.json``."""
+    (RESULTS / f"{name}.md").write_text(f"{protocol}.\n\n{table}\nMade with:\n\n    {command_line()}\n")
+    write_result(name, {"protocol": protocol, **payload})
+

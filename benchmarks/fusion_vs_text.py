@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import RESULTS, command_line, write_result  # noqa: E402
+from common import write_table  # noqa: E402
 from real_features import run_variant  # noqa: E402
 
 from msakit.data.synthetic import SyntheticSpec, utterance_spec, weak_noisy_spec, write_synthetic  # noqa: E402
@@ -131,8 +131,7 @@ def main() -> None:
     name = args.name or f"fusion_vs_text_{args.setting}"
     protocol = (f"setting {args.setting}, seeds {seeds}, max {args.epochs} epochs, grad_accumulation {args.grad_accumulation}, "
                 f"selection on valid MAE, test metrics, {args.threads} torch thread(s)")
-    (RESULTS / f"{name}.md").write_text(f"{protocol}.\n\n{table}\nMade with:\n\n    {command_line()}\n")
-    write_result(name, {"protocol": protocol, "rows": rows})
+    write_table(name, protocol, table, {"rows": rows})
 
 
 if __name__ == "__main__":

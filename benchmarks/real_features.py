@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's msakit, not an installed one
-from common import RESULTS, command_line, write_result  # noqa: E402
+from common import write_table  # noqa: E402
 
 from msakit.workflows.text_only import text_only_overrides  # noqa: E402
 from msakit.config import resolve_config  # noqa: E402
@@ -177,8 +177,7 @@ def main() -> None:
     name = args.name or f"real_features_{args.part}"
     protocol = (f"synthetic {SIZE} ({'SyntheticSpec' if args.part == 'scaling' else 'weak_noisy_spec'}), seeds {seeds}, max {args.epochs} epochs, "
                 f"grad_accumulation {args.grad_accumulation}, early stop 8, selection on valid MAE, test metrics, {args.threads} torch thread(s)")
-    (RESULTS / f"{name}.md").write_text(f"{protocol}.\n\n{table}\nMade with:\n\n    {command_line()}\n")
-    write_result(name, {"protocol": protocol, "rows": rows})
+    write_table(name, protocol, table, {"rows": rows})
 
 
 if __name__ == "__main__":
