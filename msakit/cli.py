@@ -37,9 +37,31 @@ def _floats(text: str, option: str) -> list[float]:
         raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from msakit.models import available_models
+class _ModelNames:
+    """The registered model names, looked up (importing the models, and with them torch) only
+    when argparse checks a ``--model`` value or prints a help: commands that train nothing
+    (``msakit extract``) start without torch's 2 s import."""
 
+    def _names(self) -> list[str]:
+        from msakit.models import available_models
+
+        return available_models()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+def available_models() -> _ModelNames:
+    return _ModelNames()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msakit", description="Multimodal sentiment analysis: train, evaluate, predict.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
     p = sub.add_parser("train", parents=[common], help="train a model, one run per seed, and print test metrics")
-    p.add_argument("--model", default="dma", choices=available_models())
+    p.add_argument("--model", default="dma", choices=available_models(), metavar="MODEL", help="one of %(choices)s (default %(default)s)")
     p.add_argument("--data", default="synthetic", help="MMSA feature pickle, a directory of text,label tables, or 'synthetic' (default)")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"], help="dataset kind: label range, metrics and defaults")
     p.add_argument("--seeds", type=_seeds, default=[1111], help="comma-separated, e.g. 1111,1112,1113")
@@ -81,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("ablate", parents=[common], help="train a model with several alignment pair sets (and without ULGM); write a table and a plot")
-    p.add_argument("--model", default="dma", choices=available_models())
+    p.add_argument("--model", default="dma", choices=available_models(), metavar="MODEL", help="one of %(choices)s (default %(default)s)")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
     p.add_argument("--seeds", type=_seeds, default=[1111, 1112, 1113])
@@ -109,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("sweep", parents=[common], help="search settings with Optuna on validation MAE; retrain the best over seeds; table + figures")
-    p.add_argument("--model", default="dma", choices=available_models())
+    p.add_argument("--model", default="dma", choices=available_models(), metavar="MODEL", help="one of %(choices)s (default %(default)s)")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
     p.add_argument("--space", help="search space TOML file (default: the model's default space, see msakit/workflows/sweep.py)")

@@ -189,11 +189,12 @@ def _warm() -> bool:
     os.environ.setdefault("GLOG_minloglevel", "2")
     warnings.filterwarnings("ignore")
     import av  # noqa: F401
-    import librosa  # noqa: F401
     import mediapipe  # noqa: F401
-    import moonshine_voice  # noqa: F401
 
     import msakit.extract.pipeline  # noqa: F401
+    from msakit.extract.asr import load_model
+
+    load_model()  # the recogniser, once per worker process (every clip this worker extracts reuses it)
     return True
 
 
