@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="dataset kind (label range); default: from the labels' range")
     p.add_argument("--channel", choices=["mix", "left", "right"], help="audio channel to use (default: mix, the mono downmix)")
     p.add_argument("--verbose", action="store_true", help="let third-party libraries' log lines through (MediaPipe, TensorFlow Lite, ONNX Runtime)")
-    p.add_argument("--workers", type=int, default=None, help="clips extracted in parallel (default: all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="clips extracted in parallel, one process each (default: half the cores: each extraction uses 2, audio and video at once)")
     p.add_argument("--split-fractions", help="train,valid,test fractions, assigned by video id (default: the manifest's split column, else all clips in test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
@@ -319,6 +320,10 @@ def _run(args, command_line: str) -> None:
             print(f"warning: {note}", file=sys.stderr)
         print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
         print(json.dumps(result["per_seed"], indent=2))
+        if result.get("ulgm_labels"):
+            from msakit.training.runs import ulgm_label_table
+
+            print(ulgm_label_table(result["ulgm_labels"]["per_seed"]))
     elif args.command == "predict" and args.video:
         if args.data:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files), not both")
@@ -393,7 +398,7 @@ def _run(args, command_line: str) -> None:
             raise ConfigError(f"--split-fractions {args.split_fractions!r}: give three numbers, e.g. 0.7,0.15,0.15") from None
         if args.channel:
             settings["channel"] = args.channel
-        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else os.cpu_count() or 1,
+        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2),
                          split_fractions=fractions, seed=args.seed, progress=not args.quiet, layout=args.layout, kind=args.kind,
                          overwrite=args.overwrite, verbose=args.verbose, **settings)
         print(result.report())
