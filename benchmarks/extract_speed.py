@@ -12,7 +12,8 @@ Per-stage rates are seconds of media per second spent in that stage (summed over
 the sidecar; stages that overlap in time each count their own wall time, so since the audio and
 video stages of a clip run at the same time the stage times sum to more than the clip's); overall
 is seconds of media per wall-clock second of the whole ``msakit extract`` process, start-up
-included. The speech-recognition-only passes also time the recogniser alone (every shared file
+included; CPU-seconds (user + system, the process and its workers) per second of media do not
+depend on the machine's load the way wall time does. The speech-recognition-only passes also time the recogniser alone (every shared file
 three times over in one process: seconds of audio per second).
 WER: GRID references read as the grammar reads ("bin blue at f two now"); hypotheses get the
 same normalisation (letters glued to digits split: "f2" -> "f two").
@@ -124,7 +125,10 @@ def run_extract(tree: Path, source: Path, output: Path, workers: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-c", "import sys; from msakit.cli import main; sys.exit(main(sys.argv[1:]))", "extract", str(source), "-o",
                str(output), "--workers", str(workers), "--quiet"]
+    import resource
+
     load_before = os.getloadavg()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -133,9 +137,11 @@ def run_extract(tree: Path, source: Path, output: Path, workers: int) -> dict:
         time.sleep(0.1)
     wall = time.perf_counter() - start
     out, err = process.communicate()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the process and its (reaped) workers
     if process.returncode != 0:
         raise RuntimeError(f"extract failed ({process.returncode}): {err[-2000:]}")
-    return {"wall_s": wall, "peak_rss_mib": round(peak / 2**20, 1), "load_before": [round(x, 2) for x in load_before],
+    cpu = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
+    return {"wall_s": wall, "cpu_s": round(cpu, 2), "peak_rss_mib": round(peak / 2**20, 1), "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()], "stderr_lines": len([line for line in err.splitlines() if line.strip()])}
 
 
@@ -285,7 +291,8 @@ def main() -> None:
                     measured = run_extract(tree, source, output, workers)
                     summary = summarise(output, refs, order, tree_label)
                     row = {"input": label, "workers": workers, **summary, **measured,
-                           "overall_media_s_per_s": round(summary["media_s"] / measured["wall_s"], 2)}
+                           "overall_media_s_per_s": round(summary["media_s"] / measured["wall_s"], 2),
+                           "media_s_per_cpu_s": round(summary["media_s"] / max(measured["cpu_s"], 1e-9), 2)}
                     runs.append(row)
                     print(f"{label:40s} w={workers} {tree_label:6s} overall {row['overall_media_s_per_s']:6.2f} s/s  stages "
                           f"{row['stage_media_s_per_s']}  WER {row['wer']:.3f}  peak {row['peak_rss_mib']} MiB  load {measured['load_before'][0]}",
@@ -295,12 +302,12 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     path = write_result("extract_speed", {"before_commit": args.before, "asr_only": asr, "runs": runs,
                                           "note": "2 shared cores; other engineers' jobs ran at the same time (load averages per run)"})
-    lines = ["| input | workers | tree | overall (s media / s) | decode | ASR | audio | face | WER | peak MiB | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| input | workers | tree | overall (s media / s) | s media / CPU-s | decode | ASR | audio | face | WER | peak MiB | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         s = r["stage_media_s_per_s"]
-        lines.append(f"| {r['input']} | {r['workers']} | {r['tree']} | {r['overall_media_s_per_s']} | {s.get('decode', '')} | {s.get('asr', '')} | "
-                     f"{s.get('audio', '')} | {s.get('face', '')} | {r['wer']} | {r['peak_rss_mib']} | {r['load_before'][0]} |")
+        lines.append(f"| {r['input']} | {r['workers']} | {r['tree']} | {r['overall_media_s_per_s']} | {r['media_s_per_cpu_s']} | {s.get('decode', '')} | "
+                     f"{s.get('asr', '')} | {s.get('audio', '')} | {s.get('face', '')} | {r['wer']} | {r['peak_rss_mib']} | {r['load_before'][0]} |")
     md = RESULTS / "extract_speed.md"
     notes = ""  # hand-written reading below the marker survives a rerun
     if md.exists() and "<!-- notes -->" in md.read_text():
