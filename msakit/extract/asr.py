@@ -4,12 +4,12 @@ run by msakit on ONNX Runtime (``onnxruntime==1.23.2``, the release the wheel's 
 bundles): one thread, no spinning, greedy decoding.
 
 Why not the wheel's C library: its ONNX Runtime sessions take one intra-op thread per core and
-spin them between the decoder's small operations, so on 2 cores they took as much CPU as the
-recognition itself (about half of the process's samples were spin-waits) and starved the other
-stages; it copies every cached key/value tensor at every token and converts each window's audio
+spin them between the decoder's small operations, so on 2 cores they took about as much CPU
+as the recognition itself (about 40 % of the process's samples were spin-waits) and starved the
+other stages; it copies every cached key/value tensor at every token and converts each window's audio
 to a Python list. The same models, the same audio and the same greedy search on one
 non-spinning thread give the same transcripts (``tests/test_asr_runtime.py`` compares them with
-the C library's on the shipped recordings), about 3x faster.
+the C library's on the shipped recordings), about 4x faster on 2 loaded cores.
 
 What the C library did is kept where it shapes the text: its transcription path with the voice
 detector off cuts a window into 256-sample hops (a last partial hop is dropped), into segments of
@@ -17,6 +17,9 @@ at most 30 s (a new segment starts with the 8192 samples before it), decodes at 
 ``ceil(13 * seconds)`` tokens per segment, keeps the token bytes that are not special tokens
 (``<...>``), turns "▁" into spaces, replaces invalid UTF-8 bytes with "?" and trims spaces and
 tabs.
+One thing is not kept: once a call held several segments (a window over 30 s, possible with
+``asr_window_s`` above 30), the library's later answers also carried the extra lines of that
+call; here each window's text is its own segments'.
 
 Deterministic: the library's voice-activity detector (TEN VAD) carried state from one call to the
 next (run 1 "Bimblew F. Two now.", run 2 "Pep. Bimblew F. Tuneau." on one GRID clip), so msakit
