@@ -198,6 +198,15 @@ def _warm() -> bool:
     return True
 
 
+def _start_worker() -> None:
+    """Each worker process's initializer: ``_warm``; a failure here is left to the first clip (and
+    to ``ExtractionPool.warm``), which report it, rather than breaking the pool."""
+    try:
+        _warm()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 class ExtractionPool:
     """``workers`` processes; at most ``workers + queue`` clips admitted at once (the rest get
     503); admitted clips wait here, not in the executor, so a cancelled one never starts."""
@@ -217,7 +226,9 @@ class ExtractionPool:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
 
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+                # Every worker process loads the libraries and the recogniser as it starts (also one
+                # that replaces a worker that died), and keeps them for every clip it extracts.
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
             return self._executor
 
     def warm(self) -> None:
