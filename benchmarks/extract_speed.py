@@ -1,7 +1,7 @@
 """Extraction speed per stage and overall, peak memory, and word error rate: this tree against
 an earlier commit ("before"), alternated in one session so both see the same machine load.
 
-    .venv/bin/python benchmarks/extract_speed.py [--before f34d7d9] [--minutes 10] [--workers 1,2]
+    .venv/bin/python benchmarks/extract_speed.py [--before a2ca914] [--minutes 10] [--workers 1,2] [--long-before]
 
 Inputs: the real recordings in shared/data/media (six GRID clips with video, four speech files;
 44.5 s), and a 10-minute clip made here by concatenating the GRID clips (video and audio) over
@@ -9,7 +9,12 @@ and over, whose reference transcript is the GRID transcripts in the same order. 
 extraction is one ``msakit extract`` process (fresh output and cache); memory is the peak of the
 summed resident memory of that process and its workers (sampled every 0.1 s from /proc).
 Per-stage rates are seconds of media per second spent in that stage (summed over clips, from
-the sidecar); overall is seconds of media per wall-clock second, start-up included.
+the sidecar; stages that overlap in time each count their own wall time, so since the audio and
+video stages of a clip run at the same time the stage times sum to more than the clip's); overall
+is seconds of media per wall-clock second of the whole ``msakit extract`` process, start-up
+included; CPU-seconds (user + system, the process and its workers) per second of media do not
+depend on the machine's load the way wall time does. The speech-recognition-only passes also time the recogniser alone (every shared file
+three times over in one process: seconds of audio per second).
 WER: GRID references read as the grammar reads ("bin blue at f two now"); hypotheses get the
 same normalisation (letters glued to digits split: "f2" -> "f two").
 Writes benchmarks/results/extract_speed.json and .md.
@@ -120,7 +125,10 @@ def run_extract(tree: Path, source: Path, output: Path, workers: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-c", "import sys; from msakit.cli import main; sys.exit(main(sys.argv[1:]))", "extract", str(source), "-o",
                str(output), "--workers", str(workers), "--quiet"]
+    import resource
+
     load_before = os.getloadavg()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -129,9 +137,11 @@ def run_extract(tree: Path, source: Path, output: Path, workers: int) -> dict:
         time.sleep(0.1)
     wall = time.perf_counter() - start
     out, err = process.communicate()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the process and its (reaped) workers
     if process.returncode != 0:
         raise RuntimeError(f"extract failed ({process.returncode}): {err[-2000:]}")
-    return {"wall_s": wall, "peak_rss_mib": round(peak / 2**20, 1), "load_before": [round(x, 2) for x in load_before],
+    cpu = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
+    return {"wall_s": wall, "cpu_s": round(cpu, 2), "peak_rss_mib": round(peak / 2**20, 1), "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()], "stderr_lines": len([line for line in err.splitlines() if line.strip()])}
 
 
@@ -183,24 +193,37 @@ import json, sys
 from pathlib import Path
 from msakit.extract.asr import Recogniser
 from msakit.extract.decode import iter_audio
-out = []
+import time
+audio = {name: list(iter_audio(Path(sys.argv[1]) / name)) for name in dict.fromkeys(sys.argv[2:])}
+try:
+    from msakit.extract.asr import load_model
+    load_model()  # loading is not timed
+except ImportError:
+    pass
+out, seconds, start = [], 0.0, time.perf_counter()
 for name in sys.argv[2:]:
     r = Recogniser()
-    for chunk in iter_audio(Path(sys.argv[1]) / name):
+    for chunk in audio[name]:
         r.push(chunk)
+        seconds += chunk.size / 16000
     out.append([name, r.finish()])
-print(json.dumps(out))
+print(json.dumps({"pairs": out, "audio_s": seconds, "wall_s": time.perf_counter() - start}))
 """
 
 
-def asr_only(tree: Path, media: Path, names: list[str], repeats: int) -> list[dict[str, str]]:
+def asr_only(tree: Path, media: Path, names: list[str], repeats: int) -> tuple[list[dict[str, str]], dict]:
     """Transcripts of every shared file by that tree's recogniser, ``repeats`` times in one
-    process (the earlier recogniser's answers depended on what it had heard before)."""
+    process (the earlier recogniser's answers depended on what it had heard before), and the
+    recogniser's speed there (seconds of audio per second, model loading excluded)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    load = os.getloadavg()[0]
     result = subprocess.run([sys.executable, "-c", _ASR_SCRIPT, str(media)] + names * repeats, cwd=tree, env=env, capture_output=True,
                             text=True, check=True)
-    pairs = json.loads(result.stdout.strip().splitlines()[-1])
-    return [dict(pairs[i * len(names) : (i + 1) * len(names)]) for i in range(repeats)]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    pairs = out["pairs"]
+    speed = {"audio_s": round(out["audio_s"], 2), "wall_s": round(out["wall_s"], 2), "audio_s_per_s": round(out["audio_s"] / out["wall_s"], 2),
+             "load_before": round(load, 2)}
+    return [dict(pairs[i * len(names) : (i + 1) * len(names)]) for i in range(repeats)], speed
 
 
 def wer_table(refs: dict[str, str], transcripts: dict[str, str]) -> dict:
@@ -217,13 +240,14 @@ def wer_table(refs: dict[str, str], transcripts: dict[str, str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--before", default="f34d7d9", help="commit to compare against (checked out into a temporary worktree)")
+    parser.add_argument("--before", default="a2ca914", help="commit to compare against (checked out into a temporary worktree)")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--skip-long", action="store_true")
     parser.add_argument("--before-long-minutes", type=float, default=2.0,
                         help="length of the long clip for the earlier commit (slower: a shorter clip keeps the session short)")
-    parser.add_argument("--long-workers", default="1,2", help="workers for the long clip (this tree); the earlier commit: 1")
+    parser.add_argument("--long-workers", default="1,2", help="workers for the long clip (this tree; the earlier commit too with --long-before)")
+    parser.add_argument("--long-before", action="store_true", help="the earlier commit on the full long clip too, alternated with this tree")
     args = parser.parse_args()
     media = media_dir()
     if media is None:
@@ -244,7 +268,7 @@ def main() -> None:
             long_dir.mkdir()
             order = make_long_clip(media, long_dir / "long.mp4", args.minutes)
             inputs.append((f"{args.minutes:g}-minute clip (GRID concatenated)", long_dir, order, [int(w) for w in args.long_workers.split(",")],
-                           ("after",)))
+                           ("after", "before") if args.long_before else ("after",)))
             if args.before_long_minutes > 0:
                 short_dir.mkdir()
                 short_order = make_long_clip(media, short_dir / "long.mp4", args.before_long_minutes)
@@ -252,11 +276,11 @@ def main() -> None:
         names = sorted(refs)
         asr: dict = {}
         for tree_label, tree in (("after", REPO), ("before", before_tree)):
-            passes = asr_only(tree, media, names, 3)  # every file three times over, in one process
-            asr[tree_label] = {"wer_per_pass": [wer_table(refs, t) for t in passes],
+            passes, speed = asr_only(tree, media, names, 3)  # every file three times over, in one process
+            asr[tree_label] = {"speed": speed, "wer_per_pass": [wer_table(refs, t) for t in passes],
                                "distinct_transcripts_over_3_passes": {n: len({t[n] for t in passes}) for n in names},
                                "transcripts_first_pass": passes[0]}
-            print(tree_label, "ASR WER per pass", asr[tree_label]["wer_per_pass"], flush=True)
+            print(tree_label, "ASR WER per pass", asr[tree_label]["wer_per_pass"], "speed", speed, flush=True)
         runs = []
         trees = {"after": REPO, "before": before_tree}
         for label, source, order, worker_counts, tree_labels in inputs:
@@ -267,7 +291,8 @@ def main() -> None:
                     measured = run_extract(tree, source, output, workers)
                     summary = summarise(output, refs, order, tree_label)
                     row = {"input": label, "workers": workers, **summary, **measured,
-                           "overall_media_s_per_s": round(summary["media_s"] / measured["wall_s"], 2)}
+                           "overall_media_s_per_s": round(summary["media_s"] / measured["wall_s"], 2),
+                           "media_s_per_cpu_s": round(summary["media_s"] / max(measured["cpu_s"], 1e-9), 2)}
                     runs.append(row)
                     print(f"{label:40s} w={workers} {tree_label:6s} overall {row['overall_media_s_per_s']:6.2f} s/s  stages "
                           f"{row['stage_media_s_per_s']}  WER {row['wer']:.3f}  peak {row['peak_rss_mib']} MiB  load {measured['load_before'][0]}",
@@ -277,13 +302,23 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     path = write_result("extract_speed", {"before_commit": args.before, "asr_only": asr, "runs": runs,
                                           "note": "2 shared cores; other engineers' jobs ran at the same time (load averages per run)"})
-    lines = ["| input | workers | tree | overall (s media / s) | decode | ASR | audio | face | WER | peak MiB | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| input | workers | tree | overall (s media / s) | s media / CPU-s | decode | ASR | audio | face | WER | peak MiB | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         s = r["stage_media_s_per_s"]
-        lines.append(f"| {r['input']} | {r['workers']} | {r['tree']} | {r['overall_media_s_per_s']} | {s.get('decode', '')} | {s.get('asr', '')} | "
-                     f"{s.get('audio', '')} | {s.get('face', '')} | {r['wer']} | {r['peak_rss_mib']} | {r['load_before'][0]} |")
-    (RESULTS / "extract_speed.md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| {r['input']} | {r['workers']} | {r['tree']} | {r['overall_media_s_per_s']} | {r['media_s_per_cpu_s']} | {s.get('decode', '')} | "
+                     f"{s.get('asr', '')} | {s.get('audio', '')} | {s.get('face', '')} | {r['wer']} | {r['peak_rss_mib']} | {r['load_before'][0]} |")
+    md = RESULTS / "extract_speed.md"
+    notes = ""  # hand-written reading below the marker survives a rerun
+    if md.exists() and "<!-- notes -->" in md.read_text():
+        notes = "\n<!-- notes -->" + md.read_text().split("<!-- notes -->", 1)[1]
+    asr_lines = ["", "| speech recognition alone (shared files x3, one process) | tree | s audio / s | WER grid | WER speech | load |",
+                 "|---|---|---|---|---|---|"]
+    for tree_label, info in asr.items():
+        wer = info["wer_per_pass"][0]
+        asr_lines.append(f"| {info['speed']['audio_s']} s of audio | {tree_label} | {info['speed']['audio_s_per_s']} | {wer['grid']} | "
+                         f"{wer['speech']} | {info['speed']['load_before']} |")
+    md.write_text("\n".join(lines + asr_lines) + "\n" + notes)
     print(f"wrote {path} and extract_speed.md")
 
 

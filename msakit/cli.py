@@ -37,9 +37,31 @@ def _floats(text: str, option: str) -> list[float]:
         raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from msakit.models import available_models
+class _ModelNames:
+    """The registered model names, looked up (importing the models, and with them torch) only
+    when argparse checks a ``--model`` value or prints a help: commands that train nothing
+    (``msakit extract``) start without torch's 2 s import."""
 
+    def _names(self) -> list[str]:
+        from msakit.models import available_models
+
+        return available_models()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+def available_models() -> _ModelNames:
+    return _ModelNames()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msakit", description="Multimodal sentiment analysis: train, evaluate, predict.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
     p = sub.add_parser("train", parents=[common], help="train a model, one run per seed, and print test metrics")
-    p.add_argument("--model", default="dma", choices=available_models())
+    p.add_argument("--model", default="dma", choices=available_models(), metavar="MODEL", help="one of %(choices)s (default %(default)s)")
     p.add_argument("--data", default="synthetic", help="MMSA feature pickle, a directory of text,label tables, or 'synthetic' (default)")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"], help="dataset kind: label range, metrics and defaults")
     p.add_argument("--seeds", type=_seeds, default=[1111], help="comma-separated, e.g. 1111,1112,1113")
@@ -81,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("ablate", parents=[common], help="train a model with several alignment pair sets (and without ULGM); write a table and a plot")
-    p.add_argument("--model", default="dma", choices=available_models())
+    p.add_argument("--model", default="dma", choices=available_models(), metavar="MODEL", help="one of %(choices)s (default %(default)s)")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
     p.add_argument("--seeds", type=_seeds, default=[1111, 1112, 1113])
@@ -109,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("sweep", parents=[common], help="search settings with Optuna on validation MAE; retrain the best over seeds; table + figures")
-    p.add_argument("--model", default="dma", choices=available_models())
+    p.add_argument("--model", default="dma", choices=available_models(), metavar="MODEL", help="one of %(choices)s (default %(default)s)")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--kind", default="mosi", choices=["mosi", "mosei", "sims"])
     p.add_argument("--space", help="search space TOML file (default: the model's default space, see msakit/workflows/sweep.py)")
@@ -135,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="dataset kind (label range); default: from the labels' range")
     p.add_argument("--channel", choices=["mix", "left", "right"], help="audio channel to use (default: mix, the mono downmix)")
     p.add_argument("--verbose", action="store_true", help="let third-party libraries' log lines through (MediaPipe, TensorFlow Lite, ONNX Runtime)")
-    p.add_argument("--workers", type=int, default=None, help="clips extracted in parallel (default: all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="clips extracted in parallel, one process each (default: half the cores: each extraction uses 2, audio and video at once)")
     p.add_argument("--split-fractions", help="train,valid,test fractions, assigned by video id (default: the manifest's split column, else all clips in test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
@@ -298,6 +321,10 @@ def _run(args, command_line: str) -> None:
             print(f"warning: {note}", file=sys.stderr)
         print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
         print(json.dumps(result["per_seed"], indent=2))
+        if result.get("ulgm_labels"):
+            from msakit.training.runs import ulgm_label_table
+
+            print(ulgm_label_table(result["ulgm_labels"]["per_seed"]))
     elif args.command == "predict" and args.video:
         if args.data:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files), not both")
@@ -372,7 +399,7 @@ def _run(args, command_line: str) -> None:
             raise ConfigError(f"--split-fractions {args.split_fractions!r}: give three numbers, e.g. 0.7,0.15,0.15") from None
         if args.channel:
             settings["channel"] = args.channel
-        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else os.cpu_count() or 1,
+        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2),
                          split_fractions=fractions, seed=args.seed, progress=not args.quiet, layout=args.layout, kind=args.kind,
                          overwrite=args.overwrite, verbose=args.verbose, **settings)
         print(result.report())

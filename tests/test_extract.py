@@ -89,6 +89,29 @@ def test_face_found_and_landmark_features_follow_planted_motion(tmp_path):
     assert np.abs(landmarks - landmarks.mean(axis=0)).max() < 0.15
 
 
+def test_landmarks_read_from_bytes_equal_field_by_field(tmp_path):
+    """The face mesh's 468 landmarks are read from the serialised message in one step: the
+    same values as reading each landmark's fields, and any other layout falls back to that."""
+    from msakit.extract.decode import iter_frames
+    from msakit.extract.face import FaceFeaturizer, landmark_points
+
+    write_clip(tmp_path / "face.mp4", seconds=0.6)
+    face = FaceFeaturizer()
+    try:
+        frame = next(frame for _, frame in iter_frames(tmp_path / "face.mp4", 10.0))
+        landmarks = face.mesh.process(frame).multi_face_landmarks[0]
+    finally:
+        face.close()
+    height, width = frame.shape[:2]
+
+    def slow():
+        return np.array([(p.x * width, p.y * height, p.z * width) for p in landmarks.landmark], np.float64)
+
+    assert landmark_points(landmarks, width, height).tobytes() == slow().tobytes()
+    landmarks.landmark[5].visibility = 0.5  # another layout of the message
+    assert landmark_points(landmarks, width, height).tobytes() == slow().tobytes()
+
+
 def test_bad_clips_each_get_one_line_reason_and_the_others_are_extracted(clip_dir, tmp_path):
     result = extract(clip_dir, tmp_path / "feats.pkl", settings=AV, progress=False)
     reasons = {Path(f["path"]).name: f["reason"] for f in result.failures}

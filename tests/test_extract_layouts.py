@@ -92,6 +92,14 @@ def test_raw_release_layout_extracts_labels_splits_and_reports_missing(tmp_path,
         assert set(loaded["train"].labels) == {"m", "t", "a", "v"}
     summary = msakit.train("self_mm", tmp_path / "feats.pkl", kind=result.kind, run_dir=tmp_path / "run", overrides=tiny_overrides(max_epochs=1))
     assert "MAE" in summary.summary
+    # SIMS's unimodal labels are reported beside ULGM's generated ones (MOSI has none: nothing).
+    if sims:
+        comparison = summary.ulgm_labels[1111]
+        assert comparison["split"] == "train" and sorted(comparison["modalities"]) == ["a", "t", "v"]
+        assert all(row["n"] == 4 and 0 <= row["generated"]["sign_agreement"] <= 1 for row in comparison["modalities"].values())
+        assert "ULGM's generated unimodal labels" in summary.table()
+    else:
+        assert summary.ulgm_labels == {} and "ULGM" not in summary.table()
 
 
 def test_layout_flag_forces_the_raw_release_and_refuses_a_plain_folder(tmp_path):

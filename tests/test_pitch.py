@@ -115,3 +115,16 @@ def test_grid_voicing_close_to_pyin():
         assert abs((f0 > 0).mean() - pyin_voiced.mean()) <= 0.15, (path.name, (f0 > 0).mean(), pyin_voiced.mean())
         both = (f0 > 0) & pyin_voiced
         assert np.mean(np.abs(f0[both] / pyin_f0[both] - 1) < 0.05) >= 0.7, path.name
+
+
+@pytest.mark.parametrize("sr,n_fft,fmin", [(16000, 1024, 60.0), (8000, 512, 60.0), (22050, 2048, 60.0), (16000, 1024, 1500.0), (44100, 4096, 0.0)])
+def test_mel_filters_are_librosas_bit_for_bit(sr, n_fft, fmin):
+    """The audio descriptors build librosa's mel filter bank themselves (no librosa import at
+    run time): the same float32 values."""
+    import librosa
+
+    from msakit.extract.audio import mel_filters
+
+    ours = mel_filters(sr, n_fft, 40, fmin, sr / 2)
+    theirs = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=40, fmin=fmin, fmax=sr / 2)
+    assert ours.dtype == theirs.dtype == np.float32 and ours.tobytes() == theirs.tobytes()

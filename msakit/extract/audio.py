@@ -1,4 +1,4 @@
-"""Frame-level acoustic descriptors (librosa), computed chunk by chunk at a fixed rate.
+"""Frame-level acoustic descriptors (numpy; librosa's mel filter bank), computed chunk by chunk at a fixed rate.
 
 Frames are ``win`` samples long every ``hop`` samples, not centred (frame ``i`` covers samples
 ``[i*hop, i*hop + win)``), so each frame depends only on its own samples and the features of a
@@ -48,13 +48,14 @@ class AudioFeaturizer:
     """Feed chunks with ``push``; ``finish`` returns ``float32 (frames, 21)``."""
 
     def __init__(self, sample_rate: int = 16000, hop: int = 640, win: int = 1024):
-        import librosa
+        from scipy.fft import dct  # imported here: its start-up counts as setup, not as the first frames
 
+        self.dct = dct
         if win < hop:
             raise ValueError(f"audio window ({win}) must be at least the hop ({hop})")
         self.sr, self.hop, self.win = sample_rate, hop, win
         self.window = np.hanning(win + 1)[:-1].astype(np.float32)
-        self.mel = librosa.filters.mel(sr=sample_rate, n_fft=win, n_mels=40, fmin=60.0, fmax=sample_rate / 2).astype(np.float32)
+        self.mel = mel_filters(sample_rate, win, 40, 60.0, sample_rate / 2)
         self.freqs_khz = (np.fft.rfftfreq(win, 1.0 / sample_rate) / 1000.0).astype(np.float32)
         # Candidate lags (samples) of F0 in F0_RANGE; YIN compares windows of win - max lag samples.
         self.lags = (int(np.ceil(sample_rate / F0_RANGE[1])), int(np.floor(sample_rate / F0_RANGE[0])))
@@ -90,8 +91,7 @@ class AudioFeaturizer:
         return features.astype(np.float32)
 
     def _frames(self, x: np.ndarray, m: int) -> np.ndarray:
-        from scipy.fft import dct
-
+        dct = self.dct
         idx = np.arange(self.win)[None, :] + self.hop * np.arange(m)[:, None]
         frames = x[idx]  # (m, win)
         spec = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2  # (m, bins)
@@ -110,6 +110,33 @@ class AudioFeaturizer:
         voicing = np.where(loud, np.clip(1.0 - depth, 0.0, 1.0), 0.0)
         return np.column_stack([mfcc, level, best_f0, voicing, zcr, centroid, bandwidth, rolloff, flatness, strict_f0, depth])
 
+
+
+def mel_filters(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """``librosa.filters.mel(sr=, n_fft=, n_mels=, fmin=, fmax=)`` (Slaney mel scale, Slaney
+    area normalisation, float32), the same arithmetic in the same order, so the same bits
+    (``tests/test_pitch.py`` compares them); without importing librosa, whose filters module
+    pulls scipy.signal in (1-1.5 s at the start of every worker process). librosa: ISC licence."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+    def hz_to_mel(hz: float):
+        hz = np.asanyarray(hz)
+        mel = (hz - 0.0) / f_sp
+        return min_log_mel + np.log(hz / min_log_hz) / logstep if hz >= min_log_hz else mel
+
+    mels = np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)
+    mel_f = 0.0 + f_sp * mels
+    log_t = mels >= min_log_mel
+    mel_f[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+    return weights
 
 
 def hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:

@@ -64,8 +64,27 @@ class FaceFeaturizer:
         if not result.multi_face_landmarks:
             return np.zeros(len(FEATURE_NAMES), np.float32)
         height, width = rgb.shape[:2]
-        points = np.array([(p.x * width, p.y * height, p.z * width) for p in result.multi_face_landmarks[0].landmark], np.float64)
-        return face_features(points, width, height)
+        return face_features(landmark_points(result.multi_face_landmarks[0], width, height), width, height)
+
+
+# One serialised NormalizedLandmark holding x, y, z only: field tag, length 15, then the three
+# float32 fields with their tags (1, 2, 3).
+_LANDMARK = np.dtype([("tag", "u1"), ("size", "u1"), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"), ("y", "<f4"), ("tz", "u1"), ("z", "<f4")])
+_TAGS = {"tag": 0x0A, "size": 15, "tx": 0x0D, "ty": 0x15, "tz": 0x1D}
+
+
+def landmark_points(landmarks, width: int, height: int) -> np.ndarray:
+    """``(n, 3)`` float64 pixels (x * width, y * height, z * width) of a NormalizedLandmarkList,
+    read from its serialised bytes in one step (reading 468 protobuf messages field by field took
+    0.6 ms a frame, a tenth of the face mesh); the same values as field by field, which is
+    what any other layout of the message (visibility or presence set) falls back to."""
+    data = landmarks.SerializeToString()
+    if len(data) == len(landmarks.landmark) * _LANDMARK.itemsize:
+        rows = np.frombuffer(data, _LANDMARK)
+        if all(np.all(rows[name] == value) for name, value in _TAGS.items()):
+            return np.stack([rows["x"].astype(np.float64) * width, rows["y"].astype(np.float64) * height,
+                             rows["z"].astype(np.float64) * width], axis=1)
+    return np.array([(p.x * width, p.y * height, p.z * width) for p in landmarks.landmark], np.float64)
 
 
 def face_features(points: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -168,8 +168,17 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
     stage starts: ``"audio"`` (decoding, speech recognition, audio descriptors), ``"video"``
     (decoding, face features), ``"done"``. Raises ``ClipError`` (one-line reason) for a clip that
     cannot be used.
+
+    The audio stages (decoding the sound, speech recognition, descriptors) and the video stages
+    (decoding frames, face mesh) read the file separately and run at the same time, the video in a
+    second thread (the recogniser, the face mesh and the decoder release Python's lock while they
+    compute): on 2 cores speech recognition overlaps the face mesh. Each stream's features depend
+    only on that stream, so the result is the same as one after the other; when both fail, the
+    audio's reason is reported (as before the overlap).
     """
-    from msakit.extract.decode import ClipError, _open, iter_audio, iter_frames
+    import threading
+
+    from msakit.extract.decode import ClipError, _open
 
     path = Path(path)
     timings = timings if timings is not None else {}
@@ -183,73 +192,48 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
         raise ClipError("no audio track" + (" (needed for speech recognition: give the transcript in a manifest 'text' column)" if "a" not in settings.modalities else ""))
     if settings.modalities == "v" and not has_video:
         raise ClipError("no video track (only vision was asked for)")
+    need_video = "v" in settings.modalities and has_video
     out: dict[str, Any] = {"text": text, "asr": False, "flags": []}
-    audio_seconds = video_seconds = 0.0
-    if need_audio:
-        from msakit.extract.audio import AudioFeaturizer
-
-        stage("audio")
-        clock = time.perf_counter()
-        featurizer = AudioFeaturizer(settings.sample_rate, settings.audio_hop, settings.audio_win) if "a" in settings.modalities else None
-        recogniser = None
-        if text is None and "t" in settings.modalities:
-            from msakit.extract.asr import Recogniser, load_model
-
-            load_model()  # once per process
-            recogniser = Recogniser(settings.sample_rate, settings.asr_window_s)
-        timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
-        samples = 0
-        clock = time.perf_counter()
-        for chunk in iter_audio(path, settings.sample_rate, channel=settings.channel):
-            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock
-            samples += chunk.size
-            if featurizer is not None:
-                clock = time.perf_counter()
-                featurizer.push(chunk)
-                timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - clock
-            if recogniser is not None:
-                clock = time.perf_counter()
-                recogniser.push(chunk)
-                timings["asr"] = timings.get("asr", 0.0) + time.perf_counter() - clock
-            clock = time.perf_counter()
-        audio_seconds = samples / settings.sample_rate
-        if audio_seconds < settings.min_duration_s:
-            raise ClipError(f"too short ({audio_seconds:.2f} s of audio; the minimum is {settings.min_duration_s} s)")
-        if featurizer is not None:
-            clock = time.perf_counter()
-            out["audio"] = featurizer.finish()
-            timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - clock
-        if recogniser is not None:
-            clock = time.perf_counter()
-            out["text"] = recogniser.finish()
-            out["asr"] = True
-            out["flags"] += recogniser.flags
-            timings["asr"] = timings.get("asr", 0.0) + time.perf_counter() - clock
     if "v" in settings.modalities and not has_video:
         out["vision_absent"] = True
-    elif "v" in settings.modalities:
-        from msakit.extract.face import FaceFeaturizer
+    video_out: dict[str, Any] = {}
+    video_timings: dict[str, float] = {}
+    stop = threading.Event()
+    outcome: list[BaseException | None] = [None]
 
-        stage("video")
-        clock = time.perf_counter()
-        face = FaceFeaturizer()
-        timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
-        rows = []
+    def video() -> None:
         try:
-            clock = time.perf_counter()
-            for t, frame in iter_frames(path, settings.video_fps, settings.max_side):
-                middle = time.perf_counter()
-                rows.append(face(frame))
-                video_seconds = t
-                end = time.perf_counter()
-                timings["decode"] = timings.get("decode", 0.0) + middle - clock
-                timings["face"] = timings.get("face", 0.0) + end - middle
-                clock = end
-        finally:
-            face.close()
-        video_seconds += 1.0 / settings.video_fps if rows else 0.0
+            video_out.update(_video_stages(path, settings, video_timings, stop))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome[0] = exc
+
+    worker = None
+    audio_seconds = 0.0
+    try:
+        if need_audio:
+            stage("audio")
+            if need_video:
+                stage("video")
+                worker = threading.Thread(target=video, name="msakit-video", daemon=True)
+                worker.start()
+            audio_seconds = _audio_stages(path, settings, text, timings, out)
+        elif need_video:
+            stage("video")
+            video()
+    except BaseException:
+        stop.set()  # the audio failed: the video's result is not needed
+        raise
+    finally:
+        if worker is not None:
+            worker.join()
+    _add(timings, video_timings)
+    if outcome[0] is not None:
+        raise outcome[0]
+    video_seconds = video_out.pop("seconds", 0.0)
+    if need_video:
         if not need_audio and video_seconds < settings.min_duration_s:
             raise ClipError(f"too short ({video_seconds:.2f} s of video; the minimum is {settings.min_duration_s} s)")
+        rows = video_out["rows"]
         if not rows:
             raise ClipError("the video track holds no decodable frame")
         vision = np.stack(rows)
@@ -260,6 +244,80 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
     out["duration_s"] = max(audio_seconds, video_seconds)
     stage("done")
     return out
+
+
+def _audio_stages(path: Path, settings: ExtractSettings, text: str | None, timings: dict, out: dict) -> float:
+    """Decode the sound once, feeding the audio descriptors and the recogniser; fills ``out``
+    (``audio``, ``text``, ``asr``, ``flags``) and returns the seconds of audio."""
+    from msakit.extract.audio import AudioFeaturizer
+    from msakit.extract.decode import ClipError, iter_audio
+
+    clock = time.perf_counter()
+    featurizer = AudioFeaturizer(settings.sample_rate, settings.audio_hop, settings.audio_win) if "a" in settings.modalities else None
+    recogniser = None
+    if text is None and "t" in settings.modalities:
+        from msakit.extract.asr import Recogniser, load_model
+
+        load_model()  # once per process
+        recogniser = Recogniser(settings.sample_rate, settings.asr_window_s)
+    timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
+    samples = 0
+    clock = time.perf_counter()
+    for chunk in iter_audio(path, settings.sample_rate, channel=settings.channel):
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock
+        samples += chunk.size
+        if featurizer is not None:
+            clock = time.perf_counter()
+            featurizer.push(chunk)
+            timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - clock
+        if recogniser is not None:
+            clock = time.perf_counter()
+            recogniser.push(chunk)
+            timings["asr"] = timings.get("asr", 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
+    seconds = samples / settings.sample_rate
+    if seconds < settings.min_duration_s:
+        raise ClipError(f"too short ({seconds:.2f} s of audio; the minimum is {settings.min_duration_s} s)")
+    if featurizer is not None:
+        clock = time.perf_counter()
+        out["audio"] = featurizer.finish()
+        timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - clock
+    if recogniser is not None:
+        clock = time.perf_counter()
+        out["text"] = recogniser.finish()
+        out["asr"] = True
+        out["flags"] += recogniser.flags
+        timings["asr"] = timings.get("asr", 0.0) + time.perf_counter() - clock
+    return seconds
+
+
+def _video_stages(path: Path, settings: ExtractSettings, timings: dict, stop) -> dict[str, Any]:
+    """Decode the sampled frames and run the face mesh on each: ``{"rows", "seconds"}``; stops
+    early (with what it has) once ``stop`` is set."""
+    from msakit.extract.decode import iter_frames
+    from msakit.extract.face import FaceFeaturizer
+
+    clock = time.perf_counter()
+    face = FaceFeaturizer()
+    timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
+    rows: list[np.ndarray] = []
+    seconds = 0.0
+    try:
+        clock = time.perf_counter()
+        for t, frame in iter_frames(path, settings.video_fps, settings.max_side):
+            middle = time.perf_counter()
+            rows.append(face(frame))
+            seconds = t
+            end = time.perf_counter()
+            timings["decode"] = timings.get("decode", 0.0) + middle - clock
+            timings["face"] = timings.get("face", 0.0) + end - middle
+            clock = end
+            if stop.is_set():
+                break
+    finally:
+        face.close()
+    seconds += 1.0 / settings.video_fps if rows else 0.0
+    return {"rows": rows, "seconds": seconds}
 
 
 def clip_stats(result: dict[str, Any]) -> dict[str, Any]:
@@ -450,7 +508,7 @@ def require_video_extra() -> None:
     """Refuse early, in one line, when the optional ``msakit[video]`` packages are missing."""
     from importlib.util import find_spec
 
-    missing = [name for name in ("av", "librosa", "mediapipe", "moonshine_voice") if find_spec(name) is None]
+    missing = [name for name in ("av", "mediapipe", "moonshine_voice", "onnxruntime") if find_spec(name) is None]
     if missing:
         raise ConfigError(f"video extraction needs the optional extra: pip install 'msakit[video]' (missing: {', '.join(missing)})")
 
@@ -560,7 +618,7 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("msakit", "av", "librosa", "mediapipe", "moonshine-voice", "numpy", "scipy"):
+    for name in ("msakit", "av", "librosa", "mediapipe", "moonshine-voice", "onnxruntime", "numpy", "scipy"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -579,7 +637,7 @@ def describe(settings: ExtractSettings) -> dict[str, Any]:
     if "a" in settings.modalities:
         features["audio"] = {"key": "audio", "dim": len(audio.FEATURE_NAMES), "rate_hz": settings.audio_rate_hz,
                              "window_s": settings.audio_win / settings.sample_rate, "names": audio.FEATURE_NAMES, "units": audio.UNITS,
-                             "library": "librosa (mel filters) + numpy (YIN pitch)", "channel": settings.channel}
+                             "library": "numpy (librosa's mel filters, same values; YIN pitch)", "channel": settings.channel}
     if "v" in settings.modalities:
         features["vision"] = {"key": "vision", "dim": len(face.FEATURE_NAMES), "rate_hz": settings.video_fps, "names": face.FEATURE_NAMES,
                               "units": face.UNITS, "library": "mediapipe face mesh (468 landmarks), tracking mode",

@@ -24,13 +24,23 @@ for s is zero, and its ``label[s]`` and ``memory[s]`` are left as they were (so 
 move only through samples that had s). ``skip_absent=False`` is the published form (the
 withheld sample's all-zero-input feature updates everything); on batches with nothing withheld
 both are the same computation, bit for bit.
+
+When the data carries annotated unimodal labels (CH-SIMS's ``label_T/_A/_V``, the MMSA keys
+``regression_labels_T/_A/_V``; the synthetic data's planted ones), ``compare_with_annotated``
+scores the generated labels against them over the training split: MAE, Pearson correlation and
+sign agreement (the kind's Acc-2 split), beside the same scores of ``y_m``, the label every
+generated one starts from (so a reader sees whether ULGM moved towards the annotation or away).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from torch import nn
+
+from msakit.metrics import regression_metrics
 
 EPS = 1e-8
 
@@ -65,6 +75,24 @@ class ULGM(nn.Module):
     def labels(self, s: str) -> torch.Tensor:
         """Current generated labels of modality s over the whole training split."""
         return getattr(self, f"label_{s}")
+
+    def compare_with_annotated(self, annotated: Mapping[str, np.ndarray], kind: str) -> dict[str, dict]:
+        """The generated label of every modality that has annotated labels in ``annotated``
+        (``{"t": (N,), ...}`` over the training split, in ULGM's order), scored against them:
+        ``{s: {"generated": {MAE, Corr, sign_agreement}, "multimodal_label": {...}, "n": N}}``
+        (``multimodal_label``: ``y_m`` against the same annotation). Empty when none has any."""
+        out: dict[str, dict] = {}
+        y_m = self.y_m.detach().cpu().numpy()
+        for s in self.modalities:
+            truth = annotated.get(s)
+            if truth is None:
+                continue
+            truth = np.asarray(truth, np.float32).reshape(-1)
+            if truth.size != y_m.size:
+                raise ValueError(f"annotated {s!r} labels: {truth.size} values for a training split of {y_m.size}")
+            out[s] = {"generated": label_agreement(self.labels(s).detach().cpu().numpy(), truth, kind),
+                      "multimodal_label": label_agreement(y_m, truth, kind), "n": int(truth.size)}
+        return out
 
     def present(self, batch, s: str) -> torch.Tensor | None:
         """Rows of ``batch`` that had modality ``s`` (bool), or ``None`` when all did (or the
@@ -133,3 +161,15 @@ class ULGM(nn.Module):
                 # An empty class (e.g. no negative labels yet) keeps a zero centre, not NaN.
                 centre = memory[mask].mean(dim=0) if bool(mask.any()) else torch.zeros_like(memory[0])
                 getattr(self, f"centre_{name}_{s}").copy_(centre)
+
+
+def label_agreement(labels: np.ndarray, annotated: np.ndarray, kind: str) -> dict[str, float]:
+    """``labels`` against ``annotated`` as the kind's metrics read them (SIMS: both clipped to
+    [-1, 1]): ``MAE``, ``Corr`` (Pearson; 0 when either is constant) and ``sign_agreement``, the
+    fraction on the same side of 0 (the kind's Acc-2 split: SIMS [-1, 0] vs (0, 1]; MOSI-like
+    < 0 vs >= 0)."""
+    if len(annotated) < 2:
+        return {"MAE": float(np.mean(np.abs(np.asarray(labels) - np.asarray(annotated)))) if len(annotated) else float("nan"),
+                "Corr": float("nan"), "sign_agreement": float("nan")}
+    metrics = regression_metrics(np.asarray(labels, np.float32), np.asarray(annotated, np.float32), kind)
+    return {"MAE": metrics["MAE"], "Corr": metrics["Corr"], "sign_agreement": metrics.get("Acc-2", metrics.get("Acc-2 (has-0)"))}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,46 @@ class TrainSummary:
     per_seed: dict[int, dict[str, float]]
     summary: dict[str, dict[str, float]]  # metric -> {"mean", "std", "n"}
     evaluated_split: str
+    # ULGM's generated unimodal labels vs the annotated ones, per seed (models with ULGM on data
+    # with annotated unimodal labels: SIMS, the synthetic data); empty otherwise.
+    ulgm_labels: dict[int, dict] = field(default_factory=dict)
 
     def table(self) -> str:
-        return format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
+        table = format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
+        if self.ulgm_labels:
+            table += "\n\n" + ulgm_label_table(self.ulgm_labels)
+        return table
+
+
+_MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
+
+
+def summarize_ulgm_labels(per_seed: dict) -> dict[str, dict]:
+    """Mean and std over seeds of each score of ``Trainer.ulgm_label_comparison`` results:
+    ``{s: {"generated": {metric: {"mean", "std", "n"}}, "multimodal_label": {...}, "n": N}}``."""
+    out: dict[str, dict] = {}
+    comparisons = [c["modalities"] for c in per_seed.values() if c]
+    for s in (s for s in "tav" if comparisons and all(s in c for c in comparisons)):
+        out[s] = {which: summarize_seeds([c[s][which] for c in comparisons]) for which in ("generated", "multimodal_label")}
+        out[s]["n"] = comparisons[0][s]["n"]
+    return out
+
+
+def ulgm_label_table(per_seed: dict) -> str:
+    """The printed comparison (markdown, as ``format_table``): per modality, the generated
+    labels' MAE, correlation and sign agreement with the annotated labels (mean over seeds),
+    beside those of y_m, the multimodal label they start from."""
+    summary = summarize_ulgm_labels(per_seed)
+    epochs = sorted({c["after_epoch"] for c in per_seed.values() if c})
+    lines = [f"ULGM's generated unimodal labels vs the annotated ones (training split, after epoch {', '.join(map(str, epochs))}; "
+             f"mean over {len(per_seed)} seed(s))",
+             "| Modality | n | MAE | Corr | Sign agreement | y_m MAE | y_m Corr | y_m sign agreement |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s, row in summary.items():
+        g, m = row["generated"], row["multimodal_label"]
+        lines.append(f"| {_MODALITY_NAMES[s]} | {row['n']} | {g['MAE']['mean']:.4f} | {g['Corr']['mean']:.4f} | {g['sign_agreement']['mean']:.2%} | "
+                     f"{m['MAE']['mean']:.4f} | {m['Corr']['mean']:.4f} | {m['sign_agreement']['mean']:.2%} |")
+    return "\n".join(lines)
 
 
 def train(
@@ -70,13 +107,15 @@ def train(
         for seed, config in configs.items():
             if (run_dir / f"seed_{seed}" / "config.json").exists():
                 check_same_config(run_dir / f"seed_{seed}", config)
-    per_seed, split = {}, "test"
+    per_seed, split, ulgm_labels = {}, "test", {}
     for seed in seeds:
         config = configs[seed]
         seed_dir = run_dir / f"seed_{seed}"
         if resume and (seed_dir / "results.json").exists():
             done = read_json(seed_dir / "results.json", "results file")
             per_seed[seed], split = done["metrics"], done["evaluated_split"]
+            if done.get("ulgm_labels"):
+                ulgm_labels[seed] = done["ulgm_labels"]
             continue
         can_resume = resume and (seed_dir / "last.pt").exists()
         if resume and not can_resume and (seed_dir / "config.json").exists():
@@ -86,9 +125,14 @@ def train(
         trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
         result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
+        if result.ulgm_labels:
+            ulgm_labels[seed] = result.ulgm_labels
     summary = summarize_seeds(list(per_seed.values()))
-    write_json(run_dir / "summary.json", {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary})
-    return TrainSummary(run_dir, per_seed, summary, split)
+    payload = {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary}
+    if ulgm_labels:
+        payload["ulgm_labels"] = {"per_seed": ulgm_labels, "summary": summarize_ulgm_labels(ulgm_labels)}
+    write_json(run_dir / "summary.json", payload)
+    return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels)
 
 
 def default_run_dir(model: str, data: str | Path) -> Path:
@@ -204,14 +248,25 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
 
 def evaluate(run_dir: str | Path, data: str | Path = "synthetic", *, kind: str | None = None, split: str = "test", device: str = "auto") -> dict:
     """Metrics of a trained run on ``split`` of ``data``: per seed, and mean ± std if several."""
-    per_seed, notes = {}, []
+    import json
+
+    per_seed, notes, ulgm_labels = {}, [], {}
     for seed_dir in seed_dirs(Path(run_dir)):
         note = unfinished_note(seed_dir)
         if note:
             notes.append(note)
         predictions, target, used_kind = predict_split(seed_dir, data, kind, split, device)
         per_seed[seed_dir.name] = regression_metrics(predictions["m"], target.labels["m"], used_kind)
-    return {"per_seed": per_seed, "summary": summarize_seeds(list(per_seed.values())), "warnings": notes}
+        try:  # what training recorded: ULGM's generated labels vs the annotated ones (its training split)
+            recorded = json.loads((seed_dir / "results.json").read_text()).get("ulgm_labels")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded:
+            ulgm_labels[seed_dir.name] = recorded
+    out = {"per_seed": per_seed, "summary": summarize_seeds(list(per_seed.values())), "warnings": notes}
+    if ulgm_labels:
+        out["ulgm_labels"] = {"per_seed": ulgm_labels, "summary": summarize_ulgm_labels(ulgm_labels)}
+    return out
 
 
 def unfinished_note(seed_dir: Path) -> str | None:

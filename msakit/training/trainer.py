@@ -50,6 +50,7 @@ class RunResult:
     best_epoch: int
     epochs_run: int
     history: list[dict] = field(default_factory=list)
+    ulgm_labels: dict | None = None  # ULGM's generated unimodal labels vs annotated ones (Trainer.ulgm_label_comparison)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -404,11 +405,28 @@ class Trainer:
                 "total_s": round(time.perf_counter() - self._created, 4),  # this process (a resumed run: since resuming)
             },
         }
+        ulgm_labels = self.ulgm_label_comparison(state["epoch"])
+        if ulgm_labels is not None:
+            results["ulgm_labels"] = ulgm_labels
         write_json(self.run_dir / "results.json", results)
         # The resume state (weights + Adam moments, ~3x the model) has no use once the run is
         # finished; best/ holds the model. Dropping it keeps multi-seed sweeps from filling disks.
         (self.run_dir / "last.pt").unlink(missing_ok=True)
-        return RunResult(self.run_dir, metrics, split, state["best_epoch"], state["epoch"], state["history"])
+        return RunResult(self.run_dir, metrics, split, state["best_epoch"], state["epoch"], state["history"], ulgm_labels)
+
+    def ulgm_label_comparison(self, epoch: int) -> dict | None:
+        """ULGM's generated unimodal labels (after ``epoch``) against the annotated unimodal labels
+        of the training split (SIMS's, the synthetic data's planted ones), per modality; None
+        when the model has no ULGM or the data no annotated unimodal label."""
+        from msakit.objectives.ulgm import ULGM
+
+        ulgm = next((o for o in self.objectives if isinstance(o, ULGM)), None)
+        if ulgm is None:
+            return None
+        modalities = ulgm.compare_with_annotated(self.data["train"].labels, self.config.data.kind)
+        if not modalities:
+            return None
+        return {"split": "train", "after_epoch": epoch, "modalities": modalities}
 
     # ---- resume ---------------------------------------------------------------------------
     def _save_resume_state(self, state: dict) -> None:

@@ -47,11 +47,14 @@ def speech_recogniser() -> dict[str, str]:
 
     from msakit.extract.asr import MODEL_NAME
 
-    try:
-        package_version = version("moonshine-voice")
-    except PackageNotFoundError:
-        package_version = "absent"
-    return {"name": MODEL_NAME.split(" (")[0], "package": "moonshine-voice", "version": package_version}
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return {"name": MODEL_NAME.split(" (")[0], "package": "moonshine-voice", "version": installed("moonshine-voice"),
+            "runtime": f"onnxruntime {installed('onnxruntime')}"}
 
 
 class VideoScorer:

@@ -189,12 +189,22 @@ def _warm() -> bool:
     os.environ.setdefault("GLOG_minloglevel", "2")
     warnings.filterwarnings("ignore")
     import av  # noqa: F401
-    import librosa  # noqa: F401
     import mediapipe  # noqa: F401
-    import moonshine_voice  # noqa: F401
 
     import msakit.extract.pipeline  # noqa: F401
+    from msakit.extract.asr import load_model
+
+    load_model()  # the recogniser, once per worker process (every clip this worker extracts reuses it)
     return True
+
+
+def _start_worker() -> None:
+    """Each worker process's initializer: ``_warm``; a failure here is left to the first clip (and
+    to ``ExtractionPool.warm``), which report it, rather than breaking the pool."""
+    try:
+        _warm()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 class ExtractionPool:
@@ -216,7 +226,9 @@ class ExtractionPool:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
 
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+                # Every worker process loads the libraries and the recogniser as it starts (also one
+                # that replaces a worker that died), and keeps them for every clip it extracts.
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
             return self._executor
 
     def warm(self) -> None:
