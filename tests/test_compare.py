@@ -101,3 +101,20 @@ def test_compare_table_counts_seeds_won_against_text_alone_and_flags_a_mean_loss
     line = next(x for x in table.splitlines() if x.startswith("| self_mm |") and "/3" in x)
     # MAE: won on seeds 1 and 2, but the mean (0.437) is worse than 0.42; Acc-2: seed 1 ties, no win.
     assert line == "| self_mm | 2/3 **loses** | 0/3 **loses** |"
+
+
+def test_compare_table_is_the_table_of_compare_markdown():
+    from msakit.workflows.compare import compare_markdown, compare_table
+
+    metrics = {"Acc-2 (has-0)": {"mean": 0.9, "std": 0.01, "n": 2}, "MAE": {"mean": 0.5, "std": 0.02, "n": 2}}
+    timing = {"seconds_per_epoch": {"mean": 3.0, "std": 0.5, "n": 2}, "samples_per_s": {"mean": 100.0, "std": 1.0, "n": 2},
+              "epochs_run": {"mean": 4.0, "std": 0.0, "n": 2}, "best_epoch": {"mean": 3.5, "std": 0.7, "n": 2}}
+    rows = {"tfn": {"status": "ok", "summary": metrics, "timing": timing, "parameters": 1234, "parameters_without_text_encoder": 34},
+            "mult (text only)": {"status": "refused", "reason": "MulT needs two or three modalities"}}
+    table = compare_table(rows)
+    assert table[0] == "| model | Acc-2 (has-0) | MAE | parameters (without text encoder) | s / epoch | train samples/s | epochs (best) |"
+    assert table[2] == "| tfn | 90.00 ± 1.00 | 0.5000 ± 0.0200 | 1,234 (34) | 3.00 ± 0.50 | 100.0 ± 1.0 | 4.0 (3.5) |"
+    assert table[3].startswith("| mult (text only) | refused: MulT needs two or three modalities |")
+    assert len(table) == 4
+    payload = {"data": "synthetic", "kind": "mosi", "seeds": [1, 2], "rows": rows, "machine": {}, "complete": True}
+    assert "\n".join(table) in compare_markdown(payload)

@@ -179,16 +179,15 @@ def _cell(summary: dict, metric: str, percent: bool, digits: int = 4) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
-def compare_markdown(payload: dict) -> str:
-    rows = payload["rows"]
+def compare_table(rows: dict[str, dict]) -> list[str]:
+    """The markdown table of ``compare.json``'s ``rows`` (header, separator, one line per row;
+    a refused row says why), as lines: shared by ``compare.md`` and tables combined from
+    several comparisons (``benchmarks/combine_compare.py``)."""
     done = [r for r in rows.values() if r["status"] == "ok"]
     metrics = list(done[0]["summary"]) if done else []
     percent = lambda m: m.startswith(("Acc", "F1"))  # noqa: E731
     header = ["model", *metrics, "parameters (without text encoder)", "s / epoch", "train samples/s", "epochs (best)"]
     lines = [
-        f"Models on `{payload['data']}` ({payload['kind']}, {payload.get('evaluated_split')} split), mean ± std over seeds "
-        f"{payload['seeds']}; accuracies/F1 in %. Time per epoch and samples/s are training-only, on the machine below.",
-        "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
@@ -202,7 +201,19 @@ def compare_markdown(payload: dict) -> str:
         cells.append(_cell(r["timing"], "samples_per_s", False, 1))
         cells.append(f"{r['timing']['epochs_run']['mean']:.1f} ({r['timing']['best_epoch']['mean']:.1f})")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _text_only_wins(rows, metrics)
+    return lines
+
+
+def compare_markdown(payload: dict) -> str:
+    rows = payload["rows"]
+    lines = [
+        f"Models on `{payload['data']}` ({payload['kind']}, {payload.get('evaluated_split')} split), mean ± std over seeds "
+        f"{payload['seeds']}; accuracies/F1 in %. Time per epoch and samples/s are training-only, on the machine below.",
+        "",
+        *compare_table(rows),
+    ]
+    done = [r for r in rows.values() if r["status"] == "ok"]
+    lines += _text_only_wins(rows, list(done[0]["summary"]) if done else [])
     machine = payload.get("machine", {})
     for label, path in (payload.get("model_data") or {}).items():
         lines += ["", f"{label}: trained and scored on `{path}` (the same samples in another layout)."]
