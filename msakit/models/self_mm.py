@@ -171,6 +171,7 @@ class SelfMM(MSAModel):
             text_to_m = self.text_to_m(encoded["t"]).squeeze(-1)
             predictions["m"] = predictions["m"] + text_to_m
         if self.blending and not self.training:  # training sees the fused prediction, as without the blend
+            predictions["m_text"] = text_to_m  # the anchor, so fit_to_validation needs one pass
             predictions["m"] = text_to_m + self.blend_alpha * (predictions["m"] - text_to_m)
         return ModelOutput(predictions=predictions, features=features)
 
@@ -181,10 +182,9 @@ class SelfMM(MSAModel):
         MAE of ``ŷ_text + α·(ŷ_fused − ŷ_text)`` (the smallest on a tie)."""
         if not self.blending:
             return None
-        self.blend_alpha.fill_(0.0)
-        anchor = predict()["m"]
         self.blend_alpha.fill_(1.0)
-        fused = predict()["m"]
+        predictions = predict()
+        anchor, fused = predictions["m_text"], predictions["m"]
         labels = np.asarray(labels, dtype=np.float64)
         errors = [float(np.mean(np.abs(anchor + a * (fused - anchor) - labels))) for a in self.BLEND_GRID]
         alpha = self.BLEND_GRID[int(np.argmin(errors))]
