@@ -248,6 +248,7 @@ def main() -> None:
                         help="length of the long clip for the earlier commit (slower: a shorter clip keeps the session short)")
     parser.add_argument("--long-workers", default="1,2", help="workers for the long clip (this tree; the earlier commit too with --long-before)")
     parser.add_argument("--long-before", action="store_true", help="the earlier commit on the full long clip too, alternated with this tree")
+    parser.add_argument("--name", default="extract_speed", help="result file stem under benchmarks/results/ (keeps an earlier run's files)")
     args = parser.parse_args()
     media = media_dir()
     if media is None:
@@ -300,7 +301,7 @@ def main() -> None:
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(before_tree)], cwd=REPO, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    path = write_result("extract_speed", {"before_commit": args.before, "asr_only": asr, "runs": runs,
+    path = write_result(args.name, {"before_commit": args.before, "asr_only": asr, "runs": runs,
                                           "note": "2 shared cores; other engineers' jobs ran at the same time (load averages per run)"})
     lines = ["| input | workers | tree | overall (s media / s) | s media / CPU-s | decode | ASR | audio | face | WER | peak MiB | load |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -308,7 +309,7 @@ def main() -> None:
         s = r["stage_media_s_per_s"]
         lines.append(f"| {r['input']} | {r['workers']} | {r['tree']} | {r['overall_media_s_per_s']} | {r['media_s_per_cpu_s']} | {s.get('decode', '')} | "
                      f"{s.get('asr', '')} | {s.get('audio', '')} | {s.get('face', '')} | {r['wer']} | {r['peak_rss_mib']} | {r['load_before'][0]} |")
-    md = RESULTS / "extract_speed.md"
+    md = RESULTS / f"{args.name}.md"
     notes = ""  # hand-written reading below the marker survives a rerun
     if md.exists() and "<!-- notes -->" in md.read_text():
         notes = "\n<!-- notes -->" + md.read_text().split("<!-- notes -->", 1)[1]
@@ -319,7 +320,7 @@ def main() -> None:
         asr_lines.append(f"| {info['speed']['audio_s']} s of audio | {tree_label} | {info['speed']['audio_s_per_s']} | {wer['grid']} | "
                          f"{wer['speech']} | {info['speed']['load_before']} |")
     md.write_text("\n".join(lines + asr_lines) + "\n" + notes)
-    print(f"wrote {path} and extract_speed.md")
+    print(f"wrote {path} and {md.name}")
 
 
 if __name__ == "__main__":
