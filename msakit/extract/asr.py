@@ -40,6 +40,7 @@ MIT licence (code and model); ONNX Runtime MIT.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ TRIM_BELOW_PEAK_DB = 20.0  # a window's ends quieter than its peak by this much 
 TRIM_MARGIN_S = 0.25
 
 _MODEL: dict = {}  # one loaded model per process
+_MODEL_LOCK = threading.Lock()  # clips in threads: the first two must not both load it
 
 
 def load_model() -> None:
@@ -72,8 +74,9 @@ def model_dir() -> Path:
 
 
 def _transcriber() -> "Moonshine":
-    if "t" not in _MODEL:
-        _MODEL["t"] = Moonshine(model_dir())
+    with _MODEL_LOCK:
+        if "t" not in _MODEL:
+            _MODEL["t"] = Moonshine(model_dir())
     return _MODEL["t"]
 
 

@@ -368,6 +368,9 @@ def _quiet(log: Path | None):
             os.close(fd)
 
 
+CLIPS_IN_FLIGHT = 2  # clips extracted at once in one process (threads): benchmarks/results/extract_speed_quiet.md
+
+
 def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log: str | None = None) -> tuple[str, str | None, dict]:
     """Worker: extract one clip and write its part file (or its failure) atomically."""
     from msakit.extract.decode import ClipError
@@ -468,10 +471,19 @@ def extract(
             on_clip(clip.id, reason)
 
     try:
-        if workers == 1 or len(todo) <= 1:
-            for clip, part in todo:
-                _, reason, _ = _work(str(clip.path), clip.text, settings_dict, str(part), str(log) if log else None)
-                finished(clip, reason)
+        if len(todo) == 1:
+            clip, part = todo[0]
+            finished(clip, _work(str(clip.path), clip.text, settings_dict, str(part), str(log) if log else None)[1])
+        elif workers == 1:
+            # One process, CLIPS_IN_FLIGHT clips at a time in threads: the models are loaded once
+            # and a clip's lighter side (often its audio) no longer leaves a core idle while the
+            # other side finishes. Each clip's result depends on that clip alone.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with _quiet(log), ThreadPoolExecutor(max_workers=CLIPS_IN_FLIGHT, thread_name_prefix="msakit-clip") as pool:
+                futures = {pool.submit(_work, str(c.path), c.text, settings_dict, str(p), None): c for c, p in todo}
+                for future in as_completed(futures):
+                    finished(futures[future], future.result()[1])
         else:
             import multiprocessing
 
@@ -497,11 +509,55 @@ def _init_worker(log: str | None) -> None:
         warnings.simplefilter("ignore")
 
 
+class _Terminal:
+    """Writes to a duplicate of the stderr file descriptor taken when it was made, so the progress
+    bar still reaches the terminal while ``_quiet`` points descriptor 2 at the log."""
+
+    encoding = "utf-8"
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self.fd = os.dup(2)
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self.fd, data):]
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fd)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="clip", desc="extract", disable=not enabled, dynamic_ncols=True,
+    stream = None
+    with contextlib.suppress(Exception):
+        if enabled and sys.stderr.fileno() == 2:  # (not a test's captured stream)
+            stream = _Terminal()
+    bar = tqdm(total=total, initial=initial, unit="clip", desc="extract", disable=not enabled, dynamic_ncols=True, file=stream,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} clips [{elapsed}<{remaining}, {rate_fmt}]")
+    if stream is not None:
+        close = bar.close
+
+        def close_both() -> None:
+            close()
+            stream.close()
+
+        bar.close = close_both
+    return bar
 
 
 def require_video_extra() -> None:
