@@ -101,7 +101,8 @@ def main() -> None:
     for name, (model, overrides) in variants(json.loads(args.variants)).items():
         if name != "self_mm text only" and args.only and not any(name.startswith(p.strip()) for p in args.only.split(";") if p.strip()):
             continue
-        rows[name] = run_variant(name, model, data_path, overrides, seeds, args.epochs, args.threads, workdir / "runs", args.grad_accumulation)
+        text_runs = None if name == "self_mm text only" else workdir / "runs" / "self_mm_text_only"  # text_first: its text stage
+        rows[name] = run_variant(name, model, data_path, overrides, seeds, args.epochs, args.threads, workdir / "runs", args.grad_accumulation, text_runs)
         for seed in seeds:
             seed_dir = workdir / "runs" / name.replace(" ", "_").replace("/", "-") / f"seed_{seed}"
             text_dir = workdir / "runs" / "self_mm_text_only" / f"seed_{seed}"

@@ -83,7 +83,20 @@ def unimodal_scores(csv_path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_variant(name, model, data_path, overrides, seeds, epochs, threads, workdir, grad_accumulation):
+def seed_text_stage(trainer, seed_dir: Path, text_dir: Path) -> bool:
+    """``model.fusion=text_first``: put the finished text-only run ``text_dir`` (the same seed) in
+    as the run's text stage instead of training it again. The text stage is that run bit for bit
+    (``tests/test_text_first.py``); its config is written as the stage's, which the trainer checks."""
+    import shutil
+
+    if not trainer.model.needs_text_stage() or not (text_dir / "best").exists() or (seed_dir / "text_stage").exists():
+        return False
+    shutil.copytree(text_dir, seed_dir / "text_stage", ignore=shutil.ignore_patterns("last.pt", "summary.json"))
+    (seed_dir / "text_stage" / "config.json").write_text(json.dumps(trainer.text_stage_config().to_dict(), indent=2))
+    return True
+
+
+def run_variant(name, model, data_path, overrides, seeds, epochs, threads, workdir, grad_accumulation, text_runs: Path | None = None):
     overrides = {k: dict(v) for k, v in overrides.items()}
     overrides.setdefault("train", {}).update(max_epochs=epochs, num_threads=threads, progress=False, grad_accumulation=grad_accumulation)
     dataset = load_dataset(data_path)
@@ -99,7 +112,10 @@ def run_variant(name, model, data_path, overrides, seeds, epochs, threads, workd
 
                 shutil.rmtree(seed_dir)
             config = resolve_config(model, data_path=str(data_path), overrides=overrides)
-            DiagnosingTrainer(config, seed_dir, data=dataset).fit()
+            trainer = DiagnosingTrainer(config, seed_dir, data=dataset)
+            if text_runs is not None and seed_text_stage(trainer, seed_dir, Path(text_runs) / f"seed_{seed}"):
+                print(f"  {name} seed {seed}: text stage taken from {Path(text_runs) / f'seed_{seed}'}", flush=True)
+            trainer.fit()
             result = json.loads((seed_dir / "results.json").read_text())
         history = [json.loads(line) for line in (seed_dir / "metrics.jsonl").read_text().splitlines()]
         per_seed[str(seed)] = result["metrics"]

@@ -179,6 +179,15 @@ class MSAModel(nn.Module):
         once by the trainer, which applies it at the declared moment."""
         return None
 
+    def needs_text_stage(self) -> bool:
+        """True when the trainer must first train this model's configuration on text alone and
+        hand the result to ``adopt_text_model`` before training this one (Self-MM's
+        ``model.fusion=text_first``)."""
+        return False
+
+    def adopt_text_model(self, text_model: "MSAModel") -> None:  # pragma: no cover - only with needs_text_stage
+        raise NotImplementedError
+
     def fit_to_validation(self, predict, labels) -> dict[str, float] | None:
         """Called by the trainer after each epoch's training, before the validation score: a
         model may fit post-hoc quantities on the validation split here (``predict()`` returns

@@ -13,6 +13,16 @@ Linear+ReLU -> Linear+ReLU -> Linear(1)) and lets the fused head predict only a 
 starts from the text prediction and audio/vision move it only as far as they help. ``F_m``
 (the feature ULGM and the alignment read) is the fused feature in both forms. With text alone,
 or without text, both forms are the same model.
+
+``"text_first"`` (not in the paper) has the same form, ``ŷ_m = ŷ_text→m + ŷ_fusion``, but its
+text part is not trained with the rest: the trainer first trains this configuration on text
+alone (the model's own text-only run, in ``RUN/text_stage/``), then copies that run's text
+encoder and fused head into ``ŷ_text→m`` and freezes them, and trains the zero-initialised
+correction on top. The correction's fused head reads audio and vision only (``F_m`` is their
+fused feature): what they add to the text. The unimodal heads, ULGM and the alignment train as
+in Self-MM, the text head on the frozen encoder. The run keeps whichever epoch, the frozen text
+prediction (epoch 0) included, has the lowest validation MAE. The multimodal run and its own
+text-only run then differ by the correction alone.
 """
 
 from __future__ import annotations
@@ -68,17 +78,23 @@ class SelfMMConfig:
     packed_lstm: bool = False  # True: the reference packed LSTM (same numbers, slower on CPU)
     # The paper's fusion by default: text_residual lost on the standard synthetic data in a short
     # budget (benchmarks/results/READINGS.md, "Real extractor features"); opt in for weak a/v.
-    fusion: str = setting("concat", choices=("concat", "text_residual"),
-                          doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction")
+    fusion: str = setting("concat", choices=("concat", "text_residual", "text_first"),
+                          doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction; "
+                              "text_first: the text prediction trained first on text alone and frozen, plus a zero-initialised correction from audio and vision")
     # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
     # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
     # unchanged), so audio/vision move the text prediction only as far as that carries over to
     # unseen samples. ŷ_text: the text_residual fusion's text regressor (so it needs that fusion).
+    # fusion=text_first: what the correction's fused head reads besides audio and vision: nothing
+    # ("av"), or the frozen text prediction as one number ("av+prediction"), so a correction can
+    # depend on how sure the text is (not the text's encoding: that refits its training residuals).
+    correction_input: str = setting("av", choices=("av", "av+prediction"),
+                                    doc="fusion=text_first: the correction reads audio and vision (av), or also the frozen text prediction")
     blend: str = setting("off", choices=("off", "valid"),
                          doc="off: the fused prediction; valid: text prediction + α·(fused − text), α fitted on the validation split")
 
     def validate(self) -> None:
-        if self.blend == "valid" and self.fusion != "text_residual":
+        if self.blend == "valid" and self.fusion not in ("text_residual", "text_first"):
             raise ConfigError(
                 "model.blend=valid needs model.fusion=text_residual: the blend starts from that fusion's text regressor, "
                 "trained on the label (the unimodal text head learns ULGM's generated labels, off the label's scale)"
@@ -90,7 +106,7 @@ class SelfMM(MSAModel):
     name = "self_mm"
     config_class = SelfMMConfig
     # Settings a run saved before they existed had these values (read by load_model/resume).
-    LEGACY_DEFAULTS = {"fusion": "concat", "blend": "off"}
+    LEGACY_DEFAULTS = {"fusion": "concat", "blend": "off", "correction_input": "av"}
     FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "post_text_dim", "a": "post_audio_dim", "v": "post_video_dim"}
     # MMSA's config_regression.json, Self-MM section (see DATA.md).
     DATASET_DEFAULTS = {
@@ -145,14 +161,24 @@ class SelfMM(MSAModel):
             "v": c.post_video_dim,
         }
         dropouts = {"m": c.post_fusion_dropout, "t": c.post_text_dropout, "a": c.post_audio_dropout, "v": c.post_video_dropout}
-        heads = {"m": unimodal_head(sum(encoded.values()), c.post_fusion_dim, c.post_fusion_dropout)}
+        # text_first: the correction is what audio and vision add; the text's part is the frozen
+        # prediction (a correction that also read the text refitted its training residuals: noise)
+        text_first = c.fusion == "text_first" and "t" in dims.modalities and len(dims.modalities) > 1
+        self.fused_modalities = tuple(s for s in dims.modalities if not (text_first and s == "t"))
+        self.reads_prediction = text_first and c.correction_input == "av+prediction"
+        fused_in = sum(encoded[s] for s in self.fused_modalities) + int(self.reads_prediction)
+        heads = {"m": unimodal_head(fused_in, c.post_fusion_dim, c.post_fusion_dropout)}
         for s in dims.modalities:
             heads[s] = unimodal_head(encoded[s], self.feature_dims[s], dropouts[s])
         self.feature_layers = nn.ModuleDict({s: h[0] for s, h in heads.items()})
         self.regressors = nn.ModuleDict({s: h[1] for s, h in heads.items()})
-        self.text_residual = c.fusion == "text_residual" and "t" in dims.modalities and len(dims.modalities) > 1
+        self.text_residual = c.fusion in ("text_residual", "text_first") and "t" in dims.modalities and len(dims.modalities) > 1
+        self.text_first = text_first
+        self.text_frozen = False  # set by adopt_text_model
         if self.text_residual:
-            feature, regressor = unimodal_head(encoded["t"], c.post_text_dim, c.post_text_dropout)
+            # text_first: the text-only model's own fused head (its size), copied from that run
+            size, dropout = (c.post_fusion_dim, c.post_fusion_dropout) if self.text_first else (c.post_text_dim, c.post_text_dropout)
+            feature, regressor = unimodal_head(encoded["t"], size, dropout)
             self.text_to_m = nn.Sequential(feature, regressor)
             last = self.regressors["m"][-1]
             nn.init.zeros_(last.weight)
@@ -163,17 +189,40 @@ class SelfMM(MSAModel):
 
     def forward(self, batch) -> ModelOutput:
         encoded = encode_modalities(self, batch)
-        fused_input = torch.cat([encoded[s] for s in self.dims.modalities], dim=-1)
-        inputs = {"m": fused_input, **encoded}
+        text_to_m = self.text_to_m(encoded["t"]).squeeze(-1) if self.text_residual else None
+        parts = [encoded[s] for s in self.fused_modalities] + ([text_to_m.unsqueeze(-1)] if self.reads_prediction else [])
+        inputs = {"m": torch.cat(parts, dim=-1), **encoded}
         features = {s: self.feature_layers[s](x) for s, x in inputs.items()}
         predictions = {s: self.regressors[s](f).squeeze(-1) for s, f in features.items()}
         if self.text_residual:
-            text_to_m = self.text_to_m(encoded["t"]).squeeze(-1)
             predictions["m"] = predictions["m"] + text_to_m
         if self.blending and not self.training:  # training sees the fused prediction, as without the blend
             predictions["m_text"] = text_to_m  # the anchor, so fit_to_validation needs one pass
             predictions["m"] = text_to_m + self.blend_alpha * (predictions["m"] - text_to_m)
         return ModelOutput(predictions=predictions, features=features)
+
+    def needs_text_stage(self) -> bool:
+        return self.text_first
+
+    def adopt_text_model(self, text_model: MSAModel) -> None:
+        """``fusion=text_first``: take the text encoder and the fused head of ``text_model`` (this
+        configuration trained on text alone) as the frozen text prediction ``ŷ_text→m``."""
+        if not self.text_first or tuple(text_model.dims.modalities) != ("t",):
+            raise ValueError("adopt_text_model needs model.fusion=text_first with text plus audio/vision, and a text-only model")
+        self.text_model.load_state_dict(text_model.text_model.state_dict())
+        self.text_to_m[0].load_state_dict(text_model.feature_layers["m"].state_dict())
+        self.text_to_m[1].load_state_dict(text_model.regressors["m"].state_dict())
+        for p in (*self.text_model.parameters(), *self.text_to_m.parameters()):
+            p.requires_grad_(False)
+        self.text_frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.text_frozen:  # the frozen text prediction is the same in training as in use: no dropout
+            self.text_model.eval()
+            self.text_to_m.eval()
+        return self
 
     BLEND_GRID = tuple(i / 20 for i in range(21))
 

@@ -317,6 +317,28 @@ class Trainer:
         # Temporary files of a write that a kill interrupted: never valid, often hundreds of MB.
         remove_partial_files(self.run_dir)
         state = {"epoch": 0, "best_mae": math.inf, "best_epoch": 0, "stale": 0, "history": []}
+        text_stage = self.model.needs_text_stage()
+        if text_stage:
+            # model.fusion=text_first: this configuration on text alone first (RUN/text_stage),
+            # then its text prediction, frozen, under the audio/vision correction trained here.
+            if not resume and (self.run_dir / "config.json").exists():
+                raise ExistingRunError(
+                    f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory"
+                )
+            if (self.run_dir / "results.json").exists():
+                raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+            self.text_stage = self._text_stage()
+            self.model.adopt_text_model(self.text_stage["model"])
+            seed_everything(t.seed)  # the second stage starts from the seed, as a run of its own
+            # Killed in (or right after) the text stage: nothing of the second stage to resume.
+            restart = resume and not (self.run_dir / "last.pt").exists()
+            if restart and (self.run_dir / "config.json").exists():
+                saved = config_from_dict(read_json(self.run_dir / "config.json", "run config")).to_dict()
+                differences = config_differences(saved, self.config.to_dict())
+                if differences:
+                    raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
+                (self.run_dir / "config.json").unlink()  # the same config: written again below
+            resume = resume and not restart
         if resume:
             state = self._load_resume_state()
             # A kill between an epoch's metrics line and its checkpoint leaves a line for an
@@ -331,6 +353,14 @@ class Trainer:
                 )
             write_json(self.run_dir / "config.json", self.config.to_dict())
             (self.run_dir / "metrics.jsonl").write_text("")
+            if text_stage:  # epoch 0: the frozen text prediction alone (the correction starts at zero)
+                started = time.perf_counter()
+                valid = self.evaluate("valid")
+                state.update(best_mae=valid["MAE"], best_epoch=0, text_stage=True)
+                self._save_best()
+                if t.progress:
+                    tqdm.write(f"epoch   0  the text stage's prediction: valid MAE {valid['MAE']:.4f}  Corr {valid['Corr']:.4f}  "
+                               f"({time.perf_counter() - started:.1f} s)  *best")
 
         epoch = state["epoch"]
         while epoch < t.max_epochs and state["stale"] < t.early_stop:
@@ -345,15 +375,7 @@ class Trainer:
             improved = valid["MAE"] < state["best_mae"]
             if improved:
                 state.update(best_mae=valid["MAE"], best_epoch=epoch, stale=0)
-                save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer)
-                # Features from `msakit extract`: keep their extractor description with the model.
-                from msakit.extract.sidecar import copy_sidecar_into
-
-                copy_sidecar_into(self.config.data.path, self.run_dir / "best")
-                if self.standardizer is not None:
-                    from msakit.data.standardize import FILE_NAME
-
-                    self.standardizer.save(self.run_dir / "best" / FILE_NAME)
+                self._save_best()
             else:
                 state["stale"] += 1
             state["epoch"] = epoch
@@ -370,6 +392,57 @@ class Trainer:
             if callback is not None:
                 callback(epoch, record)
         return self._finish(state)
+
+    def _save_best(self) -> None:
+        save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer)
+        # Features from `msakit extract`: keep their extractor description with the model.
+        from msakit.extract.sidecar import copy_sidecar_into
+
+        copy_sidecar_into(self.config.data.path, self.run_dir / "best")
+        if self.standardizer is not None:
+            from msakit.data.standardize import FILE_NAME
+
+            self.standardizer.save(self.run_dir / "best" / FILE_NAME)
+
+    def text_stage_config(self) -> RunConfig:
+        """This run's configuration on text alone: what ``--text-only`` trains (audio/vision
+        withheld, their modality dropout and alignment pairs dropped)."""
+        import dataclasses
+
+        from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+
+        c = self.config
+        dropout = {m: p for m, p in parse_modality_dropout(c.train.modality_dropout).items() if m == "t"}
+        return dataclasses.replace(
+            c,
+            data=dataclasses.replace(c.data, modalities=("t",)),
+            train=dataclasses.replace(c.train, modality_dropout=format_modality_dropout(dropout)),
+            alignment=dataclasses.replace(c.alignment, pairs="none"),
+        )
+
+    def _text_stage(self) -> dict:
+        """Train (or finish, or read) the text stage in ``RUN/text_stage``; its best model and results."""
+        import shutil
+
+        stage_dir = self.run_dir / "text_stage"
+        if not (stage_dir / "results.json").exists():
+            resume = (stage_dir / "last.pt").exists()  # killed during the text stage: it continues
+            if not resume and stage_dir.exists():
+                shutil.rmtree(stage_dir)  # msakit's own: started, but not one epoch finished
+            if self.config.train.progress:
+                tqdm.write(f"text stage: {self.config.model} on text alone first ({stage_dir}), then audio and vision as a correction")
+            Trainer(self.text_stage_config(), stage_dir, data=self.data, fit_defaults=False).fit(resume=resume)
+        saved = config_from_dict(read_json(stage_dir / "config.json", "text stage config")).to_dict()
+        differences = config_differences(saved, self.text_stage_config().to_dict())
+        if differences:
+            raise ConfigError(
+                f"{stage_dir}: the text stage was trained with another config (differs in {', '.join(differences[:5])}); "
+                "delete it, or resume with the settings it was started with"
+            )
+        if not (stage_dir / "best").exists():
+            raise RunDirError(f"{stage_dir}: the text stage finished but its model (best/) is gone; delete {stage_dir} to train it again")
+        model, _, _ = load_model(stage_dir, self.device)
+        return {"model": model, "results": read_json(stage_dir / "results.json", "text stage results")}
 
     def _finish(self, state: dict) -> RunResult:
         started = time.perf_counter()
@@ -405,6 +478,14 @@ class Trainer:
                 "total_s": round(time.perf_counter() - self._created, 4),  # this process (a resumed run: since resuming)
             },
         }
+        if getattr(self, "text_stage", None) is not None:
+            stage = self.text_stage["results"]
+            results["text_stage"] = {"run_dir": "text_stage", "metrics": stage["metrics"], "best_epoch": stage["best_epoch"],
+                                     "best_valid_MAE": stage["best_valid_MAE"], "epochs_run": stage["epochs_run"]}
+            # its weights are inside this run's model (the frozen text prediction): no second copy
+            import shutil
+
+            shutil.rmtree(self.run_dir / "text_stage" / "best", ignore_errors=True)
         ulgm_labels = self.ulgm_label_comparison(state["epoch"])
         if ulgm_labels is not None:
             results["ulgm_labels"] = ulgm_labels
@@ -507,7 +588,9 @@ def check_resume_state(state: dict, max_epochs: int, early_stop: int) -> None:
     best_epoch = whole("best_epoch", 0, epoch)  # 0: no epoch has had a finite validation MAE yet
     whole("stale", epoch - best_epoch, min(early_stop, epoch - best_epoch))
     best = state["best_mae"]
-    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best) or best < 0 or (best_epoch > 0) != math.isfinite(best):
+    # best_epoch 0 with a score: the text stage's prediction (model.fusion=text_first) is the best so far
+    scored = best_epoch > 0 or state.get("text_stage") is True
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best) or best < 0 or scored != math.isfinite(best):
         raise ValueError(f"best_mae={best!r} is not a finite score >= 0 (best_epoch={best_epoch})")
     if not isinstance(state["history"], list) or len(state["history"]) != epoch:
         raise ValueError(f"history holds {len(state['history']) if isinstance(state['history'], list) else '?'} epochs, epoch={epoch}")
