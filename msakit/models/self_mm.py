@@ -86,10 +86,11 @@ class SelfMMConfig:
     # unchanged), so audio/vision move the text prediction only as far as that carries over to
     # unseen samples. ŷ_text: the text_residual fusion's text regressor (so it needs that fusion).
     # fusion=text_first: what the correction's fused head reads besides audio and vision: nothing
-    # ("av"), or the frozen text prediction as one number ("av+prediction"), so a correction can
-    # depend on how sure the text is (not the text's encoding: that refits its training residuals).
-    correction_input: str = setting("av", choices=("av", "av+prediction"),
-                                    doc="fusion=text_first: the correction reads audio and vision (av), or also the frozen text prediction")
+    # ("av"), the frozen text prediction as one number ("av+prediction", so a correction can
+    # depend on how sure the text is), or the (frozen) text encoding as well ("av+text").
+    correction_input: str = setting("av+prediction", choices=("av", "av+prediction", "av+text"),
+                                    doc="fusion=text_first: the correction reads audio and vision (av), also the frozen text prediction, "
+                                        "or also the text encoding")
     blend: str = setting("off", choices=("off", "valid"),
                          doc="off: the fused prediction; valid: text prediction + α·(fused − text), α fitted on the validation split")
 
@@ -139,7 +140,6 @@ class SelfMM(MSAModel):
     # its audio, or its vision, with this probability, so the fused head cannot lean on weak,
     # noisy audio/vision that merely fit the training split. Off: --set train.modality_dropout=none.
     DEFAULT_MODALITY_DROPOUT = "a:0.25,v:0.25"
-
     @classmethod
     def dataset_defaults(cls, kind: str) -> dict[str, dict[str, Any]]:
         defaults = {section: dict(values) for section, values in cls.DATASET_DEFAULTS.get(kind, {}).items()}
@@ -161,10 +161,10 @@ class SelfMM(MSAModel):
             "v": c.post_video_dim,
         }
         dropouts = {"m": c.post_fusion_dropout, "t": c.post_text_dropout, "a": c.post_audio_dropout, "v": c.post_video_dropout}
-        # text_first: the correction is what audio and vision add; the text's part is the frozen
-        # prediction (a correction that also read the text refitted its training residuals: noise)
+        # text_first: the correction is what audio and vision add to the frozen text prediction;
+        # it reads the text encoding only with correction_input=av+text
         text_first = c.fusion == "text_first" and "t" in dims.modalities and len(dims.modalities) > 1
-        self.fused_modalities = tuple(s for s in dims.modalities if not (text_first and s == "t"))
+        self.fused_modalities = tuple(s for s in dims.modalities if not (text_first and s == "t" and c.correction_input != "av+text"))
         self.reads_prediction = text_first and c.correction_input == "av+prediction"
         fused_in = sum(encoded[s] for s in self.fused_modalities) + int(self.reads_prediction)
         heads = {"m": unimodal_head(fused_in, c.post_fusion_dim, c.post_fusion_dropout)}
