@@ -43,8 +43,12 @@ def machine() -> dict:
 
 
 def git_commit() -> str | None:
+    """HEAD, with ``+uncommitted`` when tracked files differ from it (the numbers came from a tree
+    that is not that commit)."""
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
+        head = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], stderr=subprocess.DEVNULL).returncode != 0
+        return head + ("+uncommitted" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return None
 
