@@ -78,10 +78,9 @@ class SelfMMConfig:
     packed_lstm: bool = False  # True: the reference packed LSTM (same numbers, slower on CPU)
     # The paper's fusion by default: text_residual lost on the standard synthetic data in a short
     # budget (benchmarks/results/READINGS.md, "Real extractor features"); opt in for weak a/v.
-    fusion: str = setting("concat", choices=("concat", "text_residual", "text_first", "text_warm_start"),
+    fusion: str = setting("concat", choices=("concat", "text_residual", "text_first"),
                           doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction; "
-                              "text_first: the text prediction trained first on text alone and frozen, plus a zero-initialised correction from audio and vision; "
-                              "text_warm_start: concat, started from the model's own text-only run (audio/vision weights of the fused head at zero)")
+                              "text_first: the text prediction trained first on text alone and frozen, plus a zero-initialised correction from audio and vision")
     # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
     # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
     # unchanged), so audio/vision move the text prediction only as far as that carries over to
@@ -175,7 +174,6 @@ class SelfMM(MSAModel):
         self.regressors = nn.ModuleDict({s: h[1] for s, h in heads.items()})
         self.text_residual = c.fusion in ("text_residual", "text_first") and "t" in dims.modalities and len(dims.modalities) > 1
         self.text_first = text_first
-        self.warm_start = c.fusion == "text_warm_start" and "t" in dims.modalities and len(dims.modalities) > 1
         self.text_frozen = False  # set by adopt_text_model
         if self.text_residual:
             # text_first: the text-only model's own fused head (its size), copied from that run
@@ -204,27 +202,14 @@ class SelfMM(MSAModel):
         return ModelOutput(predictions=predictions, features=features)
 
     def needs_text_stage(self) -> bool:
-        return self.text_first or self.warm_start
+        return self.text_first
 
     def adopt_text_model(self, text_model: MSAModel) -> None:
         """``fusion=text_first``: take the text encoder and the fused head of ``text_model`` (this
-        configuration trained on text alone) as the frozen text prediction ``ŷ_text→m``.
-        ``fusion=text_warm_start``: start this model from it instead (encoder, text head, and the
-        fused head with zero weights on the audio/vision inputs), so epoch 0 predicts as it does."""
-        if not (self.text_first or self.warm_start) or tuple(text_model.dims.modalities) != ("t",):
-            raise ValueError("adopt_text_model needs model.fusion=text_first or text_warm_start with text plus audio/vision, and a text-only model")
+        configuration trained on text alone) as the frozen text prediction ``ŷ_text→m``."""
+        if not self.text_first or tuple(text_model.dims.modalities) != ("t",):
+            raise ValueError("adopt_text_model needs model.fusion=text_first with text plus audio/vision, and a text-only model")
         self.text_model.load_state_dict(text_model.text_model.state_dict())
-        if self.warm_start:
-            with torch.no_grad():
-                first, source = self.feature_layers["m"][1], text_model.feature_layers["m"][1]
-                width = source.weight.shape[1]  # the text encoding comes first in the fused input
-                first.weight.zero_()
-                first.weight[:, :width].copy_(source.weight)
-                first.bias.copy_(source.bias)
-            self.regressors["m"].load_state_dict(text_model.regressors["m"].state_dict())
-            self.feature_layers["t"].load_state_dict(text_model.feature_layers["t"].state_dict())
-            self.regressors["t"].load_state_dict(text_model.regressors["t"].state_dict())
-            return
         self.text_to_m[0].load_state_dict(text_model.feature_layers["m"].state_dict())
         self.text_to_m[1].load_state_dict(text_model.regressors["m"].state_dict())
         for p in (*self.text_model.parameters(), *self.text_to_m.parameters()):
