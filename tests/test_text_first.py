@@ -129,3 +129,18 @@ def test_epoch_0_predicts_as_the_text_stage(small_synthetic, tiny_bert_dir, tmp_
     np.testing.assert_array_equal(trainer.predict("test")["m"], trainer.predict("test", stage["model"])["m"])
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert trainable and not any(n.startswith(("text_model.", "text_to_m.")) for n in trainable)
+
+
+def test_compare_text_only_reads_the_text_stages(small_synthetic, tiny_overrides, tmp_path):
+    """With text_first, --compare-text-only trains nothing twice: its text side is each run's
+    text stage, which is what a separate text-only run gives."""
+    from msakit.api import compare_text_only, side_by_side
+    from msakit.training.runs import train
+
+    overrides = tiny_overrides(max_epochs=1)
+    overrides["model"]["fusion"] = "text_first"
+    multimodal, text = compare_text_only("self_mm", small_synthetic, run_dir=tmp_path / "run", overrides=overrides)
+    assert not (tmp_path / "run" / "text_only").exists()
+    separate = train("self_mm", small_synthetic, run_dir=tmp_path / "text", overrides=text_only_overrides(overrides))
+    assert text.per_seed == separate.per_seed
+    assert "text only" in side_by_side(multimodal, text)

@@ -35,12 +35,33 @@ def compare_text_only(
     resume: bool = False,
 ) -> tuple[TrainSummary, TrainSummary]:
     """Train ``model`` as asked, then the same model and settings on text alone (in
-    ``run_dir/text_only``); return both summaries. ``side_by_side`` prints them together, so
+    ``run_dir/text_only``; with ``model.fusion=text_first`` each run's text stage is that run, and
+    nothing trains twice); return both summaries. ``side_by_side`` prints them together, so
     a multimodal result that loses to text alone is visible."""
     multimodal = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=overrides, resume=resume)
+    staged = text_stages(multimodal)
+    if staged is not None:  # model.fusion=text_first: each run's text stage is its text-only run
+        return multimodal, staged
     text_dir = multimodal.run_dir / TEXT_ONLY_DIR
     text = train(model, data, kind=kind, seeds=seeds, run_dir=text_dir, overrides=text_only_overrides(overrides), reuse=resume)
     return multimodal, text
+
+
+def text_stages(multimodal: TrainSummary) -> TrainSummary | None:
+    """The text-only side read from the runs' text stages (``model.fusion=text_first``: the
+    same run as ``--text-only`` would train, bit for bit), or None when a seed has none."""
+    import json
+
+    from msakit.metrics import summarize_seeds
+
+    per_seed = {}
+    for seed in multimodal.per_seed:
+        results = multimodal.run_dir / f"seed_{seed}" / "results.json"
+        stage = json.loads(results.read_text()).get("text_stage") if results.exists() else None
+        if stage is None:
+            return None
+        per_seed[seed] = stage["metrics"]
+    return TrainSummary(multimodal.run_dir, per_seed, summarize_seeds(list(per_seed.values())), multimodal.evaluated_split)
 
 
 # Where users look first: a multimodal result that loses on any of these gets a warning.
