@@ -314,6 +314,12 @@ def _run(args, command_line: str) -> None:
             result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides,
                                   resume=args.resume)
             print(result.table())
+            from msakit.workflows.text_only import side_by_side, text_stages
+
+            text = text_stages(result)  # model.fusion=text_first: its own text-only runs, at no cost
+            if text is not None:
+                print()
+                print(side_by_side(result, text))
         print(f"run written to {result.run_dir}")
     elif args.command == "evaluate":
         result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)

@@ -144,3 +144,18 @@ def test_compare_text_only_reads_the_text_stages(small_synthetic, tiny_overrides
     separate = train("self_mm", small_synthetic, run_dir=tmp_path / "text", overrides=text_only_overrides(overrides))
     assert text.per_seed == separate.per_seed
     assert "text only" in side_by_side(multimodal, text)
+
+
+def test_train_prints_the_text_stage_beside_the_run(small_synthetic, tiny_bert_dir, tmp_path, capsys):
+    """`msakit train` with text_first shows the run against its own text-only run, and
+    `msakit evaluate` scores the saved model as training did."""
+    from msakit.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "self_mm", "--data", str(small_synthetic), "--run-dir", str(run), "--epochs", "1", "--quiet",
+                 "--set", f"model.text_encoder={tiny_bert_dir}", "--set", "model.fusion=text_first"]) == 0
+    shown = capsys.readouterr().out
+    assert "all modalities vs text only" in shown and "seeds won" in shown
+    assert main(["evaluate", str(run), "--data", str(small_synthetic), "--device", "cpu"]) == 0
+    mae = json.loads((run / "seed_1111" / "results.json").read_text())["metrics"]["MAE"]
+    assert f"{mae:.4f}" in capsys.readouterr().out
