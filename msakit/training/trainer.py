@@ -6,6 +6,11 @@ objective's loss with the current state; backward; every objective's ``after_ste
 optimiser step every ``grad_accumulation`` batches. Per epoch: validate, keep the best
 weights by validation MAE of ``ŷ_m``, save a resume checkpoint, stop early after
 ``early_stop`` epochs without improvement. Finally: reload the best weights and test.
+
+A model that asks for a text stage (``needs_text_stage``: Self-MM's ``model.fusion=text_first``)
+gets its own configuration trained on text alone first, in ``RUN/text_stage`` (a run like any
+other, resumable), hands the result to ``adopt_text_model``, and starts its epochs from there,
+with the adopted model's validation score as epoch 0.
 """
 
 from __future__ import annotations
