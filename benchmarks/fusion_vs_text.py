@@ -32,7 +32,7 @@ from common import write_table  # noqa: E402
 from real_features import run_variant  # noqa: E402
 
 from msakit.data.synthetic import SyntheticSpec, utterance_spec, weak_noisy_spec, write_synthetic  # noqa: E402
-from msakit.metrics import regression_metrics, summarize_seeds  # noqa: E402
+from msakit.metrics import regression_metrics, seeds_won, summarize_seeds  # noqa: E402
 from msakit.workflows.text_only import text_only_overrides  # noqa: E402
 
 SETTINGS = {
@@ -116,10 +116,7 @@ def main() -> None:
         for m in HEADLINE:
             scale = 100 if m.startswith("Acc") else 1
             cells.append(f"{scale * s[m]['mean']:.{2 if scale == 100 else 4}f} ± {scale * s[m]['std']:.{2 if scale == 100 else 4}f}")
-        won = []
-        for m in HEADLINE:
-            up = m != "MAE"
-            won.append(str(sum(1 for k in per_seed if k in text and per_seed[k][m] != text[k][m] and (per_seed[k][m] > text[k][m]) == up)))
+        won = [str(seeds_won(per_seed, text, m)[0]) for m in HEADLINE]
         shift = np.mean([d["mean_prediction"] - d["mean_label"] for d in diag.values()])
         flips = [d.get("flips_vs_text") for d in diag.values()]
         flip_text = "-" if None in flips else f"{np.mean([f['flipped'] for f in flips]):.1f} ({np.mean([f['right'] for f in flips]):.1f})"

@@ -81,23 +81,23 @@ class SelfMMConfig:
     fusion: str = setting("concat", choices=("concat", "text_residual", "text_first"),
                           doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction; "
                               "text_first: the text prediction trained first on text alone and frozen, plus a zero-initialised correction from audio and vision")
-    # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
-    # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
-    # unchanged), so audio/vision move the text prediction only as far as that carries over to
-    # unseen samples. ŷ_text: the text_residual fusion's text regressor (so it needs that fusion).
     # fusion=text_first: what the correction's fused head reads besides audio and vision: nothing
     # ("av"), the frozen text prediction as one number ("av+prediction", so a correction can
     # depend on how sure the text is), or the (frozen) text encoding as well ("av+text").
     correction_input: str = setting("av+prediction", choices=("av", "av+prediction", "av+text"),
                                     doc="fusion=text_first: the correction reads audio and vision (av), also the frozen text prediction, "
                                         "or also the text encoding")
+    # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
+    # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
+    # unchanged), so audio/vision move the text prediction only as far as that carries over to
+    # unseen samples. ŷ_text: the text_residual fusion's text regressor (so it needs that fusion, or text_first).
     blend: str = setting("off", choices=("off", "valid"),
                          doc="off: the fused prediction; valid: text prediction + α·(fused − text), α fitted on the validation split")
 
     def validate(self) -> None:
         if self.blend == "valid" and self.fusion not in ("text_residual", "text_first"):
             raise ConfigError(
-                "model.blend=valid needs model.fusion=text_residual: the blend starts from that fusion's text regressor, "
+                "model.blend=valid needs model.fusion=text_residual (or text_first): the blend starts from that fusion's text regressor, "
                 "trained on the label (the unimodal text head learns ULGM's generated labels, off the label's scale)"
             )
 
@@ -140,6 +140,7 @@ class SelfMM(MSAModel):
     # its audio, or its vision, with this probability, so the fused head cannot lean on weak,
     # noisy audio/vision that merely fit the training split. Off: --set train.modality_dropout=none.
     DEFAULT_MODALITY_DROPOUT = "a:0.25,v:0.25"
+
     @classmethod
     def dataset_defaults(cls, kind: str) -> dict[str, dict[str, Any]]:
         defaults = {section: dict(values) for section, values in cls.DATASET_DEFAULTS.get(kind, {}).items()}
@@ -163,7 +164,8 @@ class SelfMM(MSAModel):
         dropouts = {"m": c.post_fusion_dropout, "t": c.post_text_dropout, "a": c.post_audio_dropout, "v": c.post_video_dropout}
         # text_first: the correction is what audio and vision add to the frozen text prediction;
         # it reads the text encoding only with correction_input=av+text
-        text_first = c.fusion == "text_first" and "t" in dims.modalities and len(dims.modalities) > 1
+        text_and_more = "t" in dims.modalities and len(dims.modalities) > 1  # with text alone every fusion is concat
+        text_first = c.fusion == "text_first" and text_and_more
         self.fused_modalities = tuple(s for s in dims.modalities if not (text_first and s == "t" and c.correction_input != "av+text"))
         self.reads_prediction = text_first and c.correction_input == "av+prediction"
         fused_in = sum(encoded[s] for s in self.fused_modalities) + int(self.reads_prediction)
@@ -172,7 +174,7 @@ class SelfMM(MSAModel):
             heads[s] = unimodal_head(encoded[s], self.feature_dims[s], dropouts[s])
         self.feature_layers = nn.ModuleDict({s: h[0] for s, h in heads.items()})
         self.regressors = nn.ModuleDict({s: h[1] for s, h in heads.items()})
-        self.text_residual = c.fusion in ("text_residual", "text_first") and "t" in dims.modalities and len(dims.modalities) > 1
+        self.text_residual = c.fusion in ("text_residual", "text_first") and text_and_more
         self.text_first = text_first
         self.text_frozen = False  # set by adopt_text_model
         if self.text_residual:

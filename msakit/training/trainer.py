@@ -323,6 +323,7 @@ class Trainer:
         remove_partial_files(self.run_dir)
         state = {"epoch": 0, "best_mae": math.inf, "best_epoch": 0, "stale": 0, "history": []}
         text_stage = self.model.needs_text_stage()
+        restart = False  # text stage done, second stage never saved an epoch: it starts again
         if text_stage:
             # model.fusion=text_first: this configuration on text alone first (RUN/text_stage),
             # then its text prediction, frozen, under the audio/vision correction trained here.
@@ -338,11 +339,9 @@ class Trainer:
             # Killed in (or right after) the text stage: nothing of the second stage to resume.
             restart = resume and not (self.run_dir / "last.pt").exists()
             if restart and (self.run_dir / "config.json").exists():
-                saved = config_from_dict(read_json(self.run_dir / "config.json", "run config")).to_dict()
-                differences = config_differences(saved, self.config.to_dict())
+                differences = _saved_config_differences(self.run_dir / "config.json", self.config)
                 if differences:
                     raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
-                (self.run_dir / "config.json").unlink()  # the same config: written again below
             resume = resume and not restart
         if resume:
             state = self._load_resume_state()
@@ -351,7 +350,7 @@ class Trainer:
             lines = "".join(json.dumps(record) + "\n" for record in state["history"])
             atomic_write(self.run_dir / "metrics.jsonl", lambda p: p.write_text(lines))
         else:
-            if (self.run_dir / "config.json").exists():
+            if (self.run_dir / "config.json").exists() and not restart:  # restart: the same config, checked above
                 raise ExistingRunError(
                     f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, "
                     "or choose a new run directory"
@@ -437,8 +436,7 @@ class Trainer:
             if self.config.train.progress:
                 tqdm.write(f"text stage: {self.config.model} on text alone first ({stage_dir}), then audio and vision as a correction")
             Trainer(self.text_stage_config(), stage_dir, data=self.data, fit_defaults=False).fit(resume=resume)
-        saved = config_from_dict(read_json(stage_dir / "config.json", "text stage config")).to_dict()
-        differences = config_differences(saved, self.text_stage_config().to_dict())
+        differences = _saved_config_differences(stage_dir / "config.json", self.text_stage_config())
         if differences:
             raise ConfigError(
                 f"{stage_dir}: the text stage was trained with another config (differs in {', '.join(differences[:5])}); "
@@ -578,6 +576,11 @@ class Trainer:
         if self.config.train.progress:
             tqdm.write(f"resuming {self.run_dir} after epoch {state['epoch']} (best epoch {state['best_epoch']})")
         return state
+
+
+def _saved_config_differences(path: Path, config: RunConfig) -> list[str]:
+    """What changes results between the config saved at ``path`` and ``config``."""
+    return config_differences(config_from_dict(read_json(path, "run config")).to_dict(), config.to_dict())
 
 
 def check_resume_state(state: dict, max_epochs: int, early_stop: int) -> None:
