@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, help="training samples (default: 600)")
     p.add_argument("--n-valid", type=int, help="validation samples (default: 150; --utterance 200)")
-    p.add_argument("--n-test", type=int, help="test samples (default: 300; --utterance 400)")
+    p.add_argument("--n-test", type=int, help="test samples (default: 300; --utterance 700)")
     p.add_argument("--aligned", action="store_true", help="word-aligned layout like aligned_50.pkl (one frame per token, no *_lengths)")
     p.add_argument("--raw-scale", action="store_true", help="audio/vision in raw extractor units (per-column scales 1e-3..1e2, offsets, near-constant and heavy-tailed columns)")
     p.add_argument("--weak-noisy", action="store_true", help="weak, noisy, heavy-tailed, raw-scale audio/vision: the setting where fusion can lose to text alone")

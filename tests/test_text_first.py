@@ -99,6 +99,26 @@ def test_a_killed_run_ends_where_an_uninterrupted_one_would(small_synthetic, tin
     assert load_file(str(killed / "best" / "model.safetensors")).keys() == load_file(str(whole / "best" / "model.safetensors")).keys()
 
 
+def test_correction_epochs_limit_the_second_stage_only_and_a_killed_run_keeps_them(small_synthetic, tiny_bert_dir, tmp_path):
+    """model.correction_epochs: the text stage trains train.max_epochs, the correction that many;
+    a run killed in the correction resumes to the same end."""
+    config = _config(small_synthetic, tiny_bert_dir, epochs=1, model={"fusion": "text_first", "correction_epochs": 3})
+    whole = tmp_path / "whole"
+    result = Trainer(config, whole).fit()
+    assert result.epochs_run == 3 and len((whole / "metrics.jsonl").read_text().splitlines()) == 3
+    assert json.loads((whole / "results.json").read_text())["text_stage"]["epochs_run"] == 1
+
+    def stop_after_second(epoch, record):
+        if epoch == 2:
+            raise _Stop
+
+    killed = tmp_path / "killed"
+    with pytest.raises(_Stop):
+        Trainer(config, killed).fit(callback=stop_after_second)
+    Trainer(config, killed).fit(resume=True)  # epoch 2 of 3 is past train.max_epochs=1: still a valid checkpoint
+    assert _predictions(killed) == _predictions(whole)
+
+
 def test_a_text_stage_from_other_settings_is_refused(small_synthetic, tiny_bert_dir, tmp_path):
     run = tmp_path / "tf"
     Trainer(_config(small_synthetic, tiny_bert_dir, epochs=1), run).fit()

@@ -185,6 +185,11 @@ class MSAModel(nn.Module):
         ``model.fusion=text_first``)."""
         return False
 
+    def second_stage_epochs(self) -> int:
+        """With ``needs_text_stage``: the most epochs of the stage after the text stage (0: the
+        run's ``train.max_epochs``)."""
+        return 0
+
     def adopt_text_model(self, text_model: "MSAModel") -> None:  # pragma: no cover - only with needs_text_stage
         raise NotImplementedError
 

@@ -87,6 +87,9 @@ class SelfMMConfig:
     correction_input: str = setting("av+prediction", choices=("av", "av+prediction", "av+text"),
                                     doc="fusion=text_first: the correction reads audio and vision (av), also the frozen text prediction, "
                                         "or also the text encoding")
+    # fusion=text_first: the correction trains fast (the text encoder is frozen and its output
+    # cached per batch), so it may get more epochs than the text stage; early stopping still applies.
+    correction_epochs: int = setting(0, min=0, doc="fusion=text_first: the most epochs of the correction stage (0: train.max_epochs)")
     # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
     # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
     # unchanged), so audio/vision move the text prediction only as far as that carries over to
@@ -107,7 +110,7 @@ class SelfMM(MSAModel):
     name = "self_mm"
     config_class = SelfMMConfig
     # Settings a run saved before they existed had these values (read by load_model/resume).
-    LEGACY_DEFAULTS = {"fusion": "concat", "blend": "off", "correction_input": "av"}
+    LEGACY_DEFAULTS = {"fusion": "concat", "blend": "off", "correction_input": "av", "correction_epochs": 0}
     FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "post_text_dim", "a": "post_audio_dim", "v": "post_video_dim"}
     # MMSA's config_regression.json, Self-MM section (see DATA.md).
     DATASET_DEFAULTS = {
@@ -205,6 +208,9 @@ class SelfMM(MSAModel):
 
     def needs_text_stage(self) -> bool:
         return self.text_first
+
+    def second_stage_epochs(self) -> int:
+        return self.config.correction_epochs if self.text_first else 0
 
     def adopt_text_model(self, text_model: MSAModel) -> None:
         """``fusion=text_first``: take the text encoder and the fused head of ``text_model`` (this

@@ -367,7 +367,7 @@ class Trainer:
                                f"({time.perf_counter() - started:.1f} s)  *best")
 
         epoch = state["epoch"]
-        while epoch < t.max_epochs and state["stale"] < t.early_stop:
+        while epoch < self._max_epochs() and state["stale"] < t.early_stop:
             epoch += 1
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             started = time.perf_counter()
@@ -396,6 +396,10 @@ class Trainer:
             if callback is not None:
                 callback(epoch, record)
         return self._finish(state)
+
+    def _max_epochs(self) -> int:
+        """This run's epoch limit: ``train.max_epochs``, or the model's own for its second stage."""
+        return (self.model.needs_text_stage() and self.model.second_stage_epochs()) or self.config.train.max_epochs
 
     def _save_best(self) -> None:
         save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer)
@@ -565,7 +569,7 @@ class Trainer:
             state = payload["state"]
             if not isinstance(state, dict) or not {"epoch", "best_mae", "best_epoch", "stale", "history"} <= set(state):
                 raise ValueError("no training state")
-            check_resume_state(state, self.config.train.max_epochs, self.config.train.early_stop)
+            check_resume_state(state, self._max_epochs(), self.config.train.early_stop)
         except RunDirError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
