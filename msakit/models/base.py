@@ -179,6 +179,13 @@ class MSAModel(nn.Module):
         once by the trainer, which applies it at the declared moment."""
         return None
 
+    @classmethod
+    def fusion_candidates(cls, config, modalities: tuple[str, ...]) -> dict:
+        """``{name: model config}`` when this configuration asks the trainer to train each of
+        several model configs as a run of its own and keep the one with the lowest validation
+        MAE (Self-MM's ``model.fusion=auto``); empty for a single run."""
+        return {}
+
     def needs_text_stage(self) -> bool:
         """True when the trainer must first train this model's configuration on text alone and
         hand the result to ``adopt_text_model`` before training this one (Self-MM's

@@ -23,10 +23,17 @@ fused feature): what they add to the text. The unimodal heads, ULGM and the alig
 in Self-MM, the text head on the frozen encoder. The run keeps whichever epoch, the frozen text
 prediction (epoch 0) included, has the lowest validation MAE. The multimodal run and its own
 text-only run then differ by the correction alone.
+
+``"auto"`` (not in the paper) trains both ``"concat"`` and ``"text_first"`` as runs of their own
+(``RUN/fusion_concat/``, ``RUN/fusion_text_first/``) and keeps the one with the lower validation
+MAE (the trainer does it: ``fusion_candidates``). Where audio and vision carry little that
+transfers to unseen speakers, text_first wins on validation and the run cannot fall far below its
+own text-only run; where they carry much of the label, concat wins. With text alone it is concat.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +85,10 @@ class SelfMMConfig:
     packed_lstm: bool = False  # True: the reference packed LSTM (same numbers, slower on CPU)
     # The paper's fusion by default: text_residual lost on the standard synthetic data in a short
     # budget (benchmarks/results/READINGS.md, "Real extractor features"); opt in for weak a/v.
-    fusion: str = setting("concat", choices=("concat", "text_residual", "text_first"),
+    fusion: str = setting("concat", choices=("concat", "text_residual", "text_first", "auto"),
                           doc="concat: the paper's fusion; text_residual: ŷ_m = text prediction + a zero-initialised fused correction; "
-                              "text_first: the text prediction trained first on text alone and frozen, plus a zero-initialised correction from audio and vision")
+                              "text_first: the text prediction trained first on text alone and frozen, plus a zero-initialised correction from audio and vision; "
+                              "auto: concat and text_first both trained, the one with the lower validation MAE kept")
     # fusion=text_first: what the correction's fused head reads besides audio and vision: nothing
     # ("av"), the frozen text prediction as one number ("av+prediction", so a correction can
     # depend on how sure the text is), or the (frozen) text encoding as well ("av+text").
@@ -205,6 +213,13 @@ class SelfMM(MSAModel):
             predictions["m_text"] = text_to_m  # the anchor, so fit_to_validation needs one pass
             predictions["m"] = text_to_m + self.blend_alpha * (predictions["m"] - text_to_m)
         return ModelOutput(predictions=predictions, features=features)
+
+    @classmethod
+    def fusion_candidates(cls, config: SelfMMConfig, modalities: tuple[str, ...]) -> dict[str, SelfMMConfig]:
+        """``fusion=auto`` with text and audio/vision: concat and text_first (in that order: a tie keeps concat)."""
+        if config.fusion != "auto" or "t" not in modalities or len(modalities) < 2:
+            return {}
+        return {name: dataclasses.replace(config, fusion=name) for name in ("concat", "text_first")}
 
     def needs_text_stage(self) -> bool:
         return self.text_first

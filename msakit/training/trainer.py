@@ -166,6 +166,12 @@ class Trainer:
                 f"(modalities {','.join(self.modalities)}); choose pairs among the modalities used, or alignment.pairs=none"
             )
 
+        # model.fusion=auto: fit() trains each candidate as a run of its own (RUN/fusion_<name>)
+        # and keeps the best; this trainer builds no model of its own.
+        self.candidates = get_model_class(config.model).fusion_candidates(config.model_config, self.modalities)
+        if self.candidates:
+            self.raw_data, self.model = self.data, None
+            return
         # Audio/vision z-scored with training-split statistics, stored with the best model.
         self.standardizer = None
         if config.data.standardize and set(self.modalities) & {"a", "v"}:
@@ -321,6 +327,8 @@ class Trainer:
             raise RunDirError(f"{self.run_dir}: cannot create the run directory ({error.strerror or error})") from None
         # Temporary files of a write that a kill interrupted: never valid, often hundreds of MB.
         remove_partial_files(self.run_dir)
+        if self.candidates:
+            return self._fit_choosing(resume, callback)
         state = {"epoch": 0, "best_mae": math.inf, "best_epoch": 0, "stale": 0, "history": []}
         text_stage = self.model.needs_text_stage()
         restart = False  # text stage done, second stage never saved an epoch: it starts again
@@ -396,6 +404,62 @@ class Trainer:
             if callback is not None:
                 callback(epoch, record)
         return self._finish(state)
+
+    def _fit_choosing(self, resume: bool, callback) -> RunResult:
+        """``model.fusion=auto``: each candidate trained (or finished) in ``RUN/fusion_<name>``
+        as the run its own config gives, bit for bit; the one with the lowest validation MAE
+        becomes this run (its ``best/``, predictions, metrics), the others stay as results."""
+        import dataclasses
+        import shutil
+
+        saved = self.run_dir / "config.json"
+        if (self.run_dir / "results.json").exists():
+            raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+        if saved.exists():
+            if not resume:
+                raise ExistingRunError(
+                    f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory"
+                )
+            differences = _saved_config_differences(saved, self.config)
+            if differences:
+                raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
+        else:
+            write_json(saved, self.config.to_dict())
+        results = {}
+        for index, (name, model_config) in enumerate(self.candidates.items(), 1):
+            sub = self.run_dir / f"fusion_{name}"
+            if not (sub / "results.json").exists():
+                if (sub / "config.json").exists() and not (sub / "last.pt").exists() and not (sub / "text_stage").exists():
+                    shutil.rmtree(sub)  # msakit's own: started, but not one epoch finished
+                if self.config.train.progress:
+                    tqdm.write(f"fusion {index}/{len(self.candidates)}: {name} ({sub})")
+                config = dataclasses.replace(self.config, model_config=model_config)
+                Trainer(config, sub, data=self.raw_data, fit_defaults=False).fit(resume=(sub / "config.json").exists(), callback=callback)
+            results[name] = read_json(sub / "results.json", f"{name} results")
+        chosen = min(results, key=lambda name: results[name]["best_valid_MAE"])  # the first of a tie
+        winner = self.run_dir / f"fusion_{chosen}"
+        if not (self.run_dir / "best").exists():
+            shutil.rmtree(self.run_dir / "best.partial", ignore_errors=True)  # a copy a kill interrupted
+            shutil.copytree(winner / "best", self.run_dir / "best.partial")
+            (self.run_dir / "best.partial").rename(self.run_dir / "best")
+        split = results[chosen]["evaluated_split"]
+        for name in (f"{split}_predictions.csv", "metrics.jsonl"):
+            shutil.copyfile(winner / name, self.run_dir / name)
+        result = dict(results[chosen])
+        result["fusion"] = {"chosen": chosen, "candidates": {
+            name: {"run_dir": f"fusion_{name}", "best_valid_MAE": r["best_valid_MAE"], "metrics": r["metrics"],
+                   "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"]} for name, r in results.items()}}
+        for name, r in results.items():
+            if "text_stage" in r:  # its own text-only run: what --compare-text-only reads
+                result["text_stage"] = {**r["text_stage"], "run_dir": f"fusion_{name}/{r['text_stage']['run_dir']}"}
+        result["train_seconds"] = sum(r["train_seconds"] for r in results.values())
+        write_json(self.run_dir / "results.json", result)
+        for name in results:  # the chosen weights are this run's best/; the others' results stay
+            shutil.rmtree(self.run_dir / f"fusion_{name}" / "best", ignore_errors=True)
+        if self.config.train.progress:
+            tqdm.write("fusion: " + ", ".join(f"{n} valid MAE {r['best_valid_MAE']:.4f}" for n, r in results.items()) + f"; kept {chosen}")
+        history = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines()]
+        return RunResult(self.run_dir, result["metrics"], split, result["best_epoch"], result["epochs_run"], history, result.get("ulgm_labels"))
 
     def _max_epochs(self) -> int:
         """This run's epoch limit: ``train.max_epochs``, or the model's own for its second stage."""

@@ -1,0 +1,94 @@
+"""model.fusion=auto: concat and text_first each trained as the run its own config gives, the
+one with the lower validation MAE kept. The candidates are those runs bit for bit, the kept one
+is the run (its weights, predictions and metrics), and a killed run ends where an uninterrupted
+one would."""
+
+import json
+
+import pytest
+
+from msakit.config import resolve_config
+from msakit.errors import ConfigError, ExistingRunError
+from msakit.training.checkpoint import load_model
+from msakit.training.trainer import Trainer
+
+
+def _config(data_path, tiny_bert_dir, name="self_mm", fusion="auto", **sections):
+    overrides = {"model": {"text_encoder": str(tiny_bert_dir), "fusion": fusion},
+                 "train": {"batch_size": 16, "max_epochs": 2, "progress": False, "num_threads": 1}}
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return resolve_config(name, data_path=str(data_path), overrides=overrides)
+
+
+def _csv(run_dir):
+    return (run_dir / "test_predictions.csv").read_text()
+
+
+@pytest.mark.parametrize("model", ["self_mm", "dma"])
+def test_auto_keeps_the_candidate_with_the_lower_validation_mae(small_synthetic, tiny_bert_dir, tmp_path, model):
+    run = tmp_path / "auto"
+    result = Trainer(_config(small_synthetic, tiny_bert_dir, model), run).fit()
+    alone = {}
+    for fusion in ("concat", "text_first"):  # each candidate trained on its own
+        Trainer(_config(small_synthetic, tiny_bert_dir, model, fusion), tmp_path / fusion).fit()
+        alone[fusion] = json.loads((tmp_path / fusion / "results.json").read_text())
+        assert _csv(run / f"fusion_{fusion}") == _csv(tmp_path / fusion)  # bit for bit
+    results = json.loads((run / "results.json").read_text())
+    chosen = min(alone, key=lambda f: alone[f]["best_valid_MAE"])
+    assert results["fusion"]["chosen"] == chosen
+    assert results["metrics"] == alone[chosen]["metrics"] == result.metrics
+    assert _csv(run) == _csv(tmp_path / chosen)
+    assert {f: c["best_valid_MAE"] for f, c in results["fusion"]["candidates"].items()} == {f: r["best_valid_MAE"] for f, r in alone.items()}
+    assert results["text_stage"]["metrics"] == alone["text_first"]["text_stage"]["metrics"]  # what --compare-text-only reads
+    loaded, _, _ = load_model(run, "cpu")  # the run's model is the kept candidate's
+    assert loaded.config.fusion == chosen
+    assert not (run / "fusion_concat" / "best").exists() and not (run / "fusion_text_first" / "best").exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_killed_auto_run_ends_where_an_uninterrupted_one_would(small_synthetic, tiny_bert_dir, tmp_path):
+    config = _config(small_synthetic, tiny_bert_dir)
+    whole = tmp_path / "whole"
+    Trainer(config, whole).fit()
+    calls = []
+
+    def stop_in_the_second_candidate(epoch, record):
+        calls.append(epoch)
+        if len(calls) == 3:  # concat's 2 epochs done, text_first's first epoch done
+            raise _Stop
+
+    killed = tmp_path / "killed"
+    with pytest.raises(_Stop):
+        Trainer(config, killed).fit(callback=stop_in_the_second_candidate)
+    assert (killed / "fusion_concat" / "results.json").exists() and (killed / "fusion_text_first" / "last.pt").exists()
+    with pytest.raises(ExistingRunError, match="--resume"):
+        Trainer(config, killed).fit()
+    Trainer(config, killed).fit(resume=True)
+    assert _csv(killed) == _csv(whole)
+    assert json.loads((killed / "results.json").read_text())["fusion"] == json.loads((whole / "results.json").read_text())["fusion"]
+    with pytest.raises(ExistingRunError, match="finished"):
+        Trainer(config, killed).fit(resume=True)
+
+
+def test_an_auto_run_resumed_with_other_settings_is_refused(small_synthetic, tiny_bert_dir, tmp_path):
+    run = tmp_path / "auto"
+
+    def stop(epoch, record):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        Trainer(_config(small_synthetic, tiny_bert_dir), run).fit(callback=stop)
+    with pytest.raises(ConfigError, match="another config"):
+        Trainer(_config(small_synthetic, tiny_bert_dir, model={"fusion": "auto", "post_fusion_dropout": 0.3}), run).fit(resume=True)
+
+
+def test_auto_on_text_alone_is_the_plain_model(small_synthetic, tiny_bert_dir, tmp_path):
+    text = {"data": {"modalities": "t"}, "train": {"modality_dropout": "none"}, "alignment": {"pairs": "none"}}
+    Trainer(_config(small_synthetic, tiny_bert_dir, **text), tmp_path / "a").fit()
+    Trainer(_config(small_synthetic, tiny_bert_dir, fusion="concat", **text), tmp_path / "b").fit()
+    assert _csv(tmp_path / "a") == _csv(tmp_path / "b")
+    assert not any(p.name.startswith("fusion_") for p in (tmp_path / "a").iterdir())
