@@ -57,6 +57,14 @@ def main() -> None:
             wins = mean["MAE"] < mean_text["MAE"] and mean["Corr"] > mean_text["Corr"] and mean["Acc-2 (non-0)"] > mean_text["Acc-2 (non-0)"]
             lines.append(f"| {model} | {row} | {mean['MAE']:.4f} | {mean['Corr']:.4f} | {100 * mean['Acc-2 (non-0)']:.2f} | "
                          f"{', '.join(kept) if row == 'chosen on validation' else ''} | {'yes' if wins else 'no'} |")
+    # Per seed: the chosen run (model.fusion=auto, the default since 2026-12-02) against text alone.
+    lines += ["", "Per seed, chosen on validation (= `model.fusion=auto`) against text alone (MAE / Corr / non-0 Acc-2):", "",
+              "| model | seed | text alone | chosen | kept | wins MAE / Corr / Acc-2 |", "|---|---|---|---|---|---|"]
+    for model, entry in payload["models"].items():
+        for s, t, c, k in zip(seeds, text, entry["rows"]["chosen on validation"], entry["kept"]):
+            cells = [f"{m['MAE']:.4f} / {m['Corr']:.4f} / {100 * m['Acc-2 (non-0)']:.2f}" for m in (t, c)]
+            wins = [c["MAE"] < t["MAE"], c["Corr"] > t["Corr"], c["Acc-2 (non-0)"] > t["Acc-2 (non-0)"]]
+            lines.append(f"| {model} | {s} | {cells[0]} | {cells[1]} | {k.split(' ')[0]} | {' / '.join('yes' if w else 'no' for w in wins)} |")
     table = "\n".join(lines) + "\n"
     print(table)
     protocol = (f"setting {args.setting}, seeds {args.seeds}: per model and seed, the run of {first} or {second} with the lower best "

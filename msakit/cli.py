@@ -277,7 +277,9 @@ def _resume_hint(args, command_line: str) -> str:
     if args.command != "train" or not getattr(args, "run_dir", None):
         return ""
     run_dir = Path(args.run_dir)
-    if not any(run_dir.glob("seed_*/last.pt")) and not any(run_dir.glob("seed_*/results.json")):
+    from msakit.training.checkpoint import has_progress
+
+    if not any(has_progress(seed_dir) for seed_dir in run_dir.glob("seed_*")):
         return f"; no epoch had finished, so nothing in {run_dir} is worth keeping: start again"
     again = command_line if "--resume" in command_line.split() else f"{command_line} --resume"
     if "--run-dir" not in command_line.split():
@@ -316,7 +318,7 @@ def _run(args, command_line: str) -> None:
             print(result.table())
             from msakit.workflows.text_only import side_by_side, text_stages
 
-            text = text_stages(result)  # model.fusion=text_first: its own text-only runs, at no cost
+            text = text_stages(result)  # model.fusion=text_first or auto (the default): its own text-only runs, at no cost
             if text is not None:
                 print()
                 print(side_by_side(result, text))

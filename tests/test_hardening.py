@@ -143,14 +143,14 @@ KILL_MESSAGES: dict[Path, str] = {}
 def test_ctrl_c_says_the_run_can_be_resumed_and_how(killed_run, small_synthetic, tiny_bert_dir, capsys):
     line = one_line(KILL_MESSAGES[killed_run])
     assert "interrupted" in line and "--resume" in line and str(killed_run) in line
-    assert (killed_run / "seed_1" / "last.pt").exists()
+    assert any((killed_run / "seed_1").rglob("last.pt"))  # the default fusion=auto: inside a candidate
     # ... and the command it prints works
     assert main(_train_args(small_synthetic, tiny_bert_dir, killed_run, "--epochs", "4", "--resume")) == 0
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint at all", b"PK\x03\x04garbage"], ids=["garbage", "fake-zip"])
 def test_corrupt_resume_checkpoint_is_refused_in_one_line(killed_run, small_synthetic, tiny_bert_dir, capsys, content):
-    (killed_run / "seed_1" / "last.pt").write_bytes(content)
+    next((killed_run / "seed_1").rglob("last.pt")).write_bytes(content)
     code, err = run_cli(capsys, *_train_args(small_synthetic, tiny_bert_dir, killed_run, "--epochs", "4", "--resume"))
     assert code == 2 and "last.pt" in one_line(err)
 
@@ -161,7 +161,7 @@ class _Payload:
 
 
 def test_hostile_resume_checkpoint_is_refused_without_running_it(killed_run, small_synthetic, tiny_bert_dir, capsys, monkeypatch):
-    torch.save({"state": _Payload()}, killed_run / "seed_1" / "last.pt")
+    torch.save({"state": _Payload()}, next((killed_run / "seed_1").rglob("last.pt")))
     called = []
     monkeypatch.setattr(os, "system", lambda *a: called.append(a))
     code, err = run_cli(capsys, *_train_args(small_synthetic, tiny_bert_dir, killed_run, "--epochs", "4", "--resume"))

@@ -168,7 +168,7 @@ def test_a_tampered_resume_checkpoint_is_refused_not_trusted(capsys, tmp_path, s
               "--set", f"model.text_encoder={tiny_bert_dir}"]
     with pytest.raises(KeyboardInterrupt):  # stop after the first epoch, leaving last.pt
         _train_one_epoch_then_interrupt(run, small_synthetic, tiny_bert_dir)
-    last = run / "seed_1" / "last.pt"
+    last = next((run / "seed_1").rglob("last.pt"))  # the default fusion=auto: inside its first candidate
     payload = torch.load(last, weights_only=True)
     payload["state"].update(tamper)
     torch.save(payload, last)

@@ -70,14 +70,20 @@ def test_text_residual_fusion_starts_from_the_text_prediction(tiny_bert_dir):
 
 
 def test_compare_text_only_trains_both_and_prints_them(small_synthetic, tiny_overrides, tmp_path):
-    overrides = tiny_overrides(max_epochs=1)
-    multimodal, text = compare_text_only("dma", small_synthetic, run_dir=tmp_path / "run", overrides=overrides)
-    assert (tmp_path / "run" / "seed_1111" / "best").is_dir() and (tmp_path / "run" / "text_only" / "seed_1111" / "best").is_dir()
     import json
 
+    overrides = tiny_overrides(max_epochs=1)
+    overrides["model"]["fusion"] = "concat"  # the published fusion: text alone is trained beside it
+    multimodal, text = compare_text_only("dma", small_synthetic, run_dir=tmp_path / "run", overrides=overrides)
+    assert (tmp_path / "run" / "seed_1111" / "best").is_dir() and (tmp_path / "run" / "text_only" / "seed_1111" / "best").is_dir()
     assert json.loads((tmp_path / "run" / "text_only" / "seed_1111" / "results.json").read_text())["modalities"] == ["t"]
     table = side_by_side(multimodal, text)
     assert "text only" in table and "MAE" in table
+    # the default (fusion=auto) has trained its own text-only run already: nothing trains twice
+    multimodal, text = compare_text_only("dma", small_synthetic, run_dir=tmp_path / "auto", overrides=tiny_overrides(max_epochs=1))
+    assert not (tmp_path / "auto" / "text_only").exists()
+    stage = json.loads((tmp_path / "auto" / "seed_1111" / "results.json").read_text())["text_stage"]
+    assert text.per_seed[1111] == stage["metrics"] and (tmp_path / "auto" / "seed_1111" / stage["run_dir"] / "results.json").exists()
     mae_row = next(line for line in table.splitlines() if line.startswith("| MAE"))
     assert f"{multimodal.summary['MAE']['mean']:.4f}" in mae_row and f"{text.summary['MAE']['mean']:.4f}" in mae_row
     m, s = multimodal.summary, text.summary

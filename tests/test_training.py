@@ -40,6 +40,7 @@ def test_run_directory_is_complete_and_best_model_reloads_without_training_code(
 
 def _uninterrupted_and_resumed(small_synthetic, tiny_overrides, tmp_path, monkeypatch):
     overrides = tiny_overrides(max_epochs=4, grad_accumulation=3)
+    overrides["model"]["fusion"] = "concat"  # one run's epochs (fusion=auto's candidates: tests/test_fusion_auto.py)
     config = resolve_config("self_mm", data_path=str(small_synthetic), overrides=overrides)
     straight = Trainer(config, tmp_path / "straight").fit()
 

@@ -27,7 +27,7 @@ def test_generated_labels_correlate_with_true_unimodal_labels_better_than_y_m(tm
         pytest.skip(str(exc))
     path = write_synthetic(tmp_path / "syn.pkl", SyntheticSpec(n_train=320, n_valid=64, n_test=64, seed=0))
     data = load_dataset(path)
-    config = resolve_config("self_mm", data_path=str(path), overrides={"train": {"max_epochs": 8, "early_stop": 100, "progress": False}})
+    config = resolve_config("self_mm", data_path=str(path), overrides={"model": {"fusion": "concat"}, "train": {"max_epochs": 8, "early_stop": 100, "progress": False}})
     trainer = Trainer(config, tmp_path / "run", data=data)
     trainer.fit()
     ulgm = next(o for o in trainer.objectives if isinstance(o, ULGM))

@@ -1,7 +1,6 @@
 """Deep modal alignment + Self-MM (Lai et al. 2023, arXiv 2305.08473): the project's flagship.
 
-Self-MM, unchanged (``--set model.fusion=text_residual`` is an opt-in fusion that starts from
-the text prediction, see ``self_mm.py``), plus the covariance alignment loss (``objectives/alignment.py``) between
+Self-MM, unchanged (its fusions, the default ``auto`` among them, are in ``self_mm.py``), plus the covariance alignment loss (``objectives/alignment.py``) between
 chosen modality pairs of the unimodal features ``F_s``: the alignment learns the information
 the modalities share while ULGM keeps learning each one's private information. The model is
 Self-MM's; what makes it the flagship is its default ``alignment`` section (pairs ``a-v``, the

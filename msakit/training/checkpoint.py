@@ -154,3 +154,11 @@ def check_state_matches(module: torch.nn.Module, state: dict[str, torch.Tensor],
             f"{source}: these weights do not fit {type(module).__name__}: {'; '.join(parts)}. "
             "The checkpoint was written by another model or configuration."
         )
+
+
+def has_progress(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` (one seed's run) holds anything worth resuming: a finished epoch's
+    checkpoint or a finished stage, at its top or in a stage of its own (``text_stage/``,
+    ``fusion_<name>/``)."""
+    run_dir = Path(run_dir)
+    return any(run_dir.rglob("last.pt")) or any(run_dir.rglob("results.json"))

@@ -88,7 +88,7 @@ def train(
     before anything trains, to have been made with these settings.
     """
     from msakit.data import load_dataset
-    from msakit.training.checkpoint import read_json, write_json
+    from msakit.training.checkpoint import has_progress, read_json, write_json
     from msakit.training.trainer import Trainer
 
     seeds = check_seeds(seeds)
@@ -117,7 +117,7 @@ def train(
             if done.get("ulgm_labels"):
                 ulgm_labels[seed] = done["ulgm_labels"]
             continue
-        can_resume = resume and (seed_dir / "last.pt").exists()
+        can_resume = resume and has_progress(seed_dir)  # also a finished text stage or fusion candidate inside it
         if resume and not can_resume and (seed_dir / "config.json").exists():
             # Killed before its first epoch finished: nothing in it is worth keeping.
             shutil.rmtree(seed_dir)
@@ -292,7 +292,9 @@ def unfinished_note(seed_dir: Path) -> str | None:
 def run_files(seed_dir: Path) -> list[Path]:
     """The files of a trained run that a command reading it must never write over."""
     names = ("config.json", "results.json", "metrics.jsonl", "summary.json", "last.pt", "test_predictions.csv")
-    return [seed_dir / n for n in names] + [seed_dir.parent / "summary.json"] + (sorted((seed_dir / "best").rglob("*")) if (seed_dir / "best").is_dir() else [])
+    # everything below it too: best/, and a text stage's or fusion candidate's own run (fusion=auto)
+    inside = sorted(p for p in seed_dir.rglob("*") if p.is_file()) if seed_dir.is_dir() else []
+    return [seed_dir / n for n in names] + [seed_dir.parent / "summary.json"] + inside
 
 
 def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, kind: str | None = None, split: str = "test", device: str = "auto",

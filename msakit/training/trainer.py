@@ -167,11 +167,10 @@ class Trainer:
             )
 
         # model.fusion=auto: fit() trains each candidate as a run of its own (RUN/fusion_<name>)
-        # and keeps the best; this trainer builds no model of its own.
+        # from the data as given and keeps the best; everything below is still built here, so a
+        # bad setting is refused before any training.
         self.candidates = get_model_class(config.model).fusion_candidates(config.model_config, self.modalities)
-        if self.candidates:
-            self.raw_data, self.model = self.data, None
-            return
+        self.raw_data = self.data
         # Audio/vision z-scored with training-split statistics, stored with the best model.
         self.standardizer = None
         if config.data.standardize and set(self.modalities) & {"a", "v"}:
@@ -413,18 +412,20 @@ class Trainer:
         import shutil
 
         saved = self.run_dir / "config.json"
-        if (self.run_dir / "results.json").exists():
-            raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+        if saved.exists() and not resume:
+            raise ExistingRunError(
+                f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory"
+            )
         if saved.exists():
-            if not resume:
-                raise ExistingRunError(
-                    f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory"
-                )
             differences = _saved_config_differences(saved, self.config)
             if differences:
                 raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
-        else:
+        if (self.run_dir / "results.json").exists():
+            raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+        if not saved.exists():
             write_json(saved, self.config.to_dict())
+        self.model = self.optimizer = None  # each candidate builds its own
+        self.objectives = []
         results = {}
         for index, (name, model_config) in enumerate(self.candidates.items(), 1):
             sub = self.run_dir / f"fusion_{name}"

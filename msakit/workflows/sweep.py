@@ -368,11 +368,16 @@ def sweep(
             trial.set_user_attr("run_dir", str(run_dir))
             trial.set_user_attr("worker", worker)
 
+            reported = []
+
             def report(epoch: int, record: dict) -> None:
-                trial.report(record["valid_MAE"], epoch)
+                # one step per epoch trained: model.fusion=auto trains two candidates one after the other
+                reported.append(epoch)
+                trial.report(record["valid_MAE"], len(reported))
                 if trial.should_prune():
                     trial.set_user_attr("pruned_at_epoch", epoch)
-                    (run_dir / "last.pt").unlink(missing_ok=True)  # never resumed: free the disk
+                    for checkpoint in run_dir.rglob("last.pt"):  # never resumed: free the disk
+                        checkpoint.unlink(missing_ok=True)
                     raise optuna.TrialPruned(f"valid MAE {record['valid_MAE']:.4f} after epoch {epoch}")
 
             trainer = Trainer(config, run_dir, data=search_data)

@@ -35,12 +35,12 @@ def compare_text_only(
     resume: bool = False,
 ) -> tuple[TrainSummary, TrainSummary]:
     """Train ``model`` as asked, then the same model and settings on text alone (in
-    ``run_dir/text_only``; with ``model.fusion=text_first`` each run's text stage is that run, and
+    ``run_dir/text_only``; with ``model.fusion=text_first`` or ``auto`` (Self-MM's default) each run's text stage is that run, and
     nothing trains twice); return both summaries. ``side_by_side`` prints them together, so
     a multimodal result that loses to text alone is visible."""
     multimodal = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=overrides, resume=resume)
     staged = text_stages(multimodal)
-    if staged is not None:  # model.fusion=text_first: each run's text stage is its text-only run
+    if staged is not None:  # model.fusion=text_first or auto: each run's text stage is its text-only run
         return multimodal, staged
     text_dir = multimodal.run_dir / TEXT_ONLY_DIR
     text = train(model, data, kind=kind, seeds=seeds, run_dir=text_dir, overrides=text_only_overrides(overrides), reuse=resume)
