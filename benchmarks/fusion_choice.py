@@ -3,7 +3,7 @@ reads the runs of ``benchmarks/fusion_vs_text.py`` and, per model and seed, keep
 two variants has the lower best validation MAE (what the trainer selects epochs on), then scores
 the kept runs' test metrics against text alone.
 
-    python benchmarks/fusion_choice.py --workdir /work/runs22/w1 --setting weak --variants default,tfirstP
+    python benchmarks/fusion_choice.py --workdir /work/runs22/w1 --setting weak --variants concat,tfirstP
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True, help="the --workdir of fusion_vs_text.py")
     parser.add_argument("--setting", required=True)
     parser.add_argument("--seeds", default="1111,1112,1113")
-    parser.add_argument("--variants", default="default,tfirstP", help="two variant names, as in fusion_vs_text.py's rows")
+    parser.add_argument("--variants", default="concat,tfirstP", help="two variant names, as in fusion_vs_text.py's rows")
     parser.add_argument("--name", help="result file name (default fusion_choice_<setting>)")
     args = parser.parse_args()
     runs = Path(args.workdir) / args.setting / "runs"

@@ -44,10 +44,12 @@ HEADLINE = ("MAE", "Corr", "Acc-2 (non-0)", "Acc-7")
 
 
 def variants(extra: dict[str, dict]) -> dict[str, tuple[str, dict]]:
+    # concat: the published fusion, the default until 2026-12-02 (rows named "default" in result
+    # files of before); today's default, model.fusion=auto, is what fusion_choice.py picks per run.
     rows = {
         "self_mm text only": ("self_mm", text_only_overrides({})),
-        "self_mm default": ("self_mm", {}),
-        "dma default": ("dma", {}),
+        "self_mm concat": ("self_mm", {"model": {"fusion": "concat"}}),
+        "dma concat": ("dma", {"model": {"fusion": "concat"}}),
     }
     for name, overrides in extra.items():
         for model in ("self_mm", "dma"):
