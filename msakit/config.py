@@ -303,6 +303,18 @@ def fit_defaults_to_data(config: RunConfig, modalities, overrides: dict | None =
 NOT_RESULTS = ("train.progress",)
 
 
+def describe_differences(saved: dict, wanted: dict, limit: int = 5) -> str:
+    """The first ``limit`` of ``config_differences`` with both values, e.g. ``model.fusion
+    (concat in the run, auto now)``: what to repeat to continue or reuse the run."""
+    parts = []
+    for name in config_differences(saved, wanted)[:limit]:
+        section, _, key = name.partition(".")
+        section = "model_config" if section == "model" and key else section
+        old, new = ((d.get(section) or {}).get(key) if key else d.get(section) for d in (saved, wanted))
+        parts.append(f"{name} ({old!r} in the run, {new!r} now)")
+    return ", ".join(parts)
+
+
 def config_differences(saved: dict, wanted: dict) -> list[str]:
     """``section.key`` names where two ``RunConfig.to_dict()`` payloads differ (``model.*`` for
     the model's own settings), leaving out ``NOT_RESULTS``."""

@@ -92,3 +92,24 @@ def test_auto_on_text_alone_is_the_plain_model(small_synthetic, tiny_bert_dir, t
     Trainer(_config(small_synthetic, tiny_bert_dir, fusion="concat", **text), tmp_path / "b").fit()
     assert _csv(tmp_path / "a") == _csv(tmp_path / "b")
     assert not any(p.name.startswith("fusion_") for p in (tmp_path / "a").iterdir())
+
+
+def test_a_run_started_under_the_old_default_is_refused_naming_the_value_to_repeat(small_synthetic, tiny_overrides, tmp_path):
+    """A run saved with model.fusion=concat (the default until 2026-12-02), continued under today's
+    default, is refused with both values, and continues when the old value is given."""
+    import msakit
+    from msakit.errors import RunDirError
+
+    old = tiny_overrides(max_epochs=2)
+    old["model"]["fusion"] = "concat"
+
+    def stop(epoch, record):
+        raise _Stop
+
+    config = resolve_config("self_mm", data_path=str(small_synthetic), overrides={**old, "train": {**old["train"], "seed": 1}})
+    with pytest.raises(_Stop):
+        Trainer(config, tmp_path / "run" / "seed_1").fit(callback=stop)
+    with pytest.raises(RunDirError, match=r"model.fusion \('concat' in the run, 'auto' now\).*--set"):
+        msakit.train("self_mm", small_synthetic, seeds=[1], run_dir=tmp_path / "run", overrides=tiny_overrides(max_epochs=2), resume=True)
+    result = msakit.train("self_mm", small_synthetic, seeds=[1], run_dir=tmp_path / "run", overrides=old, resume=True)
+    assert result.per_seed[1] and not (tmp_path / "run" / "seed_1" / "fusion_concat").exists()
