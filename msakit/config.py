@@ -305,7 +305,7 @@ NOT_RESULTS = ("train.progress",)
 
 def describe_differences(saved: dict, wanted: dict, limit: int = 5) -> str:
     """The first ``limit`` of ``config_differences`` with both values, e.g. ``model.fusion
-    (concat in the run, auto now)``: what to repeat to continue or reuse the run."""
+    (concat in the run, auto now)``: what to repeat to continue or reuse the run; "" when none."""
     parts = []
     for name in config_differences(saved, wanted)[:limit]:
         section, _, key = name.partition(".")

@@ -182,17 +182,18 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 def check_same_config(seed_dir: Path, config) -> None:
     """A run already in ``seed_dir`` is reused or continued only if it was made with the same
     settings (``config_differences``: what changes results), else a ``RunDirError``."""
-    from msakit.config import config_differences, config_from_dict, describe_differences
+    from msakit.config import config_from_dict, describe_differences
     from msakit.training.checkpoint import read_json
 
     try:
         saved = config_from_dict(read_json(seed_dir / "config.json", "run config")).to_dict()
     except (KeyError, TypeError) as error:
         raise RunDirError(f"{seed_dir / 'config.json'}: unreadable run config ({error}); remove {seed_dir} or choose another run directory") from None
-    if config_differences(saved, config.to_dict()):
+    differences = describe_differences(saved, config.to_dict())
+    if differences:
         # e.g. a run started before a default changed: --set the value it was trained with
         raise RunDirError(
-            f"{seed_dir} was trained with another config (differs in {describe_differences(saved, config.to_dict())}); "
+            f"{seed_dir} was trained with another config (differs in {differences}); "
             f"repeat its settings with --set (all in {seed_dir / 'config.json'}) or choose another run directory"
         )
 

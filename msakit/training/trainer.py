@@ -334,21 +334,14 @@ class Trainer:
         if text_stage:
             # model.fusion=text_first: this configuration on text alone first (RUN/text_stage),
             # then its text prediction, frozen, under the audio/vision correction trained here.
-            if not resume and (self.run_dir / "config.json").exists():
-                raise ExistingRunError(
-                    f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory"
-                )
-            if (self.run_dir / "results.json").exists():
-                raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+            self._refuse_existing(resume)
             self.text_stage = self._text_stage()
             self.model.adopt_text_model(self.text_stage["model"])
             seed_everything(t.seed)  # the second stage starts from the seed, as a run of its own
             # Killed in (or right after) the text stage: nothing of the second stage to resume.
             restart = resume and not (self.run_dir / "last.pt").exists()
-            if restart and (self.run_dir / "config.json").exists():
-                differences = _saved_config_differences(self.run_dir / "config.json", self.config)
-                if differences:
-                    raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
+            if restart:
+                self._refuse_other_config()
             resume = resume and not restart
         if resume:
             state = self._load_resume_state()
@@ -412,16 +405,10 @@ class Trainer:
         import shutil
 
         saved = self.run_dir / "config.json"
-        if saved.exists() and not resume:
-            raise ExistingRunError(
-                f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory"
-            )
-        if saved.exists():
-            differences = _saved_config_differences(saved, self.config)
-            if differences:
-                raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
-        if (self.run_dir / "results.json").exists():
-            raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+        if not resume:
+            self._refuse_existing(resume)
+        self._refuse_other_config()  # before "finished": a finished run resumed with other settings says so
+        self._refuse_existing(resume)
         if not saved.exists():
             write_json(saved, self.config.to_dict())
         self.model = self.optimizer = None  # each candidate builds its own
@@ -461,6 +448,23 @@ class Trainer:
             tqdm.write("fusion: " + ", ".join(f"{n} valid MAE {r['best_valid_MAE']:.4f}" for n, r in results.items()) + f"; kept {chosen}")
         history = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines()]
         return RunResult(self.run_dir, result["metrics"], split, result["best_epoch"], result["epochs_run"], history, result.get("ulgm_labels"))
+
+    def _refuse_existing(self, resume: bool) -> None:
+        """A staged run (text_first, auto) starts only in an empty run directory, and continues
+        only with ``resume`` and while unfinished."""
+        if not resume and (self.run_dir / "config.json").exists():
+            raise ExistingRunError(
+                f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory"
+            )
+        if (self.run_dir / "results.json").exists():
+            raise ExistingRunError(f"{self.run_dir}: this run is finished (results.json); nothing to resume")
+
+    def _refuse_other_config(self) -> None:
+        """The run already started here was started with this config (if one was saved)."""
+        if (self.run_dir / "config.json").exists():
+            differences = _saved_config_differences(self.run_dir / "config.json", self.config)
+            if differences:
+                raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
 
     def _max_epochs(self) -> int:
         """This run's epoch limit: ``train.max_epochs``, or the model's own for its second stage."""

@@ -44,6 +44,7 @@ Search space file::
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -368,12 +369,11 @@ def sweep(
             trial.set_user_attr("run_dir", str(run_dir))
             trial.set_user_attr("worker", worker)
 
-            reported = []
+            steps = itertools.count(1)
 
             def report(epoch: int, record: dict) -> None:
                 # one step per epoch trained: model.fusion=auto trains two candidates one after the other
-                reported.append(epoch)
-                trial.report(record["valid_MAE"], len(reported))
+                trial.report(record["valid_MAE"], next(steps))
                 if trial.should_prune():
                     trial.set_user_attr("pruned_at_epoch", epoch)
                     for checkpoint in run_dir.rglob("last.pt"):  # never resumed: free the disk
