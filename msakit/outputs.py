@@ -156,13 +156,13 @@ def check_outputs(outputs: list[tuple[str, str | os.PathLike]], *, inputs: list[
         path = Path(raw)
         if path.is_dir():
             raise ConfigError(f"{option} {path}: is a directory; give the path of the file to write (e.g. {path / 'out'}{path.suffix or ''})")
-        for source in input_paths:
-            if _same_file(path, source):
-                raise ConfigError(f"{option} {path}: is one of this command's inputs and is never written over; choose another path")
         for what, folder in protected:
             if folder is not None and _inside(path, Path(folder)):
                 raise ConfigError(f"{option} {path}: lies inside {what} ({folder}), which is never written into, "
                                   "--overwrite or not; choose a path outside it")
+        for source in input_paths:
+            if _same_file(path, source):
+                raise ConfigError(f"{option} {path}: is one of this command's inputs and is never written over; choose another path")
         for earlier in checked:
             if _same_file(path, earlier):
                 raise ConfigError(f"{option} {path}: is also the path of another output of this command; choose distinct paths")

@@ -612,9 +612,16 @@ async def _receive_clips(request, workdir: Path, options: ServeOptions) -> list:
                                                   f"{options.max_clips} (--max-clips) per request") from None
         if "Too many fields" in reason:
             raise ApiError(400, "bad_multipart", "too many form fields; send the clips in 'file' and at most one 'transcript' per clip") from None
+        causes, cause = [], error
+        while cause is not None and len(causes) < 8:  # what the multipart parser itself said
+            causes.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        if any("header size" in c.lower() for c in causes):
+            raise ApiError(400, "bad_multipart", "a part header of the upload is over the multipart parser's 4 KB limit: most likely a "
+                                                 "file name of thousands of characters; rename the file and send it again") from None
         raise ApiError(400, "bad_multipart", "the upload could not be read as multipart/form-data "
-                                             f"({printable(reason).rstrip('.')}): a damaged body, or a part header (a file name) "
-                                             "too long; send the clip again with a shorter file name") from None
+                                             f"({printable(reason).rstrip('.')}: {printable(causes[-1])[:120]}); the body is damaged "
+                                             "or cut short: send it again (e.g. curl -F file=@clip.mp4)") from None
     try:
         files = form.getlist("file")
         transcripts = [t if isinstance(t, str) else None for t in form.getlist("transcript")]
