@@ -456,6 +456,11 @@ def create_app(run, options: ServeOptions | None = None, **settings):
         detail = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
         return refused(error.status_code, _STATUS_CODES.get(error.status_code, "error"), detail, getattr(error, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def internal(request, error):  # a bug: JSON like every other refusal (the traceback goes to the log)
+        log.error("internal error on %s: %s: %s", request.url.path, type(error).__name__, error)
+        return refused(500, "internal", f"internal error (a bug in msakit, please report it): {type(error).__name__}: {error}")
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request, error):
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()[:3])
