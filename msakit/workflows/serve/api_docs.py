@@ -7,7 +7,8 @@ MIT package, Swagger UI is Apache-2.0, ReDoc MIT), mounted under ``/static/api-d
 
 - ``GET /docs``: Swagger UI (no validator badge: that would ask validator.swagger.io);
 - ``GET /docs/oauth2-redirect``: Swagger UI's OAuth2 redirect page;
-- ``GET /redoc``: ReDoc, without Google fonts.
+- ``GET /redoc``: ReDoc, without Google fonts (and its script served with the one image it
+  would fetch from Redocly's CDN, their logo, replaced by an empty inline picture).
 
 The app must be made with ``FastAPI(docs_url=None, redoc_url=None)`` (FastAPI's CDN pages off);
 then ``mount_api_docs(app)``. Without ``fastapi-offline`` installed the pages are left out (and
@@ -23,6 +24,8 @@ from typing import Optional
 log = logging.getLogger("msakit.serve")
 
 ASSETS_URL = "/static/api-docs"  # mounted before the page's own /static, so it is matched first
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+BLANK_IMAGE = "data:image/svg+xml,%3Csvg xmlns=%27http://www.w3.org/2000/svg%27 width=%271%27 height=%271%27/%3E"
 
 
 def assets_dir() -> Optional[Path]:
@@ -42,7 +45,7 @@ def mount_api_docs(app, docs_url: str = "/docs", redoc_url: str = "/redoc") -> b
     every file they load served by ``app`` itself. False (and nothing added) without the files."""
     from fastapi import Request
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse, Response
     from fastapi.staticfiles import StaticFiles
 
     folder = assets_dir()
@@ -52,7 +55,17 @@ def mount_api_docs(app, docs_url: str = "/docs", redoc_url: str = "/redoc") -> b
         return False
     if app.docs_url or app.redoc_url:
         raise ValueError("make the app with FastAPI(docs_url=None, redoc_url=None): its own /docs and /redoc load files from a CDN")
-    app.mount(ASSETS_URL, StaticFiles(directory=folder), name="api-docs")
+    redoc_js = {}
+
+    @app.get(f"{ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    def redoc_script() -> Response:
+        # ReDoc's side menu shows Redocly's logo from their CDN whatever the options: that one
+        # image becomes an empty local picture (the "API docs by Redocly" link stays).
+        if "body" not in redoc_js:
+            redoc_js["body"] = (folder / "redoc.standalone.js").read_bytes().replace(REDOC_CDN_LOGO.encode(), BLANK_IMAGE.encode())
+        return Response(redoc_js["body"], media_type="text/javascript; charset=utf-8", headers={"Cache-Control": "public, max-age=3600"})
+
+    app.mount(ASSETS_URL, StaticFiles(directory=folder), name="api-docs")  # after the route above, which it would hide
     redirect_url = app.swagger_ui_oauth2_redirect_url or f"{docs_url}/oauth2-redirect"
     # No validator: Swagger UI would otherwise ask validator.swagger.io about the schema.
     swagger_parameters = {"validatorUrl": None, **(app.swagger_ui_parameters or {})}
