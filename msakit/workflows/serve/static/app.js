@@ -7,6 +7,7 @@ const MODALITY = { t: "text", a: "audio", v: "vision" };
 const SCALE_NAMES = { mosi: "CMU-MOSI", mosei: "CMU-MOSEI", sims: "CH-SIMS" };
 let model = null;
 let lastRows = [];
+let lastResult = null;
 let objectUrls = [];
 const drawn = [];  // [canvas, timeline] pairs, redrawn when the window's width changes
 
@@ -176,6 +177,7 @@ function clearResults() {
   objectUrls = [];
   drawn.length = 0;
   lastRows = [];
+  lastResult = null;
   $("results").replaceChildren();
   $("table-wrap").hidden = true;
 }
@@ -191,6 +193,7 @@ function render(result, files) {
   const rows = (result.predictions || []).map((r, i) => ({ ...r, index: r.index ?? i }));
   const failures = (result.failures || []).map((f, i) => failureRow(f, rows.length + i));
   lastRows = rows.concat(failures).sort((a, b) => a.index - b.index);
+  lastResult = result;
   if (lastRows.length > 1) renderTable();
   const results = $("results");
   for (const row of lastRows) results.append(row.failed ? renderFailure(row, files[row.index]) : renderClip(row, result, files[row.index]));
@@ -247,19 +250,20 @@ function renderFailure(row, file) {
       el("div", { class: "clip-body" },
         el("p", { class: "failure", "data-code": row.error_code || "" }, el("strong", { text: "Not scored: " }), row.error),
         row.error_code ? el("p", { class: "hint", text: `error code: ${row.error_code}` }) : null),
-      playback(file)));
+      playback(file, false)));
 }
 
 // The user's own file, played here (never uploaded again); nothing when the browser cannot play it.
-function playback(file) {
+function playback(file, noteIfUnplayable = true) {
   if (!file) return null;
+  const unplayable = () => (noteIfUnplayable ? el("p", { class: "hint player-note", text: "(no preview: this browser cannot play this format)" }) : el("span"));
   const audio = (file.type || "").startsWith("audio/") || /\.(wav|flac|mp3|ogg|m4a)$/i.test(file.name || "");
   const player = el(audio ? "audio" : "video", { controls: "", preload: "metadata", class: "player", "aria-label": `play ${file.name || "the clip"}` });
-  if (file.type && !player.canPlayType(file.type)) return el("p", { class: "hint player-note", text: "(this browser cannot play this format)" });
+  if (file.type && !player.canPlayType(file.type)) return unplayable();
   const url = URL.createObjectURL(file);
   objectUrls.push(url);
   player.src = url;
-  player.addEventListener("error", () => player.replaceWith(el("p", { class: "hint player-note", text: "(this browser cannot play this format)" })));
+  player.addEventListener("error", () => player.replaceWith(unplayable()));
   return player;
 }
 
@@ -308,7 +312,7 @@ function tickStep(duration, room) {
 function drawTimeline(canvas, series, durationS) {
   const width = Math.max(200, Math.floor(canvas.parentElement.clientWidth || canvas.clientWidth || 600));
   const narrow = width < 520;
-  const labelWidth = narrow ? 92 : 150, valueWidth = narrow ? 38 : 48, rowHeight = 40, top = 4, axis = 20;
+  const labelWidth = narrow ? 106 : 150, valueWidth = narrow ? 36 : 48, rowHeight = 40, top = 4, axis = 20;
   const left = labelWidth + valueWidth, plot = width - left - 8;
   const ratio = window.devicePixelRatio || 1;
   const height = top + series.length * rowHeight + axis;
@@ -458,5 +462,6 @@ function setup() {
   loadModel().catch((error) => showError("The model description could not be read: " + error));
 }
 
-window.msakitPage = { csvText, seriesList, describeModel };  // for the browser test
+// For the browser test (and a curious console): the last result as received, its rows, the CSV.
+window.msakitPage = { csvText, get lastResult() { return lastResult; }, get lastRows() { return lastRows; } };
 setup();
