@@ -220,14 +220,23 @@ def _extract_setting(text: str) -> tuple[str, object]:
 
 
 def _video_table(result: dict) -> str:
+    """The clips in their order: score, class, unimodal heads where the model has them, the
+    transcript, then each clip's warnings; failed clips with their reason."""
     rows = result["predictions"]
-    unimodal = [k for k in ("score_t", "score_a", "score_v") if rows and k in rows[0]]
-    lines = [f"{'video':<32} {'score':>7} {'class':<9}" + "".join(f" {k:>8}" for k in unimodal) + "  transcript"]
-    for row in rows:
+    unimodal = [m for m in ("text", "audio", "vision") if any(m in r.get("unimodal", {}) for r in rows)]
+    lines = [f"{'video':<32} {'score':>7} {'class':<9}" + "".join(f" {m[:5]:>7}" for m in unimodal) + "  transcript"]
+    entries = [(r["index"], r, None) for r in rows] + [(f["index"], None, f) for f in result["failures"]]
+    for _, row, failure in sorted(entries, key=lambda e: e[0]):
+        if failure is not None:
+            lines.append(f"{Path(failure['video']).name[-32:]:<32} not scored ({failure['error']['code']}): {failure['error']['message']}")
+            continue
         name = Path(row["video"]).name
-        lines.append(f"{name[-32:]:<32} {row['score']:>7.3f} {row['class']:<9}" + "".join(f" {row[k]:>8.3f}" for k in unimodal)
-                     + f"  {row['transcript'][:60]}")
-    lines += [f"{Path(f['path']).name[-32:]:<32} could not be used: {f['reason']}" for f in result["failures"]]
+        lines.append(f"{name[-32:]:<32} {row['score']:>7.3f} {row['class']:<9}"
+                     + "".join(f" {row['unimodal'][m]:>7.3f}" if m in row.get("unimodal", {}) else f" {'-':>7}" for m in unimodal)
+                     + f"  {row['transcript'][:60] or '(no transcript)'}")
+        lines += [f"{'':<32} warning ({w['code']}): {w['message']}" for w in row["warnings"]]
+    if unimodal:
+        lines.append("text/audio/vision: the model's own unimodal heads (parts of the model), not separate scores")
     return "\n".join(lines)
 
 
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command_line = "msakit " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        _run(args, command_line)
+        status = _run(args, command_line)
     except KeyboardInterrupt:
         print(f"msakit {args.command}: interrupted{_resume_hint(args, command_line)}", file=sys.stderr)
         return 130
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 70
-    return 0
+    return status or 0
 
 
 def _one_line(error: BaseException) -> str:
@@ -287,7 +296,8 @@ def _resume_hint(args, command_line: str) -> str:
     return f"; the finished epochs are saved in {run_dir}. Resume with: {again}"
 
 
-def _run(args, command_line: str) -> None:
+def _run(args, command_line: str) -> int | None:
+    """Carry out the command; an int is the exit status where it is not 0 (e.g. clips not scored)."""
     import msakit
     from msakit.config import parse_set_options
     from msakit.metrics import format_table
@@ -342,6 +352,11 @@ def _run(args, command_line: str) -> None:
                                transcripts=args.transcript, overwrite=args.overwrite)
         print(_video_table(result))
         print(f"predictions written to {result['csv']} and {result['json']}")
+        if result["failures"]:  # exit 1: results written, but not every clip could be scored
+            scored = len(result["predictions"])
+            print(f"msakit predict: {len(result['failures'])} of {scored + len(result['failures'])} clip(s) not scored "
+                  f"(reasons in the table above and the CSV's error column)", file=sys.stderr)
+            return 1
     elif args.command == "predict":
         if not args.data:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files)")
@@ -427,7 +442,11 @@ def _run(args, command_line: str) -> None:
 
         from msakit.workflows.serve import serve
 
-        serve(args.run_dir, host=args.host, port=args.port, token=args.token or os.environ.get("MSAKIT_SERVE_TOKEN") or None,
+        token = args.token if args.token is not None else os.environ.get("MSAKIT_SERVE_TOKEN")
+        if token is not None and not token.strip():
+            where = "--token" if args.token is not None else "MSAKIT_SERVE_TOKEN"
+            raise ConfigError(f"{where}: empty; give a secret string (the page and API then ask for it), or leave it out on 127.0.0.1")
+        serve(args.run_dir, host=args.host, port=args.port, token=token,
               max_mb=args.max_mb, workers=args.workers, queue=args.queue, max_clips=args.max_clips, device=args.device, kind=args.kind)
     elif args.command == "synth":
         spec = dict(seed=args.seed, aligned=args.aligned)

@@ -124,8 +124,17 @@ def check_writable_location(option: str, path: Path, start: Path, error=None) ->
         raise error(f"{option} {path}: the folder {existing} is not writable; choose another path")
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` (existing or not, through links) lies in ``folder`` or is it."""
+    try:
+        resolved, base = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return resolved == base or base in resolved.parents
+
+
 def check_outputs(outputs: list[tuple[str, str | os.PathLike]], *, inputs: list[str | os.PathLike] = (), overwrite: bool = False,
-                  resumable: list[str | os.PathLike] = ()) -> list[Path]:
+                  resumable: list[str | os.PathLike] = (), protected: list[tuple[str, str | os.PathLike]] = ()) -> list[Path]:
     """Check, before any work starts, every file a command is about to write.
 
     ``outputs`` are ``(option, path)`` pairs: each path the user named, and each documented
@@ -134,7 +143,9 @@ def check_outputs(outputs: list[tuple[str, str | os.PathLike]], *, inputs: list[
     file or not writable, when it is one of the command's ``inputs`` (never written, even with
     ``overwrite``; also through a link), when two outputs are the same path, and when it exists
     and ``overwrite`` is false, unless it is in ``resumable`` (msakit's own output of the same job,
-    which the command knows how to continue). Returns the paths, as ``Path``.
+    which the command knows how to continue), and when it lies inside a ``protected`` folder
+    (``(what, folder)`` pairs, e.g. the run being read: never written into, even with
+    ``overwrite``). Returns the paths, as ``Path``.
     """
     from msakit.errors import ConfigError, ExistingRunError
 
@@ -145,6 +156,10 @@ def check_outputs(outputs: list[tuple[str, str | os.PathLike]], *, inputs: list[
         path = Path(raw)
         if path.is_dir():
             raise ConfigError(f"{option} {path}: is a directory; give the path of the file to write (e.g. {path / 'out'}{path.suffix or ''})")
+        for what, folder in protected:
+            if folder is not None and _inside(path, Path(folder)):
+                raise ConfigError(f"{option} {path}: lies inside {what} ({folder}), which is never written into, "
+                                  "--overwrite or not; choose a path outside it")
         for source in input_paths:
             if _same_file(path, source):
                 raise ConfigError(f"{option} {path}: is one of this command's inputs and is never written over; choose another path")

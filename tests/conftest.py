@@ -92,3 +92,34 @@ def trained_run(tmp_path_factory, tiny_bert_dir, small_synthetic) -> Path:
     msakit.train("self_mm", small_synthetic, run_dir=run, seeds=[1],
                  overrides={"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"max_epochs": 1, "progress": False}})
     return run
+
+
+@pytest.fixture(scope="session")
+def clip_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A Self-MM run on text, audio and vision features that ``msakit extract`` made from eight
+    generated clips (a face photo and a voice; transcripts given in the manifest), trained one
+    epoch with today's defaults (audio and vision withheld from a quarter of the training
+    samples). Needs the ``video`` extra; tests that use it skip without."""
+    import csv
+
+    for module in ("av", "librosa", "mediapipe", "moonshine_voice", "skimage"):
+        pytest.importorskip(module)
+    import msakit
+    from msakit.extract.media import voice, write_clip
+
+    root = tmp_path_factory.mktemp("clip_run")
+    words = {1.5: "this movie is great and wonderful", -1.5: "this movie is terrible and boring"}
+    rows = []
+    for i in range(8):
+        label = 1.5 if i % 2 else -1.5
+        write_clip(root / "clips" / f"clip{i}.mp4", seconds=1.0, size=(160, 120), audio=voice(1.0, f0=200 if label > 0 else 110, seed=i),
+                   scale=lambda t, label=label: 0.8 if label > 0 else 0.55)
+        rows.append({"path": f"clips/clip{i}.mp4", "label": label, "split": "train" if i < 4 else "valid" if i < 6 else "test",
+                     "text": words[label], "video_id": f"v{i}"})
+    with open(root / "manifest.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    msakit.extract(root / "manifest.csv", root / "feats.pkl", workers=1, progress=False)
+    overrides = {"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"batch_size": 16, "max_epochs": 1, "progress": False}}
+    return msakit.train("self_mm", root / "feats.pkl", run_dir=root / "run", overrides=overrides).run_dir

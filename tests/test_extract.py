@@ -227,16 +227,18 @@ def test_extract_train_predict_video_end_to_end(tmp_path, tiny_overrides, capsys
     videos = [str(tmp_path / "clips" / "clip1.mp4"), str(tmp_path / "clips" / "clip2.mp4"), str(tmp_path / "missing_audio.mp4")]
     write_clip(videos[-1], seconds=1.0)
     capsys.readouterr()
-    assert main(["predict", str(tmp_path / "run"), "--video", *videos, "--output", str(tmp_path / "pred.csv")]) == 0
+    # exit 1: the results are written, but one clip could not be scored (a video without sound, on a run that hears)
+    assert main(["predict", str(tmp_path / "run"), "--video", *videos, "--output", str(tmp_path / "pred.csv")]) == 1
     shown = capsys.readouterr().out
     assert "clip1.mp4" in shown and "no audio track" in shown
     result = json.loads((tmp_path / "pred.json").read_text())
     assert [Path(r["video"]).name for r in result["predictions"]] == ["clip1.mp4", "clip2.mp4"]
     for row in result["predictions"]:
-        assert row["class"] in ("negative", "neutral", "positive") and {"score_t", "score_a", "score_v", "transcript"} <= set(row)
+        assert row["class"] in ("negative", "neutral", "positive") and {"unimodal", "transcript", "used", "warnings"} <= set(row)
+        assert set(row["unimodal"]) == {"text", "audio", "vision"} and row["used"] == ["text", "audio", "vision"]
     with open(tmp_path / "pred.csv", newline="") as file:
         table = list(csv.DictReader(file))
-    assert len(table) == 3 and table[2]["error"].startswith("no audio track")
+    assert len(table) == 3 and table[2]["error"].startswith("no audio track") and table[2]["error_code"] == "no_audio_track"
     # Features this msakit would extract differently from the run's are refused, naming what differs.
     sidecar = summary.run_dir / "seed_1111" / "best" / "extractor.json"
     original = json.loads(sidecar.read_text())

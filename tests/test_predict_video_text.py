@@ -92,8 +92,12 @@ def test_text_only_run_with_a_given_transcript_needs_no_sound(text_run, tmp_path
     silent = write_clip(tmp_path / "silent.mp4", seconds=1.0, size=(160, 120))  # no audio track at all
     result = predict_video(text_run, [silent], tmp_path / "p.csv", transcripts=["a great film"], progress=False)
     assert result["predictions"][0]["transcript"] == "a great film"
-    with pytest.raises(DataError, match="no audio track"):  # nothing to recognise
-        predict_video(text_run, [silent], tmp_path / "q.csv", progress=False)
+    # Nothing to recognise: the clip's own error, written like any other result, not an exception.
+    result = predict_video(text_run, [silent], tmp_path / "q.csv", progress=False)
+    (failure,) = result["failures"]
+    assert not result["predictions"] and failure["error"]["code"] == "no_audio_track"
+    assert "give the clip's transcript" in failure["error"]["message"] and "manifest" not in failure["error"]["message"]
+    assert "no_audio_track" in (tmp_path / "q.csv").read_text()
 
 
 def test_runs_with_audio_or_vision_still_need_the_matching_extractor(small_synthetic, tiny_bert_dir, tmp_path):

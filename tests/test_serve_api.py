@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 for _module in ("fastapi", "httpx", "multipart", "av", "librosa", "mediapipe", "moonshine_voice", "skimage"):
@@ -51,7 +52,8 @@ def clips(tmp_path_factory) -> dict[str, bytes]:
     root = tmp_path_factory.mktemp("serve_clips")
     made = write_clip(root / "made.mp4", seconds=1.5, size=(160, 120), audio=voice(1.5, f0=150))
     data = made.read_bytes()
-    return {"made": data, "truncated": data[: len(data) // 3]}
+    silent = write_clip(root / "silent.mp4", seconds=1.5, size=(160, 120), audio=np.zeros(24000, np.float32)).read_bytes()
+    return {"made": data, "truncated": data[: len(data) // 3], "silent": silent}
 
 
 def post(client, files, **kwargs):
@@ -80,22 +82,24 @@ def test_the_api_returns_what_predict_video_writes(client, text_only_run, tmp_pa
     on_disk = json.loads((tmp_path / "p.json").read_text())
     for payload in (served, on_disk):
         payload["predictions"][0].pop("video")
+    assert on_disk.pop("run") == str(text_only_run / "seed_1111") and "run" not in served  # no server path in the API
     assert served == on_disk and written["predictions"][0]["transcript"] == "a great film"
 
 
 def test_several_clips_with_given_transcripts_and_a_timeline(client, clips, scorer):
     texts = ["a great film", "a terrible film", ""]
-    response = post(client, [(f"c{i}.mp4", clips["made"]) for i in range(3)], data={"transcript": texts}, params={"timeline": "true"})
+    files = [("c0.mp4", clips["made"]), ("c1.mp4", clips["made"]), ("c2.mp4", clips["silent"])]
+    response = post(client, files, data={"transcript": texts}, params={"timeline": "true"})
     assert response.status_code == 200, response.text
-    rows = response.json()["predictions"]
-    assert [r["transcript_source"] for r in rows] == ["given", "given", "speech recognition"]
-    assert [r["transcript"] for r in rows[:2]] == texts[:2]
+    result = response.json()
+    rows = result["predictions"]
+    assert [r["transcript_source"] for r in rows[:2]] == ["given", "given"] and [r["transcript"] for r in rows[:2]] == texts[:2]
+    # A clip of silence has no words: on a text-only run that is its own error, not a score from nothing.
+    assert [f["index"] for f in result["failures"]] == [2] and result["failures"][0]["error"]["code"] == "no_speech"
     timeline = rows[0]["timeline"]
-    series = timeline["series"]
-    assert {"face present", "mouth open", "smile", "audio level (dBFS)", "voiced"} <= set(series)
-    assert sum(series["face present"]["values"]) / len(series["face present"]["values"]) > 0.8  # the generated clip shows a face
-    assert 1.3 < timeline["duration_s"] < 1.7 and series["audio level (dBFS)"]["rate_hz"] == pytest.approx(25.0)
-    assert max(series["voiced"]["values"]) == 1.0
+    assert timeline["series"] == {} and "words alone" in timeline["note"]  # a text-only run draws no face or audio curve
+    assert 1.3 < timeline["duration_s"] < 1.7
+    assert all("unimodal" not in r for r in rows)  # one modality: no per-modality number beside the score
 
 
 def test_progress_streams_the_stages_then_the_result(client, clips):
@@ -116,12 +120,16 @@ def test_bad_uploads_each_get_a_clear_status(client, clips, temp_root, tmp_path)
         (post(client, [("notes.mp4", b"this is a text file, not a video\n" * 20, "video/mp4")]), 415, "not an audio or video file"),
         (post(client, [("a.mp4", clips["made"]), ("b.mp4", clips["made"])], data={"transcript": "only one"}), 400, "one 'transcript'"),
     ]
-    for response, status, words in cases:
+    for (response, status, words), code in zip(cases, ("no_clip", "bad_request", "empty_file", "unsupported_media", "bad_request")):
         assert response.status_code == status and words in response.json()["detail"], response.text
+        assert response.json()["code"] == code
     truncated = post(client, [("cut.mp4", clips["truncated"])], data={"transcript": "a great film"})
     assert truncated.status_code == 200
     (failure,) = truncated.json()["failures"]
-    assert failure["path"] == "cut.mp4" and failure["reason"] and "\n" not in failure["reason"] and not truncated.json()["predictions"]
+    message = failure["error"]["message"]
+    assert failure["video"] == "cut.mp4" and failure["error"]["code"] in ("unreadable", "corrupt_stream", "too_short")
+    assert "\n" not in message and "Errno" not in message and "/tmp" not in message and "msakit-serve" not in message, message
+    assert not truncated.json()["predictions"]
     # A path-like name is only a label: nothing is written or read there.
     response = post(client, [("../../x.mp4", clips["made"])], data={"transcript": "a great film"})
     assert response.status_code == 200 and response.json()["predictions"][0]["video"] == "x.mp4"
@@ -192,9 +200,22 @@ def test_model_health_and_schema(client):
     model = client.get("/api/model").json()
     assert model["model"] == "self_mm" and model["modalities"] == "t" and "MAE" in model["metrics"]
     assert model["speech_recognition"]["version"] and "audio and vision are not used" in model["note"]
+    assert "run" not in model and "/" not in model["description"] and model["description"].startswith("Self-MM reading text")
+    quality = model["quality"]
+    assert quality["acc2_name"] == "Acc-2 (non-0)" and quality["acc2"] == model["metrics"]["Acc-2 (non-0)"]
+    assert quality["mae"] == model["metrics"]["MAE"] and model["absent_ok"] == []
     assert client.get("/api/health").json()["status"] == "ok"
     schema = client.get("/openapi.json").json()
     assert {"/api/predict", "/api/model", "/api/health"} <= set(schema["paths"])
+    # An integrator's schema: response bodies and every refusal with its body.
+    predict = schema["paths"]["/api/predict"]["post"]["responses"]
+    assert {"200", "400", "401", "413", "415", "503"} <= set(predict)
+    assert predict["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PredictResponse"}
+    assert predict["413"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    components = schema["components"]["schemas"]
+    assert {"index", "video", "score", "class", "warnings", "used"} <= set(components["ClipResult"]["properties"])
+    assert set(components["ClipFailure"]["properties"]) == {"index", "video", "error"}
+    assert "quality" in components["ModelInfo"]["properties"]
     page = client.get("/")
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert "http" not in "".join(line for line in page.text.splitlines() if "src=" in line or "href=" in line)  # no CDN

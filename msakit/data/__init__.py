@@ -29,10 +29,13 @@ def load_dataset(
     *,
     splits: tuple[str, ...] = SPLITS,
     require_labels: bool = True,
+    cache: bool = True,
 ) -> FeatureData:
     """Read any supported input: an MMSA pickle, a directory of text tables, or ``"synthetic"``.
 
     ``splits``/``require_labels`` relax what an MMSA pickle must hold (see ``read_mmsa_pickle``).
+    ``cache=False``: a pickle is read directly, nothing is written to the feature cache (for a
+    temporary file that is deleted after one read).
     """
     from msakit.data.mmsa import read_mmsa_pickle
     from msakit.data.text_table import read_text_dataset
@@ -45,6 +48,8 @@ def load_dataset(
         if modalities and set(modalities) - {"t"}:
             raise ConfigError(f"{path}: a text table has only the text modality; got modalities={modalities}")
         return data
+    if not cache:
+        return read_mmsa_pickle(path, kind=kind, modalities=modalities, splits=splits, require_labels=require_labels)
     # Parsed once: later reads open a memory-mapped cache of the result (feature_cache.py).
     from msakit.data.feature_cache import cached_read
 

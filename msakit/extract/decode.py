@@ -11,6 +11,8 @@ for that clip and goes on with the others.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +22,16 @@ import numpy as np
 
 
 class ClipError(Exception):
-    """A clip that cannot be used; ``str(error)`` is the one-line reason shown in the report."""
+    """A clip that cannot be used; ``str(error)`` is the one-line reason shown in the report and
+    ``code`` a stable machine-readable name for it (``unreadable``, ``no_audio_track``,
+    ``no_video_track``, ``corrupt_stream``, ``too_short``, ``no_frames``, ``no_face``)."""
+
+    def __init__(self, message: str, code: str = "unusable"):
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self):  # keeps the code across processes
+        return (type(self), (str(self), self.code))
 
 
 @dataclass
@@ -36,13 +47,20 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
-        raise ClipError(f"corrupt or unreadable file ({_short(exc)})") from None
+        raise ClipError(f"corrupt, truncated or unreadable file ({_short(exc)})", "unreadable") from None
     except OSError as exc:
-        raise ClipError(f"cannot open ({_short(exc)})") from None
+        raise ClipError(f"cannot open ({_short(exc)})", "unreadable") from None
 
 
 def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
+    """The library's reason, without an errno in brackets or the (server-side) file path."""
+    reason = getattr(exc, "strerror", None)
+    text = " ".join(str(reason if reason else exc).split())
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    filename = getattr(exc, "filename", None)
+    if filename:
+        text = text.replace(f": {filename!r}", "").replace(f": '{filename}'", "").replace(str(filename), "the file")
+    text = text[:1].lower() + text[1:]
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -63,7 +81,7 @@ def iter_frames(path: str | Path, fps: float, max_side: int = 640) -> Iterator[t
 
     with _open(Path(path)) as container:
         if not container.streams.video:
-            raise ClipError("no video track")
+            raise ClipError("no video track", "no_video_track")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -82,7 +100,7 @@ def iter_frames(path: str | Path, fps: float, max_side: int = 640) -> Iterator[t
                 next_tick = (int(t * fps + 1e-6) + 1) * period
                 yield t, frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
         except av.FFmpegError as exc:
-            raise ClipError(f"video stream is corrupt ({_short(exc)})") from None
+            raise ClipError(f"video stream is corrupt or truncated ({_short(exc)})", "corrupt_stream") from None
 
 
 def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_s: float = 10.0, channel: str = "mix") -> Iterator[np.ndarray]:
@@ -97,7 +115,7 @@ def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_s: float = 10.0
         raise ValueError(f"channel {channel!r}: use mix, left or right")
     with _open(Path(path)) as container:
         if not container.streams.audio:
-            raise ClipError("no audio track")
+            raise ClipError("no audio track", "no_audio_track")
         stream = container.streams.audio[0]
         channels = stream.codec_context.channels or 1
         pick = None if channel == "mix" or channels < 2 else (0 if channel == "left" else 1)
@@ -122,6 +140,6 @@ def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_s: float = 10.0
             for out in resampler.resample(None):
                 pending.append(samples(out))
         except av.FFmpegError as exc:
-            raise ClipError(f"audio stream is corrupt ({_short(exc)})") from None
+            raise ClipError(f"audio stream is corrupt or truncated ({_short(exc)})", "corrupt_stream") from None
         if pending:
             yield np.concatenate(pending).astype(np.float32, copy=False)

@@ -189,9 +189,9 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
     timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock
     need_audio = "a" in settings.modalities or ("t" in settings.modalities and text is None)
     if need_audio and not has_audio:
-        raise ClipError("no audio track" + (" (needed for speech recognition: give the transcript in a manifest 'text' column)" if "a" not in settings.modalities else ""))
+        raise ClipError("no audio track" + (" (needed for speech recognition: give the transcript in a manifest 'text' column)" if "a" not in settings.modalities else ""), "no_audio_track")
     if settings.modalities == "v" and not has_video:
-        raise ClipError("no video track (only vision was asked for)")
+        raise ClipError("no video track (only vision was asked for)", "no_video_track")
     need_video = "v" in settings.modalities and has_video
     out: dict[str, Any] = {"text": text, "asr": False, "flags": []}
     if "v" in settings.modalities and not has_video:
@@ -232,14 +232,14 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
     video_seconds = video_out.pop("seconds", 0.0)
     if need_video:
         if not need_audio and video_seconds < settings.min_duration_s:
-            raise ClipError(f"too short ({video_seconds:.2f} s of video; the minimum is {settings.min_duration_s} s)")
+            raise ClipError(f"too short ({video_seconds:.2f} s of video; the minimum is {settings.min_duration_s} s)", "too_short")
         rows = video_out["rows"]
         if not rows:
-            raise ClipError("the video track holds no decodable frame")
+            raise ClipError("the video track holds no decodable frame", "no_frames")
         vision = np.stack(rows)
         found = float(vision[:, 0].mean())
         if found < settings.min_face_fraction or not found:
-            raise ClipError(f"no face found (in {found:.0%} of {len(rows)} sampled frames; the minimum is {settings.min_face_fraction:.0%})")
+            raise ClipError(f"no face found (in {found:.0%} of {len(rows)} sampled frames; the minimum is {settings.min_face_fraction:.0%})", "no_face")
         out["vision"], out["face_frames"] = vision, int(vision[:, 0].sum())
     out["duration_s"] = max(audio_seconds, video_seconds)
     stage("done")
@@ -277,7 +277,7 @@ def _audio_stages(path: Path, settings: ExtractSettings, text: str | None, timin
         clock = time.perf_counter()
     seconds = samples / settings.sample_rate
     if seconds < settings.min_duration_s:
-        raise ClipError(f"too short ({seconds:.2f} s of audio; the minimum is {settings.min_duration_s} s)")
+        raise ClipError(f"too short ({seconds:.2f} s of audio; the minimum is {settings.min_duration_s} s)", "too_short")
     if featurizer is not None:
         clock = time.perf_counter()
         out["audio"] = featurizer.finish()

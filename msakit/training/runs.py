@@ -215,9 +215,16 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     return load_model(seed_dirs(Path(run_dir))[0], device)
 
 
-def predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True, loaded=None):
+def predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True, loaded=None,
+                  absent: dict | None = None, cache: bool = True):
     """Predictions of the run's model on ``split`` of ``data``; ``loaded``: the run's
-    ``load_run`` result already in memory (a server loads it once), else it is loaded here."""
+    ``load_run`` result already in memory (a server loads it once), else it is loaded here.
+    ``absent`` (``{m: bool per row}``): rows given modality ``m`` as absent, by the convention
+    training's modality dropout uses (``msakit.data.corruption.ABSENT_CONVENTION``, applied after
+    standardisation). ``cache=False`` reads ``data`` without the feature cache (a temporary file
+    leaves nothing behind)."""
+    import numpy as np
+
     from msakit.data import load_dataset
     from msakit.data.batching import BatchBuilder
     from msakit.training.trainer import predict_builder, resolve_device
@@ -229,7 +236,7 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
     check_data_matches_run(run, data)  # features from `msakit extract`: same extractor as the run's
     kind = kind or meta["kind"]
     modalities = tuple(meta["input_dims"]["modalities"])
-    dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels)
+    dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels, cache=cache)
     type(model).check_data(dataset, modalities)  # e.g. MAG-BERT refuses unaligned frames here too
     target = dataset[split]
     for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
@@ -243,7 +250,14 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
     standardizer = load_run_standardizer(run)  # the training split's statistics, unchanged
     if standardizer is not None:
         target = standardizer.apply(target)
-    builder = BatchBuilder(target, modalities, tokenizer)
+    absent = {m: np.asarray(a, dtype=bool) for m, a in (absent or {}).items() if m in modalities and np.any(a)}
+    for m, key in (("a", "audio"), ("v", "vision")):
+        if m in absent:  # all frames zero, length the split's full width: what training's dropout gave
+            frames, lengths = np.array(getattr(target, key), dtype=np.float32), np.array(getattr(target, f"{key}_lengths"))
+            frames[absent[m]] = 0.0
+            lengths[absent[m]] = frames.shape[1]
+            target = dataclasses.replace(target, **{key: frames, f"{key}_lengths": lengths})
+    builder = BatchBuilder(target, modalities, tokenizer, empty=absent)
     return predict_builder(model, builder, 64, torch_device), target, kind
 
 
@@ -304,13 +318,15 @@ def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, ki
 
     The file needs only that split, and labels are optional: this is how a trained model is
     run on one's own clips (features extracted the way the training data's were). ``output_csv``
-    is never one of the inputs, and an existing file is replaced only with ``overwrite``.
+    is never one of the inputs nor inside the run, and an existing file is replaced only with
+    ``overwrite``.
     """
     from msakit.outputs import check_outputs
     from msakit.training.trainer import write_predictions_csv
 
     seed_dir = seed_dirs(Path(run_dir))[0]
-    output_csv, = check_outputs([("--output", output_csv)], inputs=[data, *run_files(seed_dir)], overwrite=overwrite)
+    output_csv, = check_outputs([("--output", output_csv)], inputs=[data, *run_files(seed_dir)], overwrite=overwrite,
+                                protected=[("the run being read", Path(run_dir))])
     note = unfinished_note(seed_dir)
     if note:
         import sys

@@ -6,6 +6,18 @@ loaded run and the extractor settings its features need; ``extract_one`` extract
 any process: it is what the serving pool runs) and ``VideoScorer.score`` turns extracted clips
 into the rows both write.
 
+Every clip ends as a score or as its own error (``{"code", "message"}``); one clip never stops
+the others. What a clip lacks is decided once, here, for every front end:
+
+- a modality the run uses is missing from the clip (an audio file or a video without a face on a
+  run that uses vision; a video without sound on a run that uses audio with the transcript given):
+  when the run was trained with that modality withheld (``train.modality_dropout``, the default
+  of Self-MM and the flagship for audio and vision) the clip is scored without it, by the same
+  absent-modality convention training used, with a warning naming it; otherwise the clip is
+  refused with the reason (the model never saw such an input, so its score would mean nothing);
+- no speech recognised and no transcript given, on a run that reads text: refused (``no_speech``)
+  unless the run was trained with text withheld and has another modality to go on.
+
 A run trained on text alone (a text table, an MMSA pickle's raw_text) needs no extractor
 sidecar: its clips only need a transcript, given or recognised from the audio.
 """
@@ -24,12 +36,25 @@ from msakit.training.runs import predict_split, seed_dirs
 # (Acc-3 style), CH-SIMS's [-1, 1] scale uses its 0.1 band.
 _NEUTRAL_BAND = {"mosi": 0.5, "mosei": 0.5, "sims": 0.1}
 _SCALE = {"mosi": (-3.0, 3.0), "mosei": (-3.0, 3.0), "sims": (-1.0, 1.0)}
+_DATASET = {"mosi": "CMU-MOSI", "mosei": "CMU-MOSEI", "sims": "CH-SIMS"}
 TIMELINE_POINTS = 150  # at most this many points per timeline series
+NAMES = {"t": "text", "a": "audio", "v": "vision"}
+MODEL_TITLES = {
+    "almt": "ALMT", "cenet": "CENet", "dma": "the msakit flagship (Self-MM with covariance alignment)", "late_fusion": "late fusion",
+    "lmf": "LMF", "mag_bert": "MAG-BERT", "misa": "MISA", "mmim": "MMIM", "mmmie": "MMMIE", "mult": "MulT", "self_mm": "Self-MM",
+    "tetfn": "TETFN", "tfn": "TFN",
+}
+# Clip errors that mean "this clip has no such modality" (so a run trained without it can go on).
+_LACKS = {"no_video_track": "v", "no_face": "v", "no_frames": "v", "no_audio_track": "a"}
 
 
 def sentiment_class(score: float, kind: str = "mosi") -> str:
     band = _NEUTRAL_BAND.get(kind, 0.5)
     return "negative" if score < -band else "positive" if score > band else "neutral"
+
+
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 @dataclass
@@ -57,6 +82,11 @@ def speech_recogniser() -> dict[str, str]:
             "runtime": f"onnxruntime {installed('onnxruntime')}"}
 
 
+def clip_error(code: str, message: str) -> dict:
+    """A clip's error as every front end reports it."""
+    return {"error": {"code": code, "message": message}}
+
+
 class VideoScorer:
     """A trained run ready to score clips: its model loaded once, the extractor settings its
     features need (its sidecar's; for a text-only run speech recognition alone)."""
@@ -76,6 +106,7 @@ class VideoScorer:
         self.kind = kind or meta["kind"]
         self.modalities = "".join(m for m in "tav" if m in meta["input_dims"]["modalities"])
         self.text_only = self.modalities == "t"
+        self.withheld = self._withheld_in_training()
         trained = run_sidecar(self.seed_dir)
         self.extractor = trained
         if self.text_only:
@@ -98,11 +129,31 @@ class VideoScorer:
             check_compatible(trained, describe(self.settings), str(self.seed_dir))
         self.recogniser = speech_recogniser() if "t" in self.modalities and "t" in self.settings.modalities else None
 
+    def _withheld_in_training(self) -> dict[str, float]:
+        """Modalities the run was trained to do without (``train.modality_dropout``) and the
+        probability each was withheld; only where the run has another modality to go on."""
+        from msakit.data.corruption import parse_modality_dropout
+        from msakit.errors import MsakitError
+        from msakit.outputs import read_json
+
+        if len(self.modalities) < 2 or not (self.seed_dir / "config.json").is_file():
+            return {}
+        try:
+            dropout = parse_modality_dropout(read_json(self.seed_dir / "config.json", "run config").get("train", {}).get("modality_dropout"))
+        except (MsakitError, AttributeError):
+            return {}
+        return {m: p for m, p in dropout.items() if m in self.modalities and p > 0}
+
+    @property
+    def absent_ok(self) -> str:
+        """The modalities a clip may lack and still be scored (``"av"`` for the Self-MM default)."""
+        return "".join(m for m in "tav" if m in self.withheld)
+
     @property
     def note(self) -> str | None:
         """Said once where a run leaves parts of a clip unused."""
         if self.text_only:
-            return (f"run {self.seed_dir} uses text alone: the clips' audio and vision are not used, only their transcript "
+            return (f"this run uses text alone: the clips' audio and vision are not used, only their transcript "
                     f"(given, or recognised by {self.recogniser['name']} {self.recogniser['version']})")
         return None
 
@@ -110,11 +161,45 @@ class VideoScorer:
     def scale(self) -> tuple[float, float]:
         return _SCALE.get(self.kind, (-3.0, 3.0))
 
+    @property
+    def title(self) -> str:
+        return MODEL_TITLES.get(self.model_name, self.model_name)
+
+    def description(self) -> str:
+        """The run in plain words, for a page header: no paths, no option names."""
+        low, high = self.scale
+        reads = _joined([NAMES[m] for m in self.modalities])
+        text = (f"{self.title[:1].upper() + self.title[1:]} reading {reads}; scores on the {_DATASET.get(self.kind, self.kind)} scale, "
+                f"{low:g} (negative) to {high:g} (positive)")
+        if self.absent_ok:
+            text += f". A clip without {' or '.join(NAMES[m] for m in self.absent_ok)} is scored without it, as the model was trained to"
+        return text + "."
+
+    def quality(self) -> dict | None:
+        """Acc-2, MAE and Corr the run recorded on its evaluation split (fractions), or None."""
+        from msakit.errors import MsakitError
+        from msakit.outputs import read_json
+
+        path = self.seed_dir / "results.json"
+        try:
+            done = read_json(path, "results file") if path.is_file() else None
+        except MsakitError:
+            done = None
+        metrics = (done or {}).get("metrics") if isinstance(done, dict) else None
+        if not isinstance(metrics, dict) or "MAE" not in metrics:
+            return None
+        acc2_name = "Acc-2 (non-0)" if "Acc-2 (non-0)" in metrics else "Acc-2"
+        number = lambda key: float(metrics[key]) if isinstance(metrics.get(key), (int, float)) else None  # noqa: E731
+        samples = done.get("test_samples") or done.get("samples")
+        return {"split": done.get("evaluated_split") or "test", "acc2": number(acc2_name), "acc2_name": acc2_name,
+                "mae": number("MAE"), "corr": number("Corr"), "samples": samples if isinstance(samples, int) else None}
+
     def settings_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
 
     def extract(self, clips: list[ClipInput], *, workers: int = 1, progress: bool = False, timeline: bool = False) -> list[dict]:
-        """``extract_one`` for every clip, in ``workers`` processes when more than one."""
+        """``extract_one`` for every clip, in ``workers`` processes when more than one; a clip
+        whose worker fails gets its own error, the others go on."""
         from tqdm.auto import tqdm
 
         from msakit.extract.pipeline import require_video_extra
@@ -124,52 +209,107 @@ class VideoScorer:
         with tqdm(total=len(clips), unit="clip", desc="extract", disable=not progress, dynamic_ncols=True) as bar:
             if workers <= 1 or len(clips) <= 1:
                 results = []
-                for clip in clips:
-                    results.append(extract_one(str(clip.path), clip.transcript, settings, timeline))
-                    bar.update(1)
+                with quiet_native_output():
+                    for clip in clips:
+                        results.append(extract_one(str(clip.path), clip.transcript, settings, timeline, self.absent_ok))
+                        bar.update(1)
                 return results
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=min(workers, len(clips)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(extract_one, str(c.path), c.transcript, settings, timeline) for c in clips]
+            with ProcessPoolExecutor(max_workers=min(workers, len(clips)), mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=silence_native_output) as pool:
+                futures = [pool.submit(extract_one, str(c.path), c.transcript, settings, timeline, self.absent_ok) for c in clips]
                 results = []
                 for future in futures:
-                    results.append(future.result())
+                    try:
+                        results.append(future.result())
+                    except Exception as exc:  # noqa: BLE001 - e.g. a worker killed for memory: this clip's error
+                        results.append(clip_error("worker_stopped", f"the extraction process stopped while extracting this clip "
+                                                                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"))
                     bar.update(1)
                 return results
 
+    def _vetted(self, out: dict) -> tuple[dict | None, dict, list[dict]]:
+        """``(error or None, absent modalities {m: reason}, warnings)`` of one extracted clip."""
+        absent = dict(out.get("absent", {}))
+        text = (out.get("text") or "").strip()
+        if "t" in self.modalities and not text:
+            others = [m for m in self.modalities if m != "t" and m not in absent]
+            if "t" in self.withheld and others:
+                absent["t"] = "no speech recognised and no transcript given"
+            else:
+                uses = _joined([NAMES[m] for m in self.modalities])
+                return clip_error("no_speech", "no speech recognised and no transcript given; this run reads the words "
+                                  f"({'text alone' if self.text_only else 'it uses ' + uses}) and cannot score the clip without them: "
+                                  "give its transcript, or a clip with audible speech"), {}, []
+        warnings = []
+        for m, reason in absent.items():
+            rest = _joined([NAMES[k] for k in self.modalities if k not in absent])
+            warnings.append({"code": "no_speech" if m == "t" else f"{NAMES[m]}_absent",
+                             "message": f"{reason}: scored from {rest} alone, as the model was trained to "
+                                        f"(its {NAMES[m]} withheld from {self.withheld[m]:.0%} of training samples)"})
+        for flag in out.get("flags") or []:
+            warnings.append({"code": "transcript_repaired", "message": f"speech recognition: {flag}"})
+        return None, absent, warnings
+
     def score(self, clips: list[ClipInput], extracted: list[dict], work_dir: str | Path) -> dict:
         """Predict the clips ``extract_one`` could use; ``work_dir`` (private, the caller's to
-        delete) holds the small feature file in between. The payload ``predict --video``
-        writes as JSON and ``/api/predict`` returns: ``{"run", "model", "kind", "modalities",
-        "speech_recognition", "predictions": [...], "failures": [{"path", "reason"}]}``."""
+        delete) holds the small feature file in between, read without the feature cache. The
+        payload ``predict --video`` writes as JSON and ``/api/predict`` returns: ``{"model",
+        "model_title", "kind", "modalities", "speech_recognition", "predictions": [...],
+        "failures": [{"index", "video", "error": {"code", "message"}}]}``."""
+        import numpy as np
+
         from msakit.data.mmsa import write_mmsa_pickle
 
-        used = [(i, clip, out) for i, (clip, out) in enumerate(zip(clips, extracted)) if "error" not in out]
-        failures = [{"path": clip.name, "reason": out["error"]} for clip, out in zip(clips, extracted) if "error" in out]
+        failures, used = [], []
+        for i, (clip, out) in enumerate(zip(clips, extracted)):
+            error, absent, warnings = (out, {}, []) if "error" in out else self._vetted(out)
+            if error is not None:
+                failures.append({"index": i, "video": clip.name, "error": _error_of(error)})
+            else:
+                used.append((i, clip, out, absent, warnings))
         rows, used_kind = [], self.kind
         if used:
-            split: dict[str, Any] = {"id": [f"clip{i}" for i, _, _ in used]}
-            if "t" in self.settings.modalities:
-                split["raw_text"] = [out["text"] or "" for _, _, out in used]
-            for key in ("audio", "vision"):
-                if key[0] in self.settings.modalities:
-                    split.update(_stack([out[key] for _, _, out in used], key))
+            split: dict[str, Any] = {"id": [f"clip{i}" for i, *_ in used]}
+            if "t" in self.modalities:
+                split["raw_text"] = [(out.get("text") or "").strip() for _, _, out, _, _ in used]
+            dims = {k: int(v.get("dim")) for k, v in (self.extractor or {}).get("features", {}).items() if isinstance(v, dict) and v.get("dim")}
+            for m, key in (("a", "audio"), ("v", "vision")):
+                if m in self.modalities:
+                    dim = dims.get(key) or next(out[key].shape[1] for _, _, out, absent, _ in used if m not in absent)
+                    split.update(_stack([out[key] if m not in absent else np.zeros((0, dim), np.float32) for _, _, out, absent, _ in used], key))
+            absent_rows = {m: np.array([m in absent for *_, absent, _ in used]) for m in self.modalities}
             path = write_mmsa_pickle(Path(work_dir) / "clips.pkl", {"test": split})
-            predictions, target, used_kind = predict_split(self.seed_dir, path, self.kind, "test", self.device, require_labels=False,
-                                                           loaded=self.loaded)
-            for row_index, (_, clip, out) in enumerate(used):
+            predictions, _, used_kind = predict_split(self.seed_dir, path, self.kind, "test", self.device, require_labels=False,
+                                                      loaded=self.loaded, absent={m: a for m, a in absent_rows.items() if a.any()},
+                                                      cache=False)
+            for row_index, (i, clip, out, absent, warnings) in enumerate(used):
                 score = float(predictions["m"][row_index])
-                row = {"video": clip.name, "score": round(score, 4), "class": sentiment_class(score, used_kind)}
-                row.update({f"score_{m}": round(float(predictions[m][row_index]), 4) for m in ("t", "a", "v") if m in predictions})
-                row["transcript"] = out["text"] or ""
-                row["transcript_source"] = "given" if not out["asr"] else "speech recognition"
+                row = {"index": i, "video": clip.name, "score": round(score, 4), "class": sentiment_class(score, used_kind)}
+                unimodal = {NAMES[m]: round(float(predictions[m][row_index]), 4) for m in self.modalities
+                            if m in predictions and m not in absent}
+                if unimodal and len(self.modalities) > 1:  # a one-modality run's own head only repeats its score
+                    row["unimodal"] = unimodal
+                text = (out.get("text") or "").strip()
+                row["transcript"] = text
+                row["transcript_source"] = "none" if not text else "given" if not out.get("asr") else "speech recognition"
+                row["used"] = [NAMES[m] for m in self.modalities if m not in absent]
+                row["warnings"] = warnings
                 if "timeline" in out:
                     row["timeline"] = out["timeline"]
                 rows.append(row)
-        return {"run": str(self.seed_dir), "model": self.model_name, "kind": used_kind, "modalities": self.modalities,
+        return {"model": self.model_name, "model_title": self.title, "kind": used_kind, "modalities": self.modalities,
                 "speech_recognition": self.recogniser, "predictions": rows, "failures": failures}
+
+
+def _error_of(out: dict) -> dict:
+    """``{"code", "message"}`` of a failed clip (also from an older worker's plain string)."""
+    error = out["error"]
+    if isinstance(error, dict):
+        return {"code": str(error.get("code") or "internal"), "message": str(error.get("message") or "")}
+    return {"code": "unusable", "message": str(error)}
 
 
 def _stack(arrays: list, key: str) -> dict:
@@ -183,39 +323,143 @@ def _stack(arrays: list, key: str) -> dict:
     return {key: stacked, f"{key}_lengths": np.array([max(1, len(a)) for a in arrays], np.int64)}
 
 
-def extract_one(path: str, transcript: str | None, settings: dict, timeline: bool = False) -> dict:
-    """Extract one clip with ``settings`` (an ``ExtractSettings`` as a dict): ``{"text", "asr",
-    "duration_s", "audio"/"vision" (those the settings extract), "timeline" (if asked)}``, or
-    ``{"error": one-line reason}``. Runs in a worker process as well as here.
+def silence_native_output() -> None:
+    """In a worker process: what the native libraries (MediaPipe's glog, TensorFlow Lite, ffmpeg)
+    write straight to file descriptors 1 and 2 goes to the null device; Python's own
+    ``sys.stderr`` keeps the original stream, so msakit's messages and tracebacks still show."""
+    import os
 
-    With ``timeline`` and settings that extract text alone, audio and face are extracted too
-    (for the timeline only; a clip without a face or sound still scores on its transcript)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        sys.stderr.flush()
+        kept = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.dup2(null, 1)
+        os.close(null)
+        sys.stderr = open(kept, "w", buffering=1, encoding="utf-8", errors="replace", closefd=True)
+    except (OSError, ValueError, AttributeError):
+        pass  # no real file descriptors (an embedding host): leave the streams as they are
+
+
+class quiet_native_output:
+    """``with quiet_native_output():`` the same as ``silence_native_output`` for this process, for
+    the block only: native libraries' lines are dropped, Python's ``sys.stderr`` (progress bars,
+    messages) still reaches the terminal."""
+
+    def __enter__(self):
+        import os
+
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self.saved = None
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.saved = (os.dup(1), os.dup(2))
+            self.stdout, self.stderr = sys.stdout, sys.stderr
+            if _real_fd(sys.stdout) == 1:
+                sys.stdout = open(os.dup(self.saved[0]), "w", buffering=1, encoding="utf-8", errors="replace", closefd=True)
+            if _real_fd(sys.stderr) == 2:
+                sys.stderr = open(os.dup(self.saved[1]), "w", buffering=1, encoding="utf-8", errors="replace", closefd=True)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        if self.saved is None:
+            return False
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        for fd in self.saved:
+            os.close(fd)
+        for mine, theirs in ((sys.stdout, self.stdout), (sys.stderr, self.stderr)):
+            if mine is not theirs:
+                mine.close()
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        return False
+
+
+def _real_fd(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None  # e.g. pytest's capture: nothing native reaches it anyway
+
+
+def extract_one(path: str, transcript: str | None, settings: dict, timeline: bool = False, optional: str = "") -> dict:
+    """Extract one clip with ``settings`` (an ``ExtractSettings`` as a dict): ``{"text", "asr",
+    "duration_s", "audio"/"vision" (those extracted), "absent" ({m: reason} for modalities in
+    ``optional`` the clip lacks), "flags", "timeline" (if asked)}``, or ``{"error": {"code",
+    "message"}}``. Runs in a worker process as well as here.
+
+    ``optional``: the modalities the run can score without; a clip lacking any other of the
+    settings' modalities is an error naming what it lacks and why it matters."""
     from msakit.extract import ExtractSettings, extract_clip
     from msakit.extract.decode import ClipError
 
     wanted = ExtractSettings(**settings)
-    attempts = [wanted]
-    if timeline and wanted.modalities == "t":
-        attempts = [dataclasses.replace(wanted, modalities="tav"), dataclasses.replace(wanted, modalities="ta"), wanted]
-    for n, attempt in enumerate(attempts, 1):
+    modalities, absent = wanted.modalities, {}
+    uses = _joined([NAMES[m] for m in wanted.modalities])
+
+    def lacking(m: str, code: str, reason: str) -> dict:
+        return clip_error(code, f"{reason}: this run uses {uses} and was not trained to score a clip without {NAMES[m]}; "
+                          f"send a clip with {'the speaker’s face on video' if m == 'v' else 'its sound'}")
+
+    while True:
         try:
-            out = extract_clip(path, attempt, transcript)
-            break
+            out = extract_clip(path, dataclasses.replace(wanted, modalities=modalities), transcript)
         except ClipError as exc:
-            if n == len(attempts):
-                return {"error": str(exc)}
+            m = _LACKS.get(exc.code)
+            needs_sound = m == "a" and "t" in modalities and transcript is None  # the words come from the sound
+            if m and m in modalities and len(modalities) > 1 and not needs_sound:
+                if m in optional:
+                    absent[m] = str(exc)
+                    modalities = modalities.replace(m, "")
+                    continue
+                return lacking(m, exc.code, str(exc))
+            if needs_sound:
+                return clip_error(exc.code, "no audio track, so no speech to recognise: give the clip's transcript "
+                                            "(predict --transcript, or the transcript field of the page and API), or a clip with sound")
+            return clip_error(exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - an unforeseen file problem: this clip's reason, the others go on
-            return {"error": f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}"}
-    result = {"text": out["text"], "asr": bool(out["asr"]), "duration_s": float(out["duration_s"])}
+            return clip_error("internal", f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}")
+        break
+    if out.get("vision_absent") and "v" in modalities:
+        if "v" not in optional:
+            return lacking("v", "no_video_track", "no video track (an audio file)")
+        absent["v"] = "no video track (an audio file)"
+    duration = float(out["duration_s"])
+    if not duration:  # nothing was decoded (a given transcript on a text-only run): the container's own duration
+        from msakit.extract.decode import probe
+
+        try:
+            duration = float(probe(path).duration_s or 0.0)
+        except ClipError:
+            duration = 0.0
+    result = {"text": out["text"], "asr": bool(out["asr"]), "duration_s": duration, "absent": absent,
+              "flags": list(out.get("flags") or [])}
     for key in ("audio", "vision"):
-        if key[0] in wanted.modalities:
+        if key[0] in modalities and out.get(key) is not None:
             result[key] = out[key]
     if timeline:
-        result["timeline"] = clip_timeline(out, attempt)
+        result["timeline"] = clip_timeline({**out, "duration_s": duration}, wanted, wanted.modalities)
     return result
 
 
-def _series(values, rate_hz: float) -> dict:
+def _series(values, rate_hz: float, label: str, unit: str) -> dict:
     """At most TIMELINE_POINTS block means of ``values`` and the rate of the result."""
     import numpy as np
 
@@ -225,52 +469,72 @@ def _series(values, rate_hz: float) -> dict:
         cut = len(values) // step * step
         head = values[:cut].reshape(-1, step).mean(axis=1)
         values = np.concatenate([head, values[cut:].mean(keepdims=True)]) if cut < len(values) else head
-    return {"rate_hz": rate_hz / step, "values": [round(float(v), 4) for v in values]}
+    return {"label": label, "unit": unit, "rate_hz": rate_hz / step,
+            "values": [round(float(v), 4) if np.isfinite(v) else None for v in values]}
 
 
-def clip_timeline(out: dict, settings) -> dict:
-    """What the page draws under a clip, from its extracted (raw, unstandardised) features:
-    face present, mouth opening, smile, brow raise, eye opening (per face frame), audio level
-    in dBFS and voiced frames (per audio frame)."""
-    import numpy as np
-
-    timeline: dict[str, Any] = {"duration_s": round(float(out["duration_s"]), 3), "series": {}}
-    if out.get("audio") is not None and len(out["audio"]):
+def clip_timeline(out: dict, settings, modalities: str = "tav") -> dict:
+    """What the page draws under a clip, from its extracted (raw, unstandardised) features, for
+    the ``modalities`` the run uses only: audio level in dBFS and voiced frames (per audio frame);
+    face found, mouth opening, smile, brow raise, eye opening (per face frame). Keys are stable
+    snake_case names; each series has its display ``label`` and ``unit``."""
+    timeline: dict[str, Any] = {"duration_s": round(float(out.get("duration_s") or 0.0), 3), "series": {}}
+    series = timeline["series"]
+    if "a" in modalities and out.get("audio") is not None and len(out["audio"]):
         from msakit.extract.audio import FEATURE_NAMES as AUDIO
 
         audio = out["audio"]
-        timeline["series"]["audio level (dBFS)"] = _series(audio[:, AUDIO.index("level_db")], settings.audio_rate_hz)
-        timeline["series"]["voiced"] = _series(audio[:, AUDIO.index("f0_hz")] > 0, settings.audio_rate_hz)
-    if out.get("vision") is not None and len(out["vision"]):
+        series["audio_level"] = _series(audio[:, AUDIO.index("level_db")], settings.audio_rate_hz, "audio level", "dBFS")
+        series["voiced"] = _series(audio[:, AUDIO.index("f0_hz")] > 0, settings.audio_rate_hz, "voiced", "fraction of frames")
+    if "v" in modalities and out.get("vision") is not None and len(out["vision"]):
         from msakit.extract.face import FEATURE_NAMES as FACE
 
         vision = out["vision"]
         column = lambda name: vision[:, FACE.index(name)]  # noqa: E731
-        timeline["series"]["face present"] = _series(column("present"), settings.video_fps)
-        timeline["series"]["mouth open"] = _series(column("mouth_open"), settings.video_fps)
-        timeline["series"]["smile"] = _series(column("smile"), settings.video_fps)
-        timeline["series"]["brow raise"] = _series((column("brow_raise_l") + column("brow_raise_r")) / 2, settings.video_fps)
-        timeline["series"]["eye open"] = _series((column("eye_open_l") + column("eye_open_r")) / 2, settings.video_fps)
-    if out.get("vision") is None:
+        rate = settings.video_fps
+        series["face_present"] = _series(column("present"), rate, "face found", "fraction of frames")
+        series["mouth_open"] = _series(column("mouth_open"), rate, "mouth opening", "lip gap / eye distance")
+        series["smile"] = _series(column("smile"), rate, "smile", "mouth-corner lift / eye distance")
+        series["brow_raise"] = _series((column("brow_raise_l") + column("brow_raise_r")) / 2, rate, "brow raise", "brow height / eye distance")
+        series["eye_open"] = _series((column("eye_open_l") + column("eye_open_r")) / 2, rate, "eye opening", "lid gap / eye width")
+    if modalities == "t":
+        timeline["note"] = "this run reads the words alone: no audio or face measures are drawn"
+    elif "v" in modalities and out.get("vision") is None:
         timeline["note"] = "no face measures: no face found, or no video track"
-    for values in timeline["series"].values():
-        values["values"] = [v if np.isfinite(v) else None for v in values["values"]]
     return timeline
+
+
+def _csv_rows(payload: dict) -> tuple[list[str], list[dict]]:
+    """The CSV's columns and rows, in the clips' order: scored clips and failed ones."""
+    unimodal = [m for m in ("text", "audio", "vision") if any(m in r.get("unimodal", {}) for r in payload["predictions"])]
+    columns = ["video", "score", "class"] + [f"unimodal_{m}" for m in unimodal] + ["transcript", "transcript_source", "used", "warnings",
+                                                                                  "error_code", "error"]
+    rows = []
+    for row in payload["predictions"]:
+        flat = {k: row[k] for k in ("video", "score", "class", "transcript", "transcript_source")}
+        flat.update({f"unimodal_{m}": v for m, v in row.get("unimodal", {}).items()})
+        flat["used"] = "+".join(row["used"])
+        flat["warnings"] = "; ".join(w["message"] for w in row["warnings"])
+        rows.append((row["index"], flat))
+    rows += [(f["index"], {"video": f["video"], "error_code": f["error"]["code"], "error": f["error"]["message"]}) for f in payload["failures"]]
+    return columns, [r for _, r in sorted(rows, key=lambda pair: pair[0])]
 
 
 def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str | None = None, device: str = "auto",
                   workers: int = 1, progress: bool = True, transcripts: list[str | None] | None = None,
                   overwrite: bool = False) -> dict:
     """Extract ``videos`` with the run's extractor settings, predict, and write ``output`` as CSV
-    and JSON (same stem): per clip the score, its class, unimodal scores (models that have
-    them) and the transcript; clips that could not be used are listed with the reason.
+    and JSON (same stem): per clip the score, its class, the modalities it rests on, warnings,
+    unimodal scores (models that have them) and the transcript; clips that could not be used are
+    listed with an error code and reason, and the others are written all the same.
     ``transcripts`` (one per video, ``None`` or ``""`` to recognise) are used instead of speech
     recognition. A text-only run needs no extractor sidecar. Existing output files are refused
-    unless ``overwrite``. Returns the JSON payload plus ``"csv"`` and ``"json"`` paths."""
+    unless ``overwrite``; an output inside the run being read, or onto an input, always is.
+    Returns the JSON payload plus ``"csv"`` and ``"json"`` paths."""
     import csv
     import tempfile
 
-    from msakit.errors import ConfigError, DataError, MissingFileError
+    from msakit.errors import ConfigError, MissingFileError
     from msakit.outputs import atomic_write, check_outputs, write_json
 
     output = Path(output)
@@ -283,30 +547,25 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
         if not video.is_file():
             raise MissingFileError(f"{video}: no such video file")
     csv_path, json_path = check_outputs([("--output", output.with_suffix(".csv")), ("--output (its .json)", output.with_suffix(".json"))],
-                                        inputs=videos, overwrite=overwrite)
+                                        inputs=videos, overwrite=overwrite, protected=[("the run being read", Path(run_dir))])
     scorer = VideoScorer(run_dir, kind=kind, device=device)
     if scorer.note:
         print(f"note: {scorer.note}", file=sys.stderr)
     clips = [ClipInput(v, str(v), (transcripts[i] or None) if transcripts else None) for i, v in enumerate(videos)]
     extracted = scorer.extract(clips, workers=workers, progress=progress)
-    if all("error" in e for e in extracted):
-        first = next(zip(clips, extracted))
-        raise DataError(f"no video could be used ({len(clips)} failed); first: {first[0].name}: {first[1]['error']}")
     with tempfile.TemporaryDirectory(prefix="msakit-video-") as temp:
-        payload = scorer.score(clips, extracted, temp)
-    rows = payload["predictions"]
-    columns = list(rows[0])
+        payload = {"run": str(scorer.seed_dir), **scorer.score(clips, extracted, temp)}
+    columns, rows = _csv_rows(payload)
 
     def write_csv(p: Path) -> None:
         with open(p, "w", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=columns + ["error"])
+            writer = csv.DictWriter(file, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-            writer.writerows({"video": f["path"], "error": f["reason"]} for f in payload["failures"])
 
     atomic_write(csv_path, write_csv)
     write_json(json_path, payload)
     return {**payload, "csv": csv_path, "json": json_path}
 
 
-__all__ = ["ClipInput", "VideoScorer", "clip_timeline", "extract_one", "predict_video", "sentiment_class", "speech_recogniser"]
+__all__ = ["ClipInput", "VideoScorer", "clip_error", "clip_timeline", "extract_one", "predict_video", "sentiment_class", "speech_recogniser"]

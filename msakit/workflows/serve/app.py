@@ -2,9 +2,13 @@
 
 - ``POST /api/predict``: multipart upload of one or more clips (form field ``file``, repeated),
   an optional ``transcript`` per clip (repeated, in the same order; empty to recognise speech).
-  Returns the JSON ``predict --video`` writes. ``?timeline=true`` adds each clip's timeline,
-  ``?progress=true`` streams the stages as JSON lines, the last one ``{"result": ...}``.
-- ``GET /api/model``: the run, its model, modalities, extractor, test metrics and limits.
+  Returns every clip as a result or as its own error (``predictions`` / ``failures``, by index):
+  one bad clip never fails the request. ``?timeline=true`` adds each clip's timeline,
+  ``?progress=true`` streams the stages as JSON lines, the last one ``{"result": ...}`` (or
+  ``{"error": {"code", "message"}}``).
+- ``GET /api/model``: the model in plain words, its modalities, quality, extractor and limits
+  (no server path).
+- A refused request (400/401/413/415/503) is ``{"detail": one line, "code": snake_case}``.
 - ``GET /api/health``; ``GET /openapi.json`` and ``/docs``; ``GET /`` the page.
 
 Safe by default: binds 127.0.0.1 (any other address needs a token); every /api/ route but
@@ -79,6 +83,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class ApiError(Exception):
+    """A refused request: ``status``, a stable ``code`` and a one-line ``detail``."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                 415: "unsupported_media", 422: "bad_request", 499: "client_disconnected", 503: "busy"}
+
+
 # ---- what a client sends ------------------------------------------------------------------------
 
 def sniff_media(head: bytes) -> str | None:
@@ -126,7 +142,7 @@ class _BodyLimit:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        too_large = {"detail": f"upload over the limit of {self.limit / 1e6:g} MB (--max-mb)"}
+        too_large = {"detail": f"upload over the limit of {self.limit / 1e6:g} MB (--max-mb)", "code": "too_large"}
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await _send_json(send, 413, too_large, close=True)
         seen = 0
@@ -137,12 +153,28 @@ class _BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    from starlette.exceptions import HTTPException
-
-                    raise HTTPException(413, too_large["detail"])  # answered by the app's exception handler
+                    raise ApiError(413, "too_large", too_large["detail"])  # answered by the app's exception handler
             return message
 
         await self.app(scope, counting, send)
+
+
+def printable(text: str) -> str:
+    """``text`` with every control or non-printable character escaped (``\\n``, ``\\x1b``): what a
+    client sends can neither forge log lines nor drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+class EscapeControl(logging.Filter):
+    """A log handler's filter: the formatted message of every record with control characters
+    escaped (tracebacks, formatted apart, keep their lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = printable(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True
 
 
 class _AccessLog:
@@ -167,8 +199,8 @@ class _AccessLog:
         finally:
             client = (scope.get("client") or ("-",))[0]
             clips = state.get("clips")
-            log.info("%s %s %s %d %.0f ms%s", client, scope["method"], scope["path"], status[0], 1000 * (time.perf_counter() - start),
-                     f" clips={clips}" if clips else "")
+            log.info("%s %s %s %d %.0f ms%s", printable(client), printable(scope["method"]), printable(scope["path"]), status[0],
+                     1000 * (time.perf_counter() - start), f" clips={clips}" if clips else "")
 
 
 async def _send_json(send, status: int, payload: dict, close: bool = False) -> None:
@@ -199,8 +231,12 @@ def _warm() -> bool:
 
 
 def _start_worker() -> None:
-    """Each worker process's initializer: ``_warm``; a failure here is left to the first clip (and
-    to ``ExtractionPool.warm``), which report it, rather than breaking the pool."""
+    """Each worker process's initializer: native libraries' own output silenced (it would reach
+    the server's terminal), then ``_warm``; a failure here is left to the first clip (and to
+    ``ExtractionPool.warm``), which report it, rather than breaking the pool."""
+    from msakit.workflows.predict_video import silence_native_output
+
+    silence_native_output()
     try:
         _warm()
     except Exception:  # noqa: BLE001
@@ -252,16 +288,39 @@ class ExtractionPool:
         per_clip = sum(recent) / len(recent) if recent else 2.0
         return max(1, math.ceil(per_clip * self.admitted / self.workers))
 
+    def _fresh_executor(self):
+        """The executor, replaced first when it is broken: a worker that died while idle (killed,
+        out of memory) must not be blamed on the next clip."""
+        with self._lock:
+            executor = self._executor
+            if executor is not None and getattr(executor, "_broken", False):
+                log.warning("an idle extraction worker had stopped (%s); starting a fresh one", _exit_reasons(executor))
+                self._executor = None
+                executor.shutdown(wait=False, cancel_futures=True)
+        return self.executor()
+
     async def run(self, fn, *args, on_start=None):
-        """``fn(*args)`` in a worker once one is free; cancelling while it waits means it never runs."""
+        """``fn(*args)`` in a worker once one is free; cancelling while it waits means it never runs.
+        A worker that dies during the clip gives that clip an error naming how it ended (the pool
+        is replaced for the next clips)."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
         await self._slots.acquire()
         if on_start is not None:
             on_start()
         start = time.perf_counter()
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
-            future = self.executor().submit(fn, *args)
+            executor = self._fresh_executor()
+            try:
+                future = executor.submit(fn, *args)
+            except BrokenProcessPool:  # it broke just now, before this clip started: a fresh pool takes it
+                with self._lock:
+                    if self._executor is executor:
+                        self._executor = None
+                executor = self.executor()
+                future = executor.submit(fn, *args)
         except BaseException:
             self._slots.release()
             raise
@@ -274,21 +333,46 @@ class ExtractionPool:
             loop.call_soon_threadsafe(slots.release)  # the slot frees when the worker does
 
         future.add_done_callback(finished)
-        from concurrent.futures.process import BrokenProcessPool
-
         try:
             return await asyncio.wrap_future(future)
-        except BrokenProcessPool:  # a worker died (e.g. killed for memory): a fresh pool for the next clips
+        except BrokenProcessPool:  # a worker died while this clip was in it: a fresh pool for the next clips
+            reasons = _exit_reasons(executor)
             with self._lock:
-                broken, self._executor = self._executor, None
-            if broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
-            return {"error": "the extraction worker stopped while extracting this clip (out of memory?); try again"}
+                if self._executor is executor:
+                    self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+            log.warning("an extraction worker stopped while extracting a clip (%s); starting a fresh one", reasons)
+            return {"error": {"code": "worker_stopped",
+                              "message": f"the extraction process stopped while extracting this clip ({reasons}); "
+                                         "a fresh one has been started: send the clip again, or a shorter or smaller one"}}
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _exit_reasons(executor) -> str:
+    """How the executor's worker processes ended, in words (e.g. 'killed by signal 9 (SIGKILL),
+    as the system does when memory runs out')."""
+    import signal
+
+    codes = []
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        code = getattr(process, "exitcode", None)
+        if code is not None and code != 0:
+            codes.append(code)
+    if not codes:
+        return "it ended without an exit status"
+    code = sorted(codes, key=lambda c: c == -signal.SIGTERM)[0]  # the pool ends the others with SIGTERM afterwards
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = ", as the system does when memory runs out" if -code == signal.SIGKILL else ""
+        return f"killed by signal {-code} ({name}){why}"
+    return f"exit status {code}"
 
 
 # ---- the app -----------------------------------------------------------------------------------
@@ -303,22 +387,26 @@ class _State:
 
 
 def _model_info(scorer, options: ServeOptions) -> dict:
+    """``GET /api/model``: the run in plain words and numbers, without any server path."""
     from msakit.outputs import read_json
+    from msakit.workflows.predict_video import NAMES
 
-    metrics, split = None, None
+    metrics = None
     results = scorer.seed_dir / "results.json"
     if results.is_file():
-        done = read_json(results, "results file")
-        metrics, split = done.get("metrics"), done.get("evaluated_split")
+        recorded = read_json(results, "results file").get("metrics")
+        if isinstance(recorded, dict):
+            metrics = {k: v for k, v in recorded.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     extractor = {"settings": scorer.settings_dict()}
     if scorer.extractor is not None and not scorer.text_only:
         extractor.update(extractor_version=scorer.extractor.get("extractor_version"), features={
             k: {"dim": v.get("dim"), "rate_hz": v.get("rate_hz")} for k, v in scorer.extractor.get("features", {}).items()})
     else:
         extractor["features"] = {"text": "speech recognition (or the given transcript)"}
-    return {"run": str(scorer.seed_dir), "model": scorer.model_name, "kind": scorer.kind, "scale": list(scorer.scale),
-            "modalities": scorer.modalities, "extractor": extractor, "speech_recognition": scorer.recogniser,
-            "metrics": metrics, "metrics_split": split, "note": scorer.note,
+    return {"model": scorer.model_name, "model_title": scorer.title, "description": scorer.description(), "kind": scorer.kind,
+            "scale": list(scorer.scale), "modalities": scorer.modalities, "modalities_used": [NAMES[m] for m in scorer.modalities],
+            "absent_ok": [NAMES[m] for m in scorer.absent_ok], "quality": scorer.quality(), "metrics": metrics,
+            "extractor": extractor, "speech_recognition": scorer.recogniser, "note": scorer.note,
             "limits": {"max_mb": options.max_mb, "max_clips": options.max_clips, "workers": options.workers, "queue": options.queue},
             "token_required": bool(options.token)}
 
@@ -330,11 +418,15 @@ def create_app(run, options: ServeOptions | None = None, **settings):
     _require_serve_extra()
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from msakit.workflows.predict_video import ClipInput, VideoScorer, extract_one
+    from msakit.workflows.serve import schemas
+
+    from msakit.workflows.predict_video import VideoScorer, extract_one
     from msakit.workflows.serve.api_docs import mount_api_docs
 
     scorer = run if isinstance(run, VideoScorer) else VideoScorer(run, kind=options.kind, device=options.device)
@@ -354,23 +446,41 @@ def create_app(run, options: ServeOptions | None = None, **settings):
     mount_api_docs(app)  # /docs and /redoc from local files (FastAPI's own load a CDN's)
     app.state.msakit = state
 
+    def refused(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"detail": printable(detail), "code": code}, status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, error: ApiError):
+        return refused(error.status, error.code, error.detail, error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, error):
+        detail = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
+        return refused(error.status_code, _STATUS_CODES.get(error.status_code, "error"), detail, getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, error):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()[:3])
+        return refused(400, "bad_request", f"invalid request ({problems})")
+
     def authorise(request: Request) -> None:
         if not options.token:
             return
         given = request.headers.get("authorization", "")
         scheme, _, credential = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), options.token.encode()):
-            raise HTTPException(401, "missing or wrong token: send the header 'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(401, "unauthorized", "missing or wrong token: send the header 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
 
-    @app.get("/api/health")
+    @app.get("/api/health", response_model=schemas.Health, summary="Liveness and queue occupancy (no token needed)")
     def health() -> dict:
         return {"status": "ok", "workers": state.pool.workers, "admitted": state.pool.admitted, "capacity": state.pool.capacity}
 
-    @app.get("/api/model")
-    def model(request: Request) -> dict:
+    @app.get("/api/model", response_model=schemas.ModelInfo, responses=schemas.error_responses(401),
+             summary="The model in plain words: what it reads, its scale, its recorded quality, the limits")
+    def model(request: Request):
         authorise(request)
-        return state.model_info
+        return JSONResponse(state.model_info)
 
     upload_schema = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"], "properties": {
@@ -378,17 +488,19 @@ def create_app(run, options: ServeOptions | None = None, **settings):
             "transcript": {"type": "array", "items": {"type": "string"},
                            "description": "optional, one per clip in order ('' to recognise speech)"}}}}}}}
 
-    @app.post("/api/predict", openapi_extra=upload_schema,
-              summary="Score clips: the JSON `msakit predict --video` writes (timeline=true adds timelines; progress=true streams stages)")
+    @app.post("/api/predict", openapi_extra=upload_schema, response_model=schemas.PredictResponse,
+              responses=schemas.error_responses(400, 401, 413, 415, 499, 503),
+              summary="Score clips: every clip a result or its own error (timeline=true adds timelines; progress=true streams stages "
+                      "as JSON lines, the last {\"result\": ...})")
     async def predict(request: Request, timeline: bool = False, progress: bool = False):
         authorise(request)
         workdir = Path(tempfile.mkdtemp(prefix="msakit-serve-", dir=options.temp_dir))  # mode 0700
         admitted = 0
         try:
-            clips = await _receive_clips(request, workdir, options, HTTPException)
+            clips = await _receive_clips(request, workdir, options)
             if not state.pool.admit(len(clips)):
-                raise HTTPException(503, "busy: the extraction queue is full; retry later",
-                                    headers={"Retry-After": str(state.pool.retry_after())})
+                raise ApiError(503, "busy", "busy: the extraction queue is full; retry later",
+                               headers={"Retry-After": str(state.pool.retry_after())})
             admitted = len(clips)
             request.state.clips = len(clips)
         except BaseException:
@@ -401,7 +513,7 @@ def create_app(run, options: ServeOptions | None = None, **settings):
 
         async def work(stage) -> dict:
             settings = scorer.settings_dict()
-            tasks = [asyncio.ensure_future(state.pool.run(extract_one, str(c.path), c.transcript, settings, timeline,
+            tasks = [asyncio.ensure_future(state.pool.run(extract_one, str(c.path), c.transcript, settings, timeline, scorer.absent_ok,
                                                           on_start=lambda i=i: stage({"stage": "extracting", "clip": i})))
                      for i, c in enumerate(clips)]
             try:
@@ -437,7 +549,8 @@ def create_app(run, options: ServeOptions | None = None, **settings):
                         yield json.dumps({"result": job.result()}) + "\n"
                     except Exception as error:  # noqa: BLE001 - reported to the client in its stream
                         log.exception("predict failed")
-                        yield json.dumps({"error": f"internal error: {type(error).__name__}: {error}"}) + "\n"
+                        yield json.dumps({"error": {"code": "internal", "message": printable(
+                            f"internal error (a bug in msakit, please report it): {type(error).__name__}: {error}")}}) + "\n"
                     finally:
                         job.cancel()
                 finally:
@@ -452,7 +565,7 @@ def create_app(run, options: ServeOptions | None = None, **settings):
             if not job.done():  # the client went away: its clips are dropped
                 job.cancel()
                 log.info("client disconnected: %d clip(s) cancelled", len(clips))
-                return JSONResponse({"detail": "client disconnected"}, status_code=499)
+                return refused(499, "client_disconnected", "client disconnected")
             return JSONResponse(job.result())
         finally:
             watcher.cancel()
@@ -479,38 +592,59 @@ async def _disconnected(request) -> None:
             return
 
 
-async def _receive_clips(request, workdir: Path, options: ServeOptions, HTTPException) -> list:
+async def _receive_clips(request, workdir: Path, options: ServeOptions) -> list:
     """The request's clips, each copied under a server-chosen name into ``workdir`` after its
-    first bytes show audio or video; refused as a whole (400/413/415) when one is unusable."""
+    first bytes show audio or video; refused as a whole (400/413/415, ``ApiError``) when the
+    request itself is unusable (not multipart, too many clips, an empty or non-media file)."""
     from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
 
     from msakit.workflows.predict_video import ClipInput
 
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
-        raise HTTPException(400, "send the clips as multipart/form-data in the form field 'file' (e.g. curl -F file=@clip.mp4)")
-    form = await request.form(max_files=options.max_clips + 1, max_fields=options.max_clips + 8)
+        raise ApiError(400, "bad_request", "send the clips as multipart/form-data in the form field 'file' (e.g. curl -F file=@clip.mp4)")
+    # The parser's own limits sit far above ours, so that ours (with their own messages) decide.
+    try:
+        form = await request.form(max_files=options.max_clips + 1000, max_fields=options.max_clips + 1000)
+    except HTTPException as error:  # starlette's multipart errors, in our words
+        reason = str(error.detail)
+        if "Maximum number of files" in reason or "Too many files" in reason:
+            raise ApiError(413, "too_many_clips", f"more than {options.max_clips} clips in one request; send at most "
+                                                  f"{options.max_clips} (--max-clips) per request") from None
+        if "Too many fields" in reason:
+            raise ApiError(400, "bad_multipart", "too many form fields; send the clips in 'file' and at most one 'transcript' per clip") from None
+        causes, cause = [], error
+        while cause is not None and len(causes) < 8:  # what the multipart parser itself said
+            causes.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        if any("header size" in c.lower() for c in causes):
+            raise ApiError(400, "bad_multipart", "a part header of the upload is over the multipart parser's 4 KB limit: most likely a "
+                                                 "file name of thousands of characters; rename the file and send it again") from None
+        raise ApiError(400, "bad_multipart", "the upload could not be read as multipart/form-data "
+                                             f"({printable(reason).rstrip('.')}: {printable(causes[-1])[:120]}); the body is damaged "
+                                             "or cut short: send it again (e.g. curl -F file=@clip.mp4)") from None
     try:
         files = form.getlist("file")
         transcripts = [t if isinstance(t, str) else None for t in form.getlist("transcript")]
         if not files:
-            raise HTTPException(400, "no clip: send one or more files in the form field 'file'")
+            raise ApiError(400, "no_clip", "no clip: send one or more files in the form field 'file'")
         if len(files) > options.max_clips:
-            raise HTTPException(413, f"{len(files)} clips in one request; at most {options.max_clips} (--max-clips)")
+            raise ApiError(413, "too_many_clips", f"{len(files)} clips in one request; send at most {options.max_clips} (--max-clips) per request")
         if any(not isinstance(f, UploadFile) for f in files):
-            raise HTTPException(400, "the form field 'file' must hold files, not text")
+            raise ApiError(400, "bad_request", "the form field 'file' must hold files, not text")
         if None in transcripts or (transcripts and len(transcripts) != len(files)):
-            raise HTTPException(400, f"give one 'transcript' field per clip ({len(files)}), in order, or none ('' to recognise speech)")
+            raise ApiError(400, "bad_request", f"give one 'transcript' field per clip ({len(files)}), in order, or none ('' to recognise speech)")
         clips = []
         for i, upload in enumerate(files):
             name = display_name(upload.filename, i)
             head = await upload.read(512)
             if not head:
-                raise HTTPException(400, f"{name}: empty file (0 bytes)")
+                raise ApiError(400, "empty_file", f"{name}: empty file (0 bytes)")
             suffix = sniff_media(head)
             if suffix is None:
-                raise HTTPException(415, f"{name}: not an audio or video file (its content is no known container); "
-                                         "send e.g. mp4, webm, mkv, mov, avi, mpg, wav, flac, mp3, ogg")
+                raise ApiError(415, "unsupported_media", f"{name}: not an audio or video file (its content is no known container); "
+                                                         "send e.g. mp4, webm, mkv, mov, avi, mpg, wav, flac, mp3, ogg")
             path = workdir / f"clip{i}{suffix}"
             with open(path, "xb") as out:
                 out.write(head)
@@ -537,12 +671,49 @@ def _require_serve_extra() -> None:
         raise ConfigError(f"msakit serve needs the optional extra: pip install 'msakit[serve]' (missing: {', '.join(missing)})")
 
 
+def bind(host: str, port: int):
+    """A listening socket on ``host:port``, made before the model loads, so that a busy port or
+    an address this machine does not have is one line (``ConfigError``, exit 2) at once."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ConfigError(f"--host {host}: not an address or host name this machine can bind ({error.strerror}); "
+                          "use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface, with --token)") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart right after a stop still binds
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        import errno
+
+        if error.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port}: {host}:{port} is already in use (another msakit serve, or mkdocs serve?); "
+                              "choose another port with --port, or --port 0 for a free one") from None
+        if error.errno == errno.EACCES:
+            raise ConfigError(f"--port {port}: not allowed to bind {host}:{port} (ports below 1024 need privileges); "
+                              "choose a port above 1024, or --port 0 for a free one") from None
+        raise ConfigError(f"--host {host}: cannot bind {host}:{port} ({error.strerror}); give an address of this machine, "
+                          "e.g. 127.0.0.1") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, max_mb: float = 50.0,
           workers: int = 1, queue: int = 8, max_clips: int = 16, device: str = "cpu", kind: str | None = None,
           ready=None) -> None:
     """Serve ``run_dir`` until interrupted: the page at ``http://host:port/``, the API under
     ``/api/``. ``ready(url)``, if given, is called in a thread once the workers are warm and the
-    port is bound (``--port 0`` picks a free one); the server stops when it returns True."""
+    port is bound (``--port 0`` picks a free one); the server stops when it returns True.
+
+    The port is bound first: a busy port or a bad address ends at once in one line, before the
+    model and the extraction workers load. Every log line has its control characters escaped."""
     import sys
 
     options = ServeOptions(host=host, port=port, token=token, max_mb=max_mb, workers=workers, queue=queue, max_clips=max_clips,
@@ -553,24 +724,34 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, token: str | No
     from msakit.extract.pipeline import require_video_extra
 
     require_video_extra()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    app = create_app(run_dir, options)
-    if app.state.msakit.scorer.note:
-        print(f"note: {app.state.msakit.scorer.note}", file=sys.stderr)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    sock = bind(host, port)
+    try:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(EscapeControl())
+        print(f"msakit serve: loading {run_dir} and starting {workers} extraction worker(s)...", file=sys.stderr, flush=True)
+        app = create_app(run_dir, options)
+        if app.state.msakit.scorer.note:
+            print(f"note: {app.state.msakit.scorer.note}", file=sys.stderr)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+        server = uvicorn.Server(config)
+        for name in ("uvicorn", "uvicorn.error"):
+            for handler in logging.getLogger(name).handlers:
+                handler.addFilter(EscapeControl())
 
-    async def main() -> None:
-        task = asyncio.ensure_future(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.05)
-        if server.started:
-            bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-            url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}/"
-            print(f"msakit serve: {app.state.msakit.scorer.seed_dir} at {url}" + (" (token required)" if token else ""),
-                  file=sys.stderr, flush=True)
-            if ready is not None and await asyncio.to_thread(ready, url):
-                server.should_exit = True
-        await task
+        async def main() -> None:
+            task = asyncio.ensure_future(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.05)
+            if server.started:
+                bound = sock.getsockname()[1]
+                url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}/"
+                print(f"msakit serve: {app.state.msakit.scorer.seed_dir} at {url}" + (" (token required)" if token else ""),
+                      file=sys.stderr, flush=True)
+                if ready is not None and await asyncio.to_thread(ready, url):
+                    server.should_exit = True
+            await task
 
-    asyncio.run(main())
+        asyncio.run(main())
+    finally:
+        sock.close()
