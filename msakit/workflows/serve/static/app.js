@@ -28,6 +28,9 @@ function words(list) {
   return list.length <= 1 ? list.join("") : list.slice(0, -1).join(", ") + " and " + list[list.length - 1];
 }
 
+// A server's phrase as a sentence: capital first letter, a full stop at the end.
+function sentence(text) { const s = String(text).trim(); return s ? s[0].toUpperCase() + s.slice(1).replace(/([^.!?])$/, "$1.") : s; }
+
 function fmt(x, digits = 2) { return x === undefined || x === null || !Number.isFinite(Number(x)) ? "" : Number(x).toFixed(digits); }
 
 // ---- the model, in plain words ----------------------------------------------------------------
@@ -65,12 +68,12 @@ function describeModel(m) {
     how = parts.length ? `On its ${q.split || "test"} split${q.samples ? ` (${q.samples} clips)` : ""} it ${words(parts)} (${names.join(", ")}).`
       : "No test results were recorded for this model.";
   }
-  const lines = [el("p", { class: "what", text: description.replace(/\.?$/, ".") }), el("p", { class: "how", text: how })];
+  const lines = [el("p", { class: "what", text: sentence(description) }), el("p", { class: "how", text: how })];
   const extra = [];
   const asr = m.speech_recognition;
   if (asr && asr.name && modalitiesUsed(m).includes("text")) extra.push(`Speech is recognised by ${asr.name}${asr.version ? " " + asr.version : ""} on this server.`);
   if (m.limits) extra.push(`Up to ${m.limits.max_clips} clips and ${m.limits.max_mb} MB at a time.`);
-  if (m.note) extra.push(String(m.note).replace(/\.?$/, "."));
+  if (m.note) extra.push(sentence(m.note));
   if (extra.length) lines.push(el("p", { class: "extra", text: extra.join(" ") }));
   return lines;
 }
@@ -79,7 +82,7 @@ async function loadModel() {
   const response = await fetch("/api/model", { headers: headers() });
   if (response.status === 401) {
     $("auth").hidden = false;
-    $("model").textContent = "This server asks for a token: enter it below.";
+    $("model").textContent = token() ? "The server refused that token: check it and enter it again." : "This server asks for a token: enter it below.";
     $("token").focus();
     return;
   }
@@ -124,7 +127,8 @@ async function errorText(response) {
     const body = await response.json();
     detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg || JSON.stringify(d)).join("; ") : errorMessage(body.detail ?? body);
   } catch (_) { /* not JSON */ }
-  return `${detail} (HTTP ${response.status})`;
+  const retry = response.headers.get("Retry-After");
+  return `${detail} (HTTP ${response.status}${retry ? `; try again in ${retry} s` : ""})`;
 }
 
 // ---- scoring ----------------------------------------------------------------------------------
@@ -288,10 +292,10 @@ function renderTimeline(timeline, name) {
   const wrap = el("div", { class: "timeline-wrap" },
     el("h4", { class: "source", text: "timeline" + (series.length ? ` (${fmt(timeline.duration_s, 1)} s)` : "") }));
   if (!series.length) {
-    wrap.append(el("p", { class: "timeline-note", text: timeline.note || "No timeline: this model reads the text alone, so there is nothing to draw." }));
+    wrap.append(el("p", { class: "timeline-note", text: sentence(timeline.note || "no timeline: this model reads the text alone, so there is nothing to draw") }));
     return wrap;
   }
-  if (timeline.note) wrap.append(el("p", { class: "timeline-note", text: timeline.note }));
+  if (timeline.note) wrap.append(el("p", { class: "timeline-note", text: sentence(timeline.note) }));
   const canvas = el("canvas", { class: "timeline", role: "img",
     "aria-label": `timeline of ${name} over ${fmt(timeline.duration_s, 1)} seconds: ${series.map((s) => s.label).join(", ")}; the table below gives each one's range` });
   const table = el("table", { class: "timeline-table" },
@@ -312,14 +316,19 @@ function tickStep(duration, room) {
 function drawTimeline(canvas, series, durationS) {
   const width = Math.max(200, Math.floor(canvas.parentElement.clientWidth || canvas.clientWidth || 600));
   const narrow = width < 520;
-  const labelWidth = narrow ? 106 : 150, valueWidth = narrow ? 36 : 48, rowHeight = 40, top = 4, axis = 20;
-  const left = labelWidth + valueWidth, plot = width - left - 8;
   const ratio = window.devicePixelRatio || 1;
-  const height = top + series.length * rowHeight + axis;
+  const rowHeight = 40, top = 4, axis = 20, height = top + series.length * rowHeight + axis;
   canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
   canvas.style.width = width + "px"; canvas.style.height = height + "px";
   const g = canvas.getContext("2d");
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
+  // The label column as wide as its longest label or unit, within a share of the width.
+  g.font = "600 12px system-ui, sans-serif";
+  let widest = Math.max(...series.map((s) => g.measureText(s.label).width));
+  g.font = "11px system-ui, sans-serif";
+  widest = Math.max(widest, ...series.map((s) => g.measureText(s.unit).width));
+  const labelWidth = Math.round(Math.min(Math.max(widest + 10, 80), narrow ? 106 : Math.min(240, 0.3 * width)));
+  const valueWidth = narrow ? 36 : 48, left = labelWidth + valueWidth, plot = width - left - 8;
   g.clearRect(0, 0, width, height);
   const duration = Math.max(durationS || 0, 0.1);
   const x = (t) => left + (plot * Math.min(Math.max(t, 0), duration)) / duration;
