@@ -48,6 +48,7 @@ MEDIA = next((p / "shared" / "data" / "media" for p in Path(__file__).resolve().
 SHOTS = Path(os.environ.get("MSAKIT_SCREENSHOTS") or REPO / "benchmarks" / "results" / "serve")
 # Every host but the server's is unreachable: names resolve to nothing, and what is not
 # 127.0.0.1 goes to a proxy on the discard port, where nothing listens.
+TOKEN = "page-test-token"
 OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1")
 
 NO_BROWSER = not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK))
@@ -78,9 +79,9 @@ def test_api_docs_pages_name_files_of_this_server_alone():
     assert REDOC_CDN_LOGO.encode() not in script.content and b"cdn.redoc.ly" not in script.content
 
 
-def start_server(run: Path, log: Path, env: dict) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, log: Path, env: dict, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """``msakit serve RUN --port 0``; the URL it prints once its workers are warm."""
-    process = subprocess.Popen([sys.executable, "-m", "msakit.cli", "serve", str(run), "--port", "0"], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "msakit.cli", "serve", str(run), "--port", "0", *extra], cwd=REPO, env=env,
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines, deadline = [], time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -104,9 +105,10 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def serving(run: Path, tmp_path_factory):
+def serving(run: Path, tmp_path_factory, extra: tuple[str, ...] = ()):
     env = {**os.environ, "MSAKIT_CACHE": str(tmp_path_factory.getbasetemp() / "msakit-cache")}
-    process, url = start_server(run, tmp_path_factory.mktemp("serve") / "serve.log", env)
+    env.pop("MSAKIT_SERVE_TOKEN", None)
+    process, url = start_server(run, tmp_path_factory.mktemp("serve") / "serve.log", env, extra)
     try:
         yield url
     finally:
@@ -115,8 +117,8 @@ def serving(run: Path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(text_only_run, tmp_path_factory):
-    """``msakit serve`` on a run that reads text alone."""
-    yield from serving(Path(os.environ.get("MSAKIT_SERVE_RUN") or text_only_run), tmp_path_factory)
+    """``msakit serve`` on a run that reads text alone, asking for a token."""
+    yield from serving(Path(os.environ.get("MSAKIT_SERVE_RUN") or text_only_run), tmp_path_factory, ("--token", TOKEN))
 
 
 @pytest.fixture(scope="module")
@@ -227,17 +229,20 @@ def grid_clip(tmp_path: Path) -> tuple[Path, tuple[str, ...]]:
     return write_clip(tmp_path / "clip.mp4", seconds=2.0, audio=voice(2.0)), ()
 
 
-def open_page(browser, url: str) -> dict:
-    """The page at desktop size, its model described; the model as /api/model gives it."""
+def open_page(browser, url: str, token: str | None = None) -> dict:
+    """The page at desktop size, its model described; the model as /api/model gives it. With a
+    token, the page is already open and given it."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.set_window_size(1000, 1400)
-    browser.get(url)
+    if token is None:
+        browser.set_window_size(1000, 1400)
+        browser.get(url)
     WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "model").get_attribute("data-loaded"))
     # The header says what the model is and how good, in plain words: no server path.
     header = browser.find_element(By.CSS_SELECTOR, "#model .what").text + "\n" + browser.find_element(By.CSS_SELECTOR, "#model .how").text
-    model = browser.execute_script("return fetch('/api/model').then(r => r.json())")
+    model = browser.execute_script("return fetch('/api/model', {headers: arguments[0] ? {Authorization: 'Bearer ' + arguments[0]} : {}})"
+                                   ".then(r => r.json())", token)
     assert not re.search(r"(^|\s)/\w", browser.find_element(By.ID, "model").text), header
     assert re.search(r"-?\d+ \(negative\) to -?\d+ \(positive\)", header), header
     if model.get("quality"):
@@ -333,14 +338,23 @@ def test_keyboard_picks_clips_and_the_result_says_what_it_rests_on(server, brows
 
     clip, words = grid_clip(tmp_path)
     broken = unreadable_clip(tmp_path / "broken.wav")
-    model = open_page(browser, server)
+    # This server asks for a token: the page says so and has the token box focused; a wrong
+    # token is refused; the right one, typed and sent with Enter, lets the page load the model.
+    browser.set_window_size(1000, 1400)
+    browser.get(server)
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "auth").is_displayed())
+    assert "asks for a token" in browser.find_element(By.ID, "model").text
+    assert browser.switch_to.active_element.get_attribute("id") == "token"
+    ActionChains(browser).send_keys("wrong", Keys.ENTER).perform()
+    WebDriverWait(browser, 10).until(lambda d: "refused that token" in d.find_element(By.ID, "model").text)
+    box = browser.find_element(By.ID, "token")
+    box.clear()
+    box.send_keys(TOKEN, Keys.ENTER)
+    model = open_page(browser, server, token=TOKEN)
+    assert not browser.find_element(By.ID, "auth").is_displayed()
+    refusals = console_errors(browser)  # the browser logs each 401 (those two, and nothing else)
+    assert len(refusals) == 2 and all("/api/model" in e and "401" in e for e in refusals), refusals
 
-    # Enter in the token box submits the token (the box shows where a server asks for one).
-    browser.execute_script("document.getElementById('auth').hidden = false")
-    browser.find_element(By.ID, "token").send_keys("a-token", Keys.ENTER)
-    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return sessionStorage.getItem('msakit-token')") == "a-token")
-    WebDriverWait(browser, 10).until(lambda d: not d.find_element(By.ID, "auth").is_displayed())
-    browser.execute_script("sessionStorage.clear()")
 
     # Tab reaches the picker from the top of the page; Enter and Space each open it: they click
     # the file input (here the click is counted and the native chooser, which cannot be driven
