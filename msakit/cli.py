@@ -224,7 +224,7 @@ def _video_table(result: dict) -> str:
     transcript, then each clip's warnings; failed clips with their reason."""
     rows = result["predictions"]
     unimodal = [m for m in ("text", "audio", "vision") if any(m in r.get("unimodal", {}) for r in rows)]
-    lines = [f"{'video':<32} {'score':>7} {'class':<9}" + "".join(f" {m[:5]:>7}" for m in unimodal) + "  transcript"]
+    lines = [f"{'video':<32} {'score':>7} {'class':<9}" + "".join(f" {m[:6]:>7}" for m in unimodal) + "  transcript"]
     entries = [(r["index"], r, None) for r in rows] + [(f["index"], None, f) for f in result["failures"]]
     for _, row, failure in sorted(entries, key=lambda e: e[0]):
         if failure is not None:

@@ -290,3 +290,17 @@ def test_a_worker_that_dies_is_named_for_its_clip_and_an_idle_death_blames_no_cl
         assert isinstance(second, int) and second != first  # the next clip ran in a fresh worker, with no error
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_native_libraries_chatter_never_reaches_the_terminal_of_predict_video(clip_run, media, tmp_path, workers):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "msakit.cli", "predict", str(clip_run), "--video", str(media["good"]), str(media["no_face"]),
+               "--output", str(tmp_path / "p.csv"), "--workers", workers]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    for noise in ("TensorFlow Lite", "W0000", "absl::", "inference_feedback_manager", "XNNPACK"):
+        assert noise not in done.stderr and noise not in done.stdout, done.stderr
+    assert "good.mp4" in done.stdout and "vision_absent" in done.stdout  # msakit's own output still shows
