@@ -427,6 +427,7 @@ def create_app(run, options: ServeOptions | None = None, **settings):
     from msakit.workflows.serve import schemas
 
     from msakit.workflows.predict_video import VideoScorer, extract_one
+    from msakit.workflows.serve.api_docs import mount_api_docs
 
     scorer = run if isinstance(run, VideoScorer) else VideoScorer(run, kind=options.kind, device=options.device)
     state = _State(scorer, options, ExtractionPool(options.workers, options.queue))
@@ -440,8 +441,9 @@ def create_app(run, options: ServeOptions | None = None, **settings):
         finally:
             state.pool.close()
 
-    app = FastAPI(title="msakit serve", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="msakit serve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Sentiment scores of audio/video clips from one trained msakit run.")
+    mount_api_docs(app)  # /docs and /redoc from local files (FastAPI's own load a CDN's)
     app.state.msakit = state
 
     def refused(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
