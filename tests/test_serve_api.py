@@ -159,6 +159,9 @@ def test_a_token_when_set_is_asked_for(scorer):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             for response in (guarded.get("/api/model", headers=headers), guarded.post("/api/predict", headers=headers)):
                 assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        schema = guarded.get("/openapi.json").json()  # the docs can send the token ("Authorize")
+        assert schema["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "description": "the server's --token"}
+        assert schema["paths"]["/api/predict"]["post"]["security"] == [{"bearer": []}] and "security" not in schema["paths"]["/api/health"]["get"]
         ok = {"Authorization": "Bearer s3cret"}
         assert guarded.get("/api/model", headers=ok).json()["token_required"] is True
         assert guarded.post("/api/predict", headers=ok, files={"other": ("a", b"x")}).status_code == 400  # past the token check

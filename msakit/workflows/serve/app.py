@@ -577,6 +577,23 @@ def create_app(run, options: ServeOptions | None = None, **settings):
             job.cancel()
             cleanup()
 
+    if options.token:  # the docs' "Authorize" button: the schema names the bearer token the /api/ routes ask for
+        from fastapi.openapi.utils import get_openapi
+
+        def openapi() -> dict:
+            if app.openapi_schema is None:
+                schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer", "description": "the server's --token"}}
+                for path, operations in schema.get("paths", {}).items():
+                    if path.startswith("/api/") and path != "/api/health":
+                        for operation in operations.values():
+                            operation["security"] = [{"bearer": []}]
+                app.openapi_schema = schema
+            return app.openapi_schema
+
+        app.openapi = openapi
+
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
