@@ -61,8 +61,21 @@ def available_models() -> _ModelNames:
     return _ModelNames()
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line, like every other error (exit 2), pointing at
+    ``--help`` instead of printing the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see: {self.prog} --help)\n")
+
+
+def _shown(text: str) -> str:
+    """``text`` for a terminal: control characters escaped (a file name or transcript may hold them)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="msakit", description="Multimodal sentiment analysis: train, evaluate, predict.")
+    parser = _Parser(prog="msakit", description="Multimodal sentiment analysis: train, evaluate, predict.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -228,13 +241,13 @@ def _video_table(result: dict) -> str:
     entries = [(r["index"], r, None) for r in rows] + [(f["index"], None, f) for f in result["failures"]]
     for _, row, failure in sorted(entries, key=lambda e: e[0]):
         if failure is not None:
-            lines.append(f"{Path(failure['video']).name[-32:]:<32} not scored ({failure['error']['code']}): {failure['error']['message']}")
+            lines.append(f"{_shown(Path(failure['video']).name)[-32:]:<32} not scored ({failure['error']['code']}): {_shown(failure['error']['message'])}")
             continue
-        name = Path(row["video"]).name
+        name = _shown(Path(row["video"]).name)
         lines.append(f"{name[-32:]:<32} {row['score']:>7.3f} {row['class']:<9}"
                      + "".join(f" {row['unimodal'][m]:>7.3f}" if m in row.get("unimodal", {}) else f" {'-':>7}" for m in unimodal)
-                     + f"  {row['transcript'][:60] or '(no transcript)'}")
-        lines += [f"{'':<32} warning ({w['code']}): {w['message']}" for w in row["warnings"]]
+                     + f"  {_shown(row['transcript'][:60]) or '(no transcript)'}")
+        lines += [f"{'':<32} warning ({w['code']}): {_shown(w['message'])}" for w in row["warnings"]]
     if unimodal:
         lines.append("text/audio/vision: the model's own unimodal heads (parts of the model), not separate scores")
     return "\n".join(lines)

@@ -304,3 +304,62 @@ def test_native_libraries_chatter_never_reaches_the_terminal_of_predict_video(cl
     for noise in ("TensorFlow Lite", "W0000", "absl::", "inference_feedback_manager", "XNNPACK"):
         assert noise not in done.stderr and noise not in done.stdout, done.stderr
     assert "good.mp4" in done.stdout and "vision_absent" in done.stdout  # msakit's own output still shows
+
+
+@pytest.mark.bad_input
+def test_a_transcript_longer_than_the_encoder_is_truncated_and_a_wordless_one_is_no_speech(clip_run, text_only_run, media, tmp_path):
+    long_text = " ".join(["a great film"] * 40)  # 120 words: more tokens than the tiny encoder's 64 positions
+    for run in (clip_run, text_only_run):
+        result = predict_video(run, [media["good"], media["good"]], tmp_path / f"{run.parent.name}.csv",
+                               transcripts=[long_text, "\x00\x01\x1b\x07"], progress=False)
+        rows, _ = by_name(result)
+        assert [r["index"] for r in result["predictions"]] == [0] and np.isfinite(result["predictions"][0]["score"])
+        (failure,) = result["failures"]
+        assert failure["index"] == 1 and failure["error"]["code"] == "no_speech", failure
+        assert "the given transcript has no words" in failure["error"]["message"]
+
+
+@pytest.mark.bad_input
+def test_a_command_line_mistake_is_one_line_not_the_usage(text_only_run, capsys):
+    from msakit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(text_only_run), "--video", "--output", "x.csv"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert "--video: expected at least one argument" in err and "msakit predict --help" in err
+
+
+@pytest.mark.bad_input
+def test_a_blank_transcript_means_recognise_the_speech_on_the_cli_as_in_the_api(text_only_run, media, tmp_path):
+    result = predict_video(text_only_run, [media["silent"]], tmp_path / "p.csv", transcripts=[" \t \n "], progress=False)
+    (failure,) = result["failures"]
+    assert failure["error"]["code"] == "no_speech" and failure["error"]["message"].startswith("no speech recognised")
+
+
+@pytest.mark.bad_input
+def test_a_file_cut_short_is_scored_on_what_was_decoded_with_a_warning(clip_run, tmp_path):
+    import av
+
+    from msakit.extract.media import voice
+
+    # A "fast start" MP4 (its index first, as streamed video is), cut at 40 %: it still opens.
+    source = tmp_path / "long.mp4"
+    from msakit.extract.media import write_clip
+
+    write_clip(source, seconds=4.0, size=(160, 120), audio=voice(4.0, seed=7))
+    faststart = tmp_path / "faststart.mp4"
+    with av.open(str(source)) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams if s.type in ("audio", "video")}
+        for packet in src.demux():
+            if packet.dts is not None and packet.stream.index in streams:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(faststart.read_bytes()[: int(faststart.stat().st_size * 0.4)])
+    result = predict_video(clip_run, [cut], tmp_path / "p.csv", transcripts=["a great film"], progress=False)
+    if result["failures"]:  # a cut the decoder refuses outright is an error of its own: also not a silent score
+        assert result["failures"][0]["error"]["code"] in ("unreadable", "corrupt_stream", "too_short")
+    else:
+        (row,) = result["predictions"]
+        assert "truncated" in [w["code"] for w in row["warnings"]], row["warnings"]

@@ -114,6 +114,14 @@ def _without_pooler(factory, *args, **kwargs) -> nn.Module:
         return factory(*args, **kwargs)
 
 
+def text_token_limit(model, requested: int) -> int:
+    """``requested`` (``data.max_text_tokens``), lowered to what ``model``'s text encoder can
+    read: a longer transcript is truncated (keeping its start) instead of failing in the encoder."""
+    encoder = getattr(model, "text_model", None)
+    limit = getattr(encoder, "max_tokens", None) if isinstance(encoder, TextEncoder) else None
+    return min(int(requested), limit) if limit else int(requested)
+
+
 class TextEncoder(nn.Module):
     """Fine-tunable BERT-family encoder returning the first token's last hidden state."""
 
@@ -124,6 +132,18 @@ class TextEncoder(nn.Module):
         # Real-tokens-only forward (see unpadded_bert.py); False gives the stock forward.
         self.unpadded = unpadded and supports_unpadded(backbone)
         self.frozen = False  # see freeze()
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The most tokens one input may have (the encoder's learned positions; RoBERTa-style
+        models lose the first ``pad_token_id + 1`` of them), or None where positions are unbounded."""
+        config = self.backbone.config
+        positions = getattr(config, "max_position_embeddings", None)
+        if not isinstance(positions, int) or positions <= 0:
+            return None
+        if any(name in str(config.model_type) for name in ("roberta", "camembert")):
+            positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+        return max(2, positions)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "TextEncoder":

@@ -215,6 +215,17 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     return load_model(seed_dirs(Path(run_dir))[0], device)
 
 
+def _max_text_tokens(run: Path) -> int:
+    """The run's ``data.max_text_tokens`` (what its training truncated transcripts to)."""
+    import json
+
+    try:
+        value = json.loads((Path(run) / "config.json").read_text()).get("data", {}).get("max_text_tokens", 128)
+        return int(value) if isinstance(value, int) and value >= 2 else 128
+    except (OSError, ValueError, AttributeError):
+        return 128
+
+
 def predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True, loaded=None,
                   absent: dict | None = None, cache: bool = True):
     """Predictions of the run's model on ``split`` of ``data``; ``loaded``: the run's
@@ -257,7 +268,9 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
             frames[absent[m]] = 0.0
             lengths[absent[m]] = frames.shape[1]
             target = dataclasses.replace(target, **{key: frames, f"{key}_lengths": lengths})
-    builder = BatchBuilder(target, modalities, tokenizer, empty=absent)
+    from msakit.encoders.text import text_token_limit
+
+    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(run)), empty=absent)
     return predict_builder(model, builder, 64, torch_device), target, kind
 
 

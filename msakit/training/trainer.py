@@ -217,8 +217,11 @@ class Trainer:
         unused = [m for m in self.modality_dropout if m not in self.modalities]
         if unused:
             raise ConfigError(f"train.modality_dropout={t.modality_dropout!r}: the run does not use {unused} (it uses {list(self.modalities)})")
+        from msakit.encoders.text import text_token_limit
+
         self.builders = {
-            name: BatchBuilder(split, self.modalities, self.tokenizer, config.data.max_text_tokens, empty=self.empty[name])
+            name: BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, config.data.max_text_tokens),
+                               empty=self.empty[name])
             for name, split in self.data.splits.items()
         }
         # CUDA: mixed precision, page-locked batches copied without blocking. CPU: unchanged.

@@ -234,13 +234,14 @@ class VideoScorer:
         """``(error or None, absent modalities {m: reason}, warnings)`` of one extracted clip."""
         absent = dict(out.get("absent", {}))
         text = (out.get("text") or "").strip()
-        if "t" in self.modalities and not text:
+        if "t" in self.modalities and not any(c.isalnum() for c in text):  # control characters, punctuation: no words
             others = [m for m in self.modalities if m != "t" and m not in absent]
+            what = "the given transcript has no words" if text and not out.get("asr") else "no speech recognised and no transcript given"
             if "t" in self.withheld and others:
-                absent["t"] = "no speech recognised and no transcript given"
+                absent["t"] = what
             else:
                 uses = _joined([NAMES[m] for m in self.modalities])
-                return clip_error("no_speech", "no speech recognised and no transcript given; this run reads the words "
+                return clip_error("no_speech", f"{what}; this run reads the words "
                                   f"({'text alone' if self.text_only else 'it uses ' + uses}) and cannot score the clip without them: "
                                   "give its transcript, or a clip with audible speech"), {}, []
         warnings = []
@@ -251,6 +252,8 @@ class VideoScorer:
                                         f"(its {NAMES[m]} withheld from {self.withheld[m]:.0%} of training samples)"})
         for flag in out.get("flags") or []:
             warnings.append({"code": "transcript_repaired", "message": f"speech recognition: {flag}"})
+        if out.get("truncated"):
+            warnings.append({"code": "truncated", "message": out["truncated"]})
         return None, absent, warnings
 
     def score(self, clips: list[ClipInput], extracted: list[dict], work_dir: str | Path) -> dict:
@@ -274,7 +277,7 @@ class VideoScorer:
         if used:
             split: dict[str, Any] = {"id": [f"clip{i}" for i, *_ in used]}
             if "t" in self.modalities:
-                split["raw_text"] = [(out.get("text") or "").strip() for _, _, out, _, _ in used]
+                split["raw_text"] = [(out.get("text") or "").strip() if "t" not in absent else "" for _, _, out, absent, _ in used]
             dims = {k: int(v.get("dim")) for k, v in (self.extractor or {}).get("features", {}).items() if isinstance(v, dict) and v.get("dim")}
             for m, key in (("a", "audio"), ("v", "vision")):
                 if m in self.modalities:
@@ -441,16 +444,20 @@ def extract_one(path: str, transcript: str | None, settings: dict, timeline: boo
         if "v" not in optional:
             return lacking("v", "no_video_track", "no video track (an audio file)")
         absent["v"] = "no video track (an audio file)"
-    duration = float(out["duration_s"])
-    if not duration:  # nothing was decoded (a given transcript on a text-only run): the container's own duration
-        from msakit.extract.decode import probe
+    from msakit.extract.decode import probe
 
-        try:
-            duration = float(probe(path).duration_s or 0.0)
-        except ClipError:
-            duration = 0.0
+    duration, truncated = float(out["duration_s"]), None
+    try:
+        declared = float(probe(path).duration_s or 0.0)
+    except ClipError:
+        declared = 0.0
+    if not duration:  # nothing was decoded (a given transcript on a text-only run): the container's own duration
+        duration = declared
+    elif declared - duration > max(0.5, 0.1 * declared):  # the file says longer than what could be decoded: cut short
+        truncated = (f"the file declares {declared:.1f} s but only {duration:.1f} s could be decoded (truncated or damaged?): "
+                     "the score rests on that part")
     result = {"text": out["text"], "asr": bool(out["asr"]), "duration_s": duration, "absent": absent,
-              "flags": list(out.get("flags") or [])}
+              "flags": list(out.get("flags") or []), "truncated": truncated}
     for key in ("audio", "vision"):
         if key[0] in modalities and out.get(key) is not None:
             result[key] = out[key]
@@ -544,6 +551,8 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     if transcripts is not None and len(transcripts) != len(videos):
         raise ConfigError(f"--transcript: given {len(transcripts)} time(s) for {len(videos)} video(s); give one per video, in order, or none")
     for video in videos:
+        if video.is_dir():
+            raise ConfigError(f"--video {video}: is a folder, not a video file; give the files in it (e.g. {video}/*.mp4)")
         if not video.is_file():
             raise MissingFileError(f"{video}: no such video file")
     csv_path, json_path = check_outputs([("--output", output.with_suffix(".csv")), ("--output (its .json)", output.with_suffix(".json"))],
@@ -551,7 +560,8 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     scorer = VideoScorer(run_dir, kind=kind, device=device)
     if scorer.note:
         print(f"note: {scorer.note}", file=sys.stderr)
-    clips = [ClipInput(v, str(v), (transcripts[i] or None) if transcripts else None) for i, v in enumerate(videos)]
+    # '' or blank: recognise the speech (as the API does)
+    clips = [ClipInput(v, str(v), ((transcripts[i] or "").strip() or None) if transcripts else None) for i, v in enumerate(videos)]
     extracted = scorer.extract(clips, workers=workers, progress=progress)
     with tempfile.TemporaryDirectory(prefix="msakit-video-") as temp:
         payload = {"run": str(scorer.seed_dir), **scorer.score(clips, extracted, temp)}

@@ -161,7 +161,9 @@ class _SeedEvaluator:
         from msakit.data.batching import BatchBuilder
         from msakit.training.trainer import predict_builder
 
-        builder = BatchBuilder(split, self.modalities, self.tokenizer, self.max_text_tokens)
+        from msakit.encoders.text import text_token_limit
+
+        builder = BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, self.max_text_tokens))
         return predict_builder(self.model, builder, self.batch_size, self.device)["m"]
 
     def pattern(self, absent: frozenset) -> np.ndarray:
