@@ -8,6 +8,7 @@ clip was extracted)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -202,3 +203,111 @@ def test_clip_edited_in_place_with_size_and_time_kept_is_extracted_again(tmp_pat
     after = median_f0(msakit.extract(path.parent, tmp_path / "f.pkl", progress=False, modalities="a", overwrite=True))
     assert abs(before - 120) < 10 and abs(after - 220) < 15
     assert len(list((tmp_path / "f.pkl.parts").glob("*/*.npz"))) == 2
+
+
+# ---- modalities the inputs cannot give (refused before any clip is extracted) --------------------
+MEDIA = next((p / "shared" / "data" / "media" for p in Path(__file__).resolve().parents[1:4] if (p / "shared" / "data" / "media").is_dir()),
+             None)
+
+
+def _sound_file(path: Path, seconds: float = 1.0) -> Path:
+    """An audio-only file: WAV (PCM) for ``.wav``, AAC in an MP4 container for ``.mp4`` (a video
+    file's name, no video track)."""
+    import av
+    from fractions import Fraction
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    samples = voice(seconds)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le" if path.suffix == ".wav" else "aac", rate=16000)
+        stream.layout = "mono"
+        fmt = "s16" if path.suffix == ".wav" else "fltp"
+        for start in range(0, samples.size, 1024):
+            block = samples[start : start + 1024]
+            if fmt == "s16":
+                block = (block * 32767).astype(np.int16)
+            elif block.size < 1024:
+                block = np.pad(block, (0, 1024 - block.size))
+            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format=fmt, layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, start, Fraction(1, 16000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("modalities", ["v", "tav", "t,a,v", "av"])
+def test_vision_asked_of_an_audio_file_is_refused_in_one_line(tmp_path, capsys, modalities):
+    """``--modalities v`` on a wav extracted text and audio and exited 0; now: refused, naming
+    what was asked, what the input has and what to ask instead, and nothing is written."""
+    wav = _sound_file(tmp_path / "in" / "talk.wav")
+    line = _refused(capsys, tmp_path, wav, "-o", tmp_path / "out" / "f.pkl", "--modalities", modalities,
+                    expect=f"--modalities {modalities.replace(',', '')}: all 1 input(s) are audio files without a video track")
+    assert "no clip can give vision (v); ask only for what they have (--modalities ta), or give video files" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_vision_asked_of_video_files_without_a_video_track_is_refused(tmp_path, capsys):
+    (tmp_path / "clips").mkdir()
+    _sound_file(tmp_path / "clips" / "a.mp4")
+    _sound_file(tmp_path / "clips" / "b.wav")
+    line = _refused(capsys, tmp_path, tmp_path / "clips", "-o", tmp_path / "f.pkl", "--modalities", "v",
+                    expect="--modalities v: none of the 2 input(s) has a video track, so no clip can give vision (v)")
+    assert "(--modalities ta)" in line and not (tmp_path / "f.pkl").exists()
+
+
+def test_sound_asked_of_silent_videos_is_refused_even_by_default(tmp_path, capsys):
+    write_clip(tmp_path / "clips" / "silent.mp4", seconds=0.6)
+    _refused(capsys, tmp_path, tmp_path / "clips", "-o", tmp_path / "f.pkl", "--modalities", "a",
+             expect="--modalities a: none of the 1 input(s) has an audio track, so no clip can give audio (a); "
+                    "ask only for what they have (--modalities v), or give clips with sound")
+    # the default (all of t, a, v): no audio and no transcript, so neither text nor audio
+    _refused(capsys, tmp_path, tmp_path / "clips", "-o", tmp_path / "f.pkl",
+             expect="--modalities tav (the default): none of the 1 input(s) has an audio track (nor a transcript in a manifest "
+                    "'text' column), so no clip can give text (t) or audio (a); ask only for what they have (--modalities v)")
+    assert not (tmp_path / "f.pkl").exists()
+
+
+def test_a_transcript_is_enough_for_text(tmp_path):
+    """Text needs an audio track only where no transcript is given."""
+    from msakit.extract.pipeline import ExtractSettings, check_modalities
+    from msakit.extract.sources import gather
+
+    write_clip(tmp_path / "silent.mp4", seconds=0.6)
+    manifest = _manifest(tmp_path / "m.csv", ["path", "text"], [["silent.mp4", "a transcript"]])
+    settings, note = check_modalities(gather(manifest).clips, ExtractSettings(modalities="tv"))
+    assert settings.modalities == "tv" and note == ""
+
+
+def test_mixed_inputs_vision_only_writes_vision_only_and_reports_the_audio_file(tmp_path, capsys, clip):
+    """Some inputs have a video track, some do not: those without are per-clip failures, and the
+    pickle holds exactly the modality asked (no text, no audio)."""
+    import pickle
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "face.mp4").write_bytes(clip.read_bytes())
+    _sound_file(tmp_path / "clips" / "talk.wav")
+    assert main(["extract", str(tmp_path / "clips"), "-o", str(tmp_path / "f.pkl"), "--modalities", "v", "--quiet", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 clip(s) extracted" in out and "talk.wav: no video track (only vision was asked for)" in out
+    split = pickle.loads((tmp_path / "f.pkl").read_bytes())["test"]
+    assert split["id"] == ["face"] and sorted(split) == ["id", "vision", "vision_lengths"] and split["vision"][0, :, 0].sum() > 0
+    sidecar = json.loads((tmp_path / "f.extractor.json").read_text())
+    assert sidecar["settings"]["modalities"] == "v" and list(sidecar["features"]) == ["vision"]
+
+
+@pytest.mark.skipif(MEDIA is None, reason="the real recordings (shared/data/media beside the checkout) are absent")
+def test_real_recordings_vision_of_speech_refused_and_mixed_with_grid_extracted(tmp_path, capsys):
+    speech = MEDIA / "speech" / "librivox_0880.wav"
+    _refused(capsys, tmp_path, speech, "-o", tmp_path / "f.pkl", "--modalities", "v",
+             expect="--modalities v: all 1 input(s) are audio files without a video track")
+    assert not (tmp_path / "f.pkl").exists()
+    import pickle
+
+    import msakit
+
+    result = msakit.extract([MEDIA / "grid" / "bbaf2n.mpg", speech], tmp_path / "g.pkl", progress=False, modalities="v")
+    assert result.extracted == ["bbaf2n"] and [f["reason"] for f in result.failures] == ["no video track (only vision was asked for)"]
+    split = pickle.loads((tmp_path / "g.pkl").read_bytes())["test"]
+    assert sorted(split) == ["id", "vision", "vision_lengths"] and split["vision"][0, :, 0].mean() > 0.9  # the speaker's face
