@@ -19,6 +19,7 @@ for _module in ("av", "librosa", "mediapipe", "moonshine_voice", "skimage"):
     pytest.importorskip(_module)
 
 from msakit.cli import main  # noqa: E402
+from msakit.errors import DataError  # noqa: E402
 from msakit.extract.media import voice, write_clip  # noqa: E402
 
 pytestmark = pytest.mark.bad_input
@@ -311,3 +312,49 @@ def test_real_recordings_vision_of_speech_refused_and_mixed_with_grid_extracted(
     assert result.extracted == ["bbaf2n"] and [f["reason"] for f in result.failures] == ["no video track (only vision was asked for)"]
     split = pickle.loads((tmp_path / "g.pkl").read_bytes())["test"]
     assert sorted(split) == ["id", "vision", "vision_lengths"] and split["vision"][0, :, 0].mean() > 0.9  # the speaker's face
+
+
+# ---- CH-SIMS unimodal labels: [-1, 1] like the multimodal label ----------------------------------
+def _release(root: Path, clip: Path, header: list[str], rows: list[list[str]]) -> Path:
+    """A raw release: label.csv with ``rows`` and each row's clip on disk."""
+    _manifest(root / "label.csv", header, rows)
+    for row in rows:
+        (root / "Raw" / row[0]).mkdir(parents=True, exist_ok=True)
+        (root / "Raw" / row[0] / f"{row[1]}.mp4").write_bytes(clip.read_bytes())
+    return root
+
+
+SIMS_HEADER = ["video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode"]
+
+
+@pytest.mark.parametrize("column", ["label_T", "label_A", "label_V"])
+def test_sims_unimodal_label_outside_minus_one_one_refused(tmp_path, capsys, clip, column):
+    values = {"label_T": "0.2", "label_A": "-0.4", "label_V": "0.6"}
+    bad = dict(values, **{column: "3.0"})
+    root = _release(tmp_path / "SIMS", clip, SIMS_HEADER, [["v1", "0001", "好", "0.4", *values.values(), "Positive", "train"],
+                                                           ["v1", "0002", "坏", "-0.2", *bad.values(), "Negative", "test"]])
+    line = _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl",
+                    expect=f"label.csv:3: {column} 3 is outside [-1, 1], the range of sims (rows with unimodal labels label_T/A/V are CH-SIMS)")
+    assert line.endswith("; correct it, or pass --kind mosi if these labels are on the [-3, 3] scale")
+    line = _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl", "--kind", "sims", expect=f"label.csv:3: {column} 3 is outside [-1, 1]")
+    assert "--kind mosi" in line
+    (root / "Raw" / "v1" / "0002.mp4").unlink()  # the row is wrong even where its clip is missing on disk
+    _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl", expect=f"label.csv:3: {column} 3 is outside [-1, 1]")
+
+
+def test_sims_multimodal_label_beside_unimodal_ones_is_checked_at_minus_one_one(tmp_path, capsys, clip):
+    root = _release(tmp_path / "SIMS", clip, SIMS_HEADER, [["v1", "0001", "好", "2.5", "0.2", "0.2", "0.2", "Positive", "train"]])
+    _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl", expect="label.csv:2: label 2.5 is outside [-1, 1], the range of sims")
+
+
+def test_unimodal_labels_in_range_and_an_explicit_kind_are_accepted(tmp_path, clip):
+    from msakit.extract.sources import gather
+
+    root = _release(tmp_path / "SIMS", clip, SIMS_HEADER, [["v1", "0001", "好", "-1", "1.0", "-1.0", "0", "Negative", "train"]])
+    listing = gather(root)
+    assert listing.kind == "sims" and listing.clips[0].unimodal == {"T": 1.0, "A": -1.0, "V": 0.0}
+    manifest = _manifest(tmp_path / "m.csv", ["path", "label", "label_t", "label_a", "label_v"],
+                         [["SIMS/Raw/v1/0001.mp4", "2.0", "2.5", "0", "0"]])
+    assert gather(manifest, kind="mosi").kind == "mosi"  # the user's own scale, said with --kind
+    with pytest.raises(DataError, match=r"m.csv:2: label 2 is outside \[-1, 1\]"):
+        gather(manifest)

@@ -179,20 +179,29 @@ def _split(text: str, where: str) -> str | None:
 
 
 def _settle_kind(clips: list[Clip], kind: str | None, path: Path, lines: dict[str, int], unimodal: bool) -> tuple[str | None, str]:
-    """Check the labels lie in the range of ``kind``; infer the kind when not given."""
+    """Check the labels (and the unimodal labels ``label_T/A/V``) lie in the range of ``kind``;
+    infer the kind when not given. Unimodal labels are CH-SIMS's: without ``kind`` their
+    presence makes the kind ``sims``, and every label is checked against its [-1, 1]."""
     labelled = [c for c in clips if c.label is not None]
     if not labelled:
         return kind, ""
-    bound = KIND_RANGE[kind] if kind else 3.0
+    sims_by_columns = kind is None and any(c.unimodal for c in labelled)
+    checked = kind or ("sims" if sims_by_columns else None)
+    bound = KIND_RANGE[checked] if checked else 3.0
     for clip in labelled:
-        values = [clip.label] + list((clip.unimodal or {}).values())
-        for value in values:
-            if abs(value) > bound:
-                hint = " (pass --kind mosi for labels in [-3, 3])" if kind == "sims" else ""
-                raise DataError(f"{path}:{lines[clip.id]}: label {value:g} is outside [-{bound:g}, {bound:g}], the range of "
-                                f"{kind or 'sentiment labels'}{hint}")
+        for column, value in [("label", clip.label)] + [(f"label_{m}", v) for m, v in (clip.unimodal or {}).items()]:
+            if abs(value) <= bound:
+                continue
+            if sims_by_columns:
+                what = "sims (rows with unimodal labels label_T/A/V are CH-SIMS)"
+            else:
+                what = kind or "sentiment labels"
+            fix = "; correct it, or pass --kind mosi if these labels are on the [-3, 3] scale" if checked == "sims" else "; correct it"
+            raise DataError(f"{path}:{lines[clip.id]}: {column} {value:g} is outside [-{bound:g}, {bound:g}], the range of {what}{fix}")
     if kind:
         return kind, "given"
+    if sims_by_columns:
+        return "sims", "unimodal labels (label_T/A/V) and labels inside [-1, 1]: the CH-SIMS scale (--kind to override)"
     largest = max(abs(c.label) for c in labelled)
     if largest > 1.0:
         return "mosi", f"labels reach {largest:g}, beyond [-1, 1]: the [-3, 3] scale of MOSI/MOSEI (--kind mosei for MOSEI)"
@@ -257,7 +266,7 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
                 else:
                     on_disk.setdefault(("", str(relative)), media)
     unimodal_columns = all(f"label_{m}" in names for m in "tav")
-    clips, missing, lines, listed, inputs = [], [], {}, set(), [path]
+    clips, missing, absent, lines, listed, inputs = [], [], [], {}, set(), [path]
     for line, row in rows:
         where = f"{path}:{line}"
         video_id, clip_id = row["video_id"], row["clip_id"]
@@ -286,17 +295,18 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
                     row.get("annotation") or None)
         if media is None:
             missing.append({"id": clip_key, "path": str(clip.path), "reason": f"listed in label.csv (line {line}) but not on disk"})
+            absent.append(clip)
             continue
         clips.append(clip)
         inputs.append(media)
-    everything = clips + [Clip(Path(m["path"]), m["id"]) for m in missing]
+    everything = clips + absent  # every row's labels are checked, its clip on disk or not
     _check_ids(everything, path, lines)
     if not clips:
         raise DataError(f"{path}: none of its {len(rows)} clips is on disk under {raw_dir} (first: {missing[0]['path']})")
     if unimodal_columns and any(c.unimodal for c in clips) and not all(c.unimodal for c in clips):
         first = next(c for c in clips if not c.unimodal)
         raise DataError(f"{path}:{lines[first.id]}: no unimodal labels, but other rows have them; give them for every clip or none")
-    kind, reason = _settle_kind(clips, kind, path, lines, unimodal_columns)
+    kind, reason = _settle_kind(everything, kind, path, lines, unimodal_columns)
     unlisted = [str(p) for key, p in sorted(on_disk.items()) if key not in listed]
     return Listing(clips, "mmsa", kind, reason, missing, unlisted, inputs)
 
