@@ -358,3 +358,68 @@ def test_unimodal_labels_in_range_and_an_explicit_kind_are_accepted(tmp_path, cl
     assert gather(manifest, kind="mosi").kind == "mosi"  # the user's own scale, said with --kind
     with pytest.raises(DataError, match=r"m.csv:2: label 2 is outside \[-1, 1\]"):
         gather(manifest)
+
+
+# ---- CSV syntax errors: at the line where they start, saying what is wrong -----------------------
+LABEL_HEADER = "video_id,clip_id,text,label,annotation,mode\n"
+GOOD_ROW = "v1,0001,fine,0.5,Positive,train\n"
+CSV_ERRORS = {
+    "unclosed quote to the end": (b'v1,0002,"it never closes,0.5,Positive,train\nv1,0003,x,0.1,Positive,train\n'
+                                  b'v1,0004,y,0.2,Positive,train\nv1,0005,z,0.3,Positive,train\n',
+                                  ':3: unclosed quote (a field opened with " never closes)'),
+    "unclosed quote closed by a later row": (b'v1,0002,"it never closes,0.5,Positive,train\nv1,0003,"quoted",0.1,Positive,train\n',
+                                             ':3: unclosed quote (a field opened with " on this line runs on to line 4)'),
+    "unclosed quote that swallows a row": (b'v1,0002,"it never closes,0.5,Positive,train\nv1,0003,x",0.1,Positive,train\n',
+                                           ':3: unclosed quote (a field opened with " on this line runs on to line 4)'),
+    "text after a closing quote": (b'v1,0002,"quoted" then more,0.5,Positive,train\n', ":3: text after the closing quote"),
+    "too few fields": (b"v1,0002,0.5,train\n", ":3: 4 field(s) but the header has 6 (video_id, clip_id, text, label, annotation, mode); "
+                                              "give every column"),
+    "too many fields": (b"v1,0002,hello, world,0.5,Positive,train\n", ":3: 7 field(s) but the header has 6"),
+    "NUL byte": (b"v1,0002,he\0llo,0.5,Positive,train\n", ":3: a NUL byte"),
+    "Latin-1 byte": (b"v1,0002,caf\xe9,0.5,Positive,train\n", ":3: byte 0xe9 is not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_ERRORS))
+def test_label_csv_syntax_errors_are_reported_where_they_start(tmp_path, capsys, clip, case):
+    """An unclosed quote on line 3 was reported as 'label.csv:<last line>: empty label'."""
+    tail, expect = CSV_ERRORS[case]
+    root = tmp_path / "MOSI"
+    (root / "Raw" / "v1").mkdir(parents=True)
+    (root / "Raw" / "v1" / "0001.mp4").write_bytes(clip.read_bytes())
+    (root / "label.csv").write_bytes((LABEL_HEADER + GOOD_ROW).encode() + tail)
+    line = _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl", expect=f"label.csv{expect}")
+    assert "empty label" not in line and not (tmp_path / "f.pkl").exists()
+
+
+def test_label_csv_in_utf16_is_refused_as_such(tmp_path, capsys, clip):
+    root = tmp_path / "MOSI"
+    (root / "Raw" / "v1").mkdir(parents=True)
+    (root / "Raw" / "v1" / "0001.mp4").write_bytes(clip.read_bytes())
+    (root / "label.csv").write_bytes((LABEL_HEADER + GOOD_ROW).encode("utf-16"))
+    _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl", expect="label.csv: encoded as UTF-16; save it as UTF-8")
+
+
+def test_quoted_commas_and_quotes_are_read_and_lines_counted_in_crlf_files(tmp_path, clip):
+    from msakit.extract.sources import gather
+
+    root = tmp_path / "MOSI"
+    (root / "Raw" / "v1").mkdir(parents=True)
+    (root / "Raw" / "v1" / "0001.mp4").write_bytes(clip.read_bytes())
+    (root / "label.csv").write_bytes((LABEL_HEADER + 'v1,0001,"well, he said ""fine""",0.5,Positive,train\n\n'
+                                      "v1,0002,x,0.5,Positive,training\n").replace("\n", "\r\n").encode("utf-8-sig"))
+    with pytest.raises(DataError, match=r"label.csv:4: split 'training'"):  # the blank line 3 counted
+        gather(root)
+    (root / "label.csv").write_bytes((LABEL_HEADER + 'v1,0001,"well, he said ""fine""",0.5,Positive,train\r\n').encode())
+    (only,) = gather(root).clips
+    assert only.text == 'well, he said "fine"' and only.label == 0.5
+
+
+@pytest.mark.parametrize("case", ["unclosed quote to the end", "too few fields", "NUL byte", "Latin-1 byte"])
+def test_manifest_syntax_errors_are_reported_where_they_start(tmp_path, capsys, clip, case):
+    (tmp_path / "a.mp4").write_bytes(clip.read_bytes())
+    tail, expect = CSV_ERRORS[case]
+    tail = tail.replace(b"v1,0002,", b"a.mp4,v1,").replace(b"v1,0003,", b"a.mp4,v1,")  # rows of a manifest: path, video_id, text, ...
+    (tmp_path / "m.csv").write_bytes(b"path,video_id,text,label,annotation,split\na.mp4,v1,fine,0.5,Positive,train\n" + tail)
+    line = _refused(capsys, tmp_path, tmp_path / "m.csv", "-o", tmp_path / "f.pkl", expect=f"m.csv{expect.split(' (video_id')[0]}")
+    assert not (tmp_path / "f.pkl").exists(), line

@@ -7,10 +7,11 @@ Every problem with the input is one line naming the file (and line) and what to 
 
 from __future__ import annotations
 
-import csv
+import codecs
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -131,20 +132,93 @@ def gather(source, *, layout: str = "auto", kind: str | None = None) -> Listing:
 
 
 # ---- CSV reading, shared by manifests and label.csv ---------------------------------------------
+_PLAIN = re.compile(r'[^,\r\n]*')  # an unquoted field runs to a comma or the line's end (a quote inside it is kept)
+_QUOTED = re.compile(r'[^"\r\n]*')  # inside quotes: up to the next quote or line break
+
+
+def _csv_text(path: Path) -> str:
+    """The file's text; a NUL byte, UTF-16 or bytes that are not UTF-8 are refused at their line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: encoded as UTF-16; save it as UTF-8 (CSV UTF-8 in a spreadsheet's Save As)")
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    nul = data.find(b"\0", start)
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise DataError(f"{path}:{line}: a NUL byte (\\0), which no text CSV holds; the file is binary, damaged or UTF-16: "
+                        "check it is the right file and save it as UTF-8 text")
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        raise DataError(f"{path}:{line}: byte 0x{data[at]:02x} is not UTF-8 (a file saved as Latin-1 or Windows-1252?); "
+                        "save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def _csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """The rows of a CSV text (comma-separated, fields quoted with ``"`` and ``""`` for a quote
+    inside them, as Python's ``csv`` and spreadsheets write), each with its line number. A quote
+    that never closes, a quoted field that runs over a line break (in a manifest or label.csv,
+    where every field is one line, that is a quote left open: it would swallow the rows after
+    it), or text after a closing quote is refused at the line where it starts."""
+    records, i, n, line = [], 0, len(text), 1
+    while i < n:
+        record: tuple[int, list[str]] = (line, [])
+        while True:  # one field per turn
+            if text.startswith('"', i):
+                opened, parts = line, []
+                i += 1
+                while True:
+                    match = _QUOTED.match(text, i)
+                    parts.append(match.group())
+                    i = match.end()
+                    if i >= n:
+                        raise DataError(f"{path}:{opened}: unclosed quote (a field opened with \" never closes); close it, "
+                                        "or write a quote inside a quoted field as \"\"")
+                    if text[i] == '"':
+                        if text.startswith('"', i + 1):
+                            parts.append('"')
+                            i += 2
+                            continue
+                        i += 1
+                        break
+                    newline = "\r\n" if text.startswith("\r\n", i) else text[i]
+                    parts.append(newline)
+                    i += len(newline)
+                    line += 1
+                if opened < line:
+                    raise DataError(f"{path}:{opened}: unclosed quote (a field opened with \" on this line runs on to line {line}); "
+                                    "close it on its own line: a field here holds no line break (write a quote inside one as \"\")")
+                if i < n and text[i] not in ",\r\n":
+                    raise DataError(f"{path}:{line}: text after the closing quote of a quoted field ({text[i:i + 20]!r}); "
+                                    "quote the whole field, with a quote inside it written as \"\"")
+                record[1].append("".join(parts))
+            else:
+                match = _PLAIN.match(text, i)
+                record[1].append(match.group())
+                i = match.end()
+            if text.startswith(",", i):
+                i += 1
+                continue
+            break
+        if i < n:  # a line break ends the row
+            i += 2 if text.startswith("\r\n", i) else 1
+            line += 1
+        records.append(record)
+    return records
+
+
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """``(normalised header, [(line number, row)])``: header names stripped of whitespace and a
-    byte-order mark, lower-cased; rows keyed by those names, values stripped."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = next(reader, None)
-            rows = []
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue
-                rows.append((reader.line_num, row))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read it as a UTF-8 CSV ({' '.join(str(exc).split())[:120]})") from None
+    byte-order mark, lower-cased; rows keyed by those names, values stripped; blank rows
+    skipped. A syntax error (an unclosed quote, a row with more or fewer fields than the header,
+    a NUL byte, text that is not UTF-8) is refused at the line where it starts."""
+    records = _csv_records(path, _csv_text(path))
+    header = records[0][1] if records else None
     if header is None or not any(h.strip() for h in header):
         raise DataError(f"{path}: empty; a manifest is a CSV with a header row (at least a 'path' column) and one row per clip")
     names = [h.strip().lstrip("\ufeff").strip().lower() for h in header]
@@ -152,9 +226,13 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
     if duplicates:
         raise DataError(f"{path}:1: column {duplicates[0]!r} appears twice in the header")
     out = []
-    for line, row in rows:
-        if len(row) > len(names):
-            raise DataError(f"{path}:{line}: {len(row)} fields but the header has {len(names)}; quote fields that hold commas")
+    for line, row in records[1:]:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(names) and not (len(row) < len(names) and not any(names[len(row):])):
+            fix = "quote fields that hold commas" if len(row) > len(names) else "give every column, an empty one as nothing between two commas"
+            raise DataError(f"{path}:{line}: {len(row)} field(s) but the header has {len(names)} "
+                            f"({', '.join(h.strip() for h in header)[:80]}); {fix}")
         out.append((line, {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(names) if name}))
     return names, out
 
