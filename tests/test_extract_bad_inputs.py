@@ -423,3 +423,27 @@ def test_manifest_syntax_errors_are_reported_where_they_start(tmp_path, capsys, 
     (tmp_path / "m.csv").write_bytes(b"path,video_id,text,label,annotation,split\na.mp4,v1,fine,0.5,Positive,train\n" + tail)
     line = _refused(capsys, tmp_path, tmp_path / "m.csv", "-o", tmp_path / "f.pkl", expect=f"m.csv{expect.split(' (video_id')[0]}")
     assert not (tmp_path / "f.pkl").exists(), line
+
+
+# ---- a raw release without Raw/ ------------------------------------------------------------------
+@pytest.mark.parametrize("given", ["folder", "label.csv", "--layout mmsa"])
+def test_label_csv_without_raw_names_the_expected_layout(tmp_path, capsys, given):
+    root = tmp_path / "MOSI"
+    root.mkdir()
+    (root / "label.csv").write_text(LABEL_HEADER + GOOD_ROW)
+    source = root / "label.csv" if given == "label.csv" else root
+    extra = ["--layout", "mmsa"] if given == "--layout mmsa" else []
+    line = _refused(capsys, tmp_path, source, "-o", tmp_path / "f.pkl", *extra,
+                    expect=f"{root}: has label.csv but no Raw/ folder (looked for {root / 'Raw'}); a raw dataset release keeps each clip "
+                           "listed in label.csv as Raw/<video_id>/<clip_id>.<ext>")
+    assert "no media files" not in line and not (tmp_path / "f.pkl").exists()
+
+
+def test_raw_with_clips_in_the_wrong_place_says_where_they_belong(tmp_path, capsys, clip):
+    root = tmp_path / "MOSI"
+    (root / "Raw").mkdir(parents=True)
+    (root / "Raw" / "0001.mp4").write_bytes(clip.read_bytes())  # not in Raw/<video_id>/
+    (root / "label.csv").write_text(LABEL_HEADER + GOOD_ROW)
+    _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl",
+             expect=f"none of its 1 clips is on disk under {root / 'Raw'} (first: {root / 'Raw' / 'v1' / '0001.mp4'}); 1 media file(s) "
+                    "under Raw/ are elsewhere (e.g. Raw/0001.mp4); a raw release keeps each clip as Raw/<video_id>/<clip_id>.<ext>")

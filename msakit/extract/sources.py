@@ -118,6 +118,8 @@ def gather(source, *, layout: str = "auto", kind: str | None = None) -> Listing:
         if layout == "mmsa" or (layout == "auto" and label_csv.is_file() and (source / "Raw").is_dir()):
             return read_raw_release(source, kind)
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
+        if not files and label_csv.is_file():
+            raise MissingFileError(_no_raw(source))
         if not files:
             raise DataError(f"{source}: no media files ({', '.join(MEDIA_SUFFIXES)}) in this folder")
         clips = [Clip(p, _clip_id(p.relative_to(source)), group=_clip_id(p.relative_to(source)).split("$_$")[0]) for p in files]
@@ -290,6 +292,8 @@ def read_manifest(path: Path, kind: str | None = None) -> Listing:
     """A manifest CSV: ``path`` (relative to the CSV) and optional ``label``, ``split``,
     ``text``, ``video_id``, ``id``, ``label_t``/``label_a``/``label_v``."""
     names, rows = _read_rows(path)
+    if "path" not in names and {"video_id", "clip_id"} <= set(names):
+        raise MissingFileError(_no_raw(path.parent))
     if "path" not in names:
         raise DataError(f"{path}:1: no 'path' column in the header ({', '.join(n for n in names if n)[:80]}); "
                         "a manifest names each clip's file in a 'path' column")
@@ -327,6 +331,8 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
     if not path.is_file():
         raise MissingFileError(f"{folder}: no label.csv; a raw dataset release holds label.csv beside Raw/<video_id>/<clip_id>.mp4")
     raw_dir = folder / "Raw"
+    if not raw_dir.is_dir():
+        raise MissingFileError(_no_raw(folder))
     names, rows = _read_rows(path)
     required = [c for c in ("video_id", "clip_id", "label", "mode") if c not in names]
     if required:
@@ -335,14 +341,13 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
     if not rows:
         raise DataError(f"{path}: label.csv has a header and no rows")
     on_disk: dict[tuple[str, str], Path] = {}
-    if raw_dir.is_dir():
-        for media in sorted(raw_dir.rglob("*")):
-            if media.is_file() and media.suffix.lower() in MEDIA_SUFFIXES:
-                relative = media.relative_to(raw_dir)
-                if len(relative.parts) == 2:
-                    on_disk.setdefault((relative.parts[0], media.stem), media)
-                else:
-                    on_disk.setdefault(("", str(relative)), media)
+    for media in sorted(raw_dir.rglob("*")):
+        if media.is_file() and media.suffix.lower() in MEDIA_SUFFIXES:
+            relative = media.relative_to(raw_dir)
+            if len(relative.parts) == 2:
+                on_disk.setdefault((relative.parts[0], media.stem), media)
+            else:
+                on_disk.setdefault(("", str(relative)), media)
     unimodal_columns = all(f"label_{m}" in names for m in "tav")
     clips, missing, absent, lines, listed, inputs = [], [], [], {}, set(), [path]
     for line, row in rows:
@@ -380,13 +385,22 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
     everything = clips + absent  # every row's labels are checked, its clip on disk or not
     _check_ids(everything, path, lines)
     if not clips:
-        raise DataError(f"{path}: none of its {len(rows)} clips is on disk under {raw_dir} (first: {missing[0]['path']})")
+        elsewhere = [p for (video_id, _), p in on_disk.items() if not video_id]
+        found = (f"; {len(elsewhere)} media file(s) under Raw/ are elsewhere (e.g. {elsewhere[0].relative_to(folder)})" if elsewhere
+                 else "; Raw/ holds no media file" if not on_disk else "")
+        raise DataError(f"{path}: none of its {len(rows)} clips is on disk under {raw_dir} (first: {missing[0]['path']}){found}; "
+                        "a raw release keeps each clip as Raw/<video_id>/<clip_id>.<ext>")
     if unimodal_columns and any(c.unimodal for c in clips) and not all(c.unimodal for c in clips):
         first = next(c for c in clips if not c.unimodal)
         raise DataError(f"{path}:{lines[first.id]}: no unimodal labels, but other rows have them; give them for every clip or none")
     kind, reason = _settle_kind(everything, kind, path, lines, unimodal_columns)
     unlisted = [str(p) for key, p in sorted(on_disk.items()) if key not in listed]
     return Listing(clips, "mmsa", kind, reason, missing, unlisted, inputs)
+
+
+def _no_raw(folder: Path) -> str:
+    return (f"{folder}: has label.csv but no Raw/ folder (looked for {folder / 'Raw'}); a raw dataset release keeps each clip listed in "
+            "label.csv as Raw/<video_id>/<clip_id>.<ext> (e.g. Raw/abc123/0001.mp4): put the clips there")
 
 
 def _check_ids(clips: list[Clip], path: Path, lines: dict[str, int]) -> None:
