@@ -447,3 +447,28 @@ def test_raw_with_clips_in_the_wrong_place_says_where_they_belong(tmp_path, caps
     _refused(capsys, tmp_path, root, "-o", tmp_path / "f.pkl",
              expect=f"none of its 1 clips is on disk under {root / 'Raw'} (first: {root / 'Raw' / 'v1' / '0001.mp4'}); 1 media file(s) "
                     "under Raw/ are elsewhere (e.g. Raw/0001.mp4); a raw release keeps each clip as Raw/<video_id>/<clip_id>.<ext>")
+
+
+# ---- --quiet: the missing and unlisted clips in one line ------------------------------------------
+def test_quiet_counts_missing_and_unlisted_clips_in_one_line(tmp_path, capsys, clip):
+    root = tmp_path / "MOSI"
+    (root / "Raw" / "v1").mkdir(parents=True)
+    (root / "Raw" / "v1" / "0001.mp4").write_bytes(clip.read_bytes())
+    for name in ("0009.mp4", "0010.mp4"):  # on disk, in no row
+        (root / "Raw" / "v1" / name).write_bytes(clip.read_bytes())
+    (root / "label.csv").write_text(LABEL_HEADER + GOOD_ROW + "v1,0002,gone,0.5,Positive,train\nv2,0001,gone,0.5,Positive,test\n"
+                                    "v2,0002,gone,0.5,Positive,test\n")
+    argv = ["extract", str(root), "--modalities", "a", "--workers", "1"]
+    assert main([*argv, "-o", str(tmp_path / "q.pkl"), "--quiet"]) == 0
+    quiet = capsys.readouterr().out
+    summary = [line for line in quiet.splitlines() if "media file" in line]
+    assert summary == [f"  3 listed clip(s) have no media file, 2 media file(s) are not listed; their paths are in "
+                       f"{tmp_path / 'q.extractor.json'} (clips.missing_on_disk, clips.unlisted_on_disk), or run without --quiet"]
+    assert "0002.mp4" not in quiet and "0009.mp4" not in quiet
+    sidecar = json.loads((tmp_path / "q.extractor.json").read_text())
+    assert len(sidecar["clips"]["missing_on_disk"]) == 3 and len(sidecar["clips"]["unlisted_on_disk"]) == 2
+    assert main([*argv, "-o", str(tmp_path / "full.pkl")]) == 0
+    full = capsys.readouterr().out
+    assert "3 clip(s) listed in label.csv but missing on disk" in full and "2 media file(s) under Raw/ listed in no row" in full
+    for path in (root / "Raw" / "v1" / "0002.mp4", root / "Raw" / "v2" / "0002.mp4", root / "Raw" / "v1" / "0010.mp4"):
+        assert f"    {path}\n" in full

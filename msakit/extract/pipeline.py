@@ -143,14 +143,22 @@ class ExtractResult:
     flagged: dict[str, list[str]] = field(default_factory=dict)  # clip id -> flags (degenerate transcript, ...)
     kind: str | None = None
 
-    def report(self) -> str:
+    def report(self, brief: bool = False) -> str:
+        """What was extracted, the notes, each clip that could not be used, and the clips listed
+        but missing on disk and the files listed nowhere: each path, or with ``brief`` (``msakit
+        extract --quiet``) one line counting them and saying where their paths are."""
         lines = [f"{len(self.extracted)} clip(s) extracted to {self.output}; {len(self.failures)} could not be used"]
         lines += [f"  {note}" for note in self.notes]
         lines += [f"  {f['path']}: {f['reason']}" for f in self.failures]
-        if self.missing:
+        if brief and (self.missing or self.unlisted):
+            counts = ([f"{len(self.missing)} listed clip(s) have no media file"] if self.missing else []) + (
+                [f"{len(self.unlisted)} media file(s) are not listed"] if self.unlisted else [])
+            lines.append(f"  {', '.join(counts)}; their paths are in {self.sidecar} (clips.missing_on_disk, clips.unlisted_on_disk), "
+                         "or run without --quiet")
+        elif self.missing:
             lines.append(f"  {len(self.missing)} clip(s) listed in label.csv but missing on disk (not extracted):")
             lines += [f"    {m['path']}" for m in self.missing[:20]] + ([f"    ... and {len(self.missing) - 20} more"] if len(self.missing) > 20 else [])
-        if self.unlisted:
+        if self.unlisted and not brief:
             lines.append(f"  {len(self.unlisted)} media file(s) under Raw/ listed in no row of label.csv (ignored):")
             lines += [f"    {u}" for u in self.unlisted[:20]] + ([f"    ... and {len(self.unlisted) - 20} more"] if len(self.unlisted) > 20 else [])
         lines += [f"  {clip}: {'; '.join(flags)}" for clip, flags in self.flagged.items()]
