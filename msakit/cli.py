@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extractor setting, e.g. video_fps=5 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; clips listed but missing on disk and files listed nowhere "
+                                                         "are counted in one line (their paths are in the sidecar)")
 
     p = sub.add_parser("robustness", parents=[common], help="evaluate a trained run with modalities missing or corrupted; write a table and a figure")
     p.add_argument("run_dir")
@@ -438,7 +439,7 @@ def _run(args, command_line: str) -> int | None:
         result = extract(args.source, args.output, workers=args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2),
                          split_fractions=fractions, seed=args.seed, progress=not args.quiet, layout=args.layout, kind=args.kind,
                          overwrite=args.overwrite, verbose=args.verbose, **settings)
-        print(result.report())
+        print(result.report(brief=args.quiet))
         print(f"feature description written to {result.sidecar}")
     elif args.command == "robustness":
         from msakit.workflows.robustness import robustness

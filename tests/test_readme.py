@@ -151,6 +151,20 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
             writer.writerows(rows)
         for name in ("new1.mp4", "new2.mp4"):
             write_clip(tmp_path / name, seconds=0.8, size=(160, 120), audio=voice(0.8))
+        # docs/errors.md's extract refusals: an audio file; a CH-SIMS release with a label_A out of range; a MOSI release
+        # whose label.csv leaves a quote open on line 2; a MOSEI folder with label.csv and no Raw/
+        import soundfile
+
+        soundfile.write(tmp_path / "talk.wav", voice(1.0), 16000)
+        (tmp_path / "SIMS" / "Raw" / "video_0001").mkdir(parents=True)
+        soundfile.write(tmp_path / "SIMS" / "Raw" / "video_0001" / "0001.wav", voice(1.0), 16000)
+        (tmp_path / "SIMS" / "label.csv").write_text("video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode\n"
+                                                     "video_0001,0001,好,0.4,0.2,3,0.6,Positive,train\n")
+        (tmp_path / "MOSI" / "Raw").mkdir(parents=True)
+        (tmp_path / "MOSI" / "label.csv").write_text('video_id,clip_id,text,label,annotation,mode\nv1,0001,"it never closes,0.5,Positive,train\n'
+                                                     "v1,0002,fine,0.1,Positive,train\n")
+        (tmp_path / "MOSEI").mkdir()
+        (tmp_path / "MOSEI" / "label.csv").write_text("video_id,clip_id,text,label,annotation,mode\nv1,0001,fine,0.5,Positive,train\n")
     return files
 
 
@@ -267,6 +281,8 @@ def test_every_readme_error_example_prints_what_the_readme_shows(readme_world, c
     examples = readme_error_examples()
     assert examples, "the README's error examples were not found"
     for command, printed in examples:
+        if command.startswith("msakit extract") and not VIDEO:
+            continue  # refused for the missing extra before its input is read
         code = main(localise(command, readme_world))
         assert code == 2 and capsys.readouterr().err.strip() == printed, command
 

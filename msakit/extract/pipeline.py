@@ -143,14 +143,22 @@ class ExtractResult:
     flagged: dict[str, list[str]] = field(default_factory=dict)  # clip id -> flags (degenerate transcript, ...)
     kind: str | None = None
 
-    def report(self) -> str:
+    def report(self, brief: bool = False) -> str:
+        """What was extracted, the notes, each clip that could not be used, and the clips listed
+        but missing on disk and the files listed nowhere: each path, or with ``brief`` (``msakit
+        extract --quiet``) one line counting them and saying where their paths are."""
         lines = [f"{len(self.extracted)} clip(s) extracted to {self.output}; {len(self.failures)} could not be used"]
         lines += [f"  {note}" for note in self.notes]
         lines += [f"  {f['path']}: {f['reason']}" for f in self.failures]
-        if self.missing:
+        if brief and (self.missing or self.unlisted):
+            counts = ([f"{len(self.missing)} listed clip(s) have no media file"] if self.missing else []) + (
+                [f"{len(self.unlisted)} media file(s) are not listed"] if self.unlisted else [])
+            lines.append(f"  {', '.join(counts)}; their paths are in {self.sidecar} (clips.missing_on_disk, clips.unlisted_on_disk), "
+                         "or run without --quiet")
+        elif self.missing:
             lines.append(f"  {len(self.missing)} clip(s) listed in label.csv but missing on disk (not extracted):")
             lines += [f"    {m['path']}" for m in self.missing[:20]] + ([f"    ... and {len(self.missing) - 20} more"] if len(self.missing) > 20 else [])
-        if self.unlisted:
+        if self.unlisted and not brief:
             lines.append(f"  {len(self.unlisted)} media file(s) under Raw/ listed in no row of label.csv (ignored):")
             lines += [f"    {u}" for u in self.unlisted[:20]] + ([f"    ... and {len(self.unlisted) - 20} more"] if len(self.unlisted) > 20 else [])
         lines += [f"  {clip}: {'; '.join(flags)}" for clip, flags in self.flagged.items()]
@@ -419,13 +427,16 @@ def extract(
     overwrite: bool = False,
     verbose: bool = False,
     on_clip: Callable[[str, str | None], None] | None = None,
+    modalities_given: bool = False,
 ) -> ExtractResult:
     """Extract features of every clip in ``source`` into the MMSA pickle ``output``.
 
     Every check of the input (clips, manifest rows, labels, splits, fractions, workers,
-    settings, output paths) runs before any clip is extracted. ``on_clip(clip_id, reason)`` is
-    called as each clip finishes (``reason`` None when it was extracted), for callers that
-    show their own progress.
+    settings, output paths, modalities the clips cannot give) runs before any clip is
+    extracted. ``on_clip(clip_id, reason)`` is called as each clip finishes (``reason`` None
+    when it was extracted), for callers that show their own progress. ``modalities_given``:
+    the caller named ``settings.modalities`` (then ``tav`` too is extracted exactly or refused;
+    see ``check_modalities``).
     """
     from msakit.outputs import check_outputs
 
@@ -446,10 +457,8 @@ def extract(
     inputs = list(listing.inputs) + ([Path(source)] if isinstance(source, (str, os.PathLike)) else [])
     sidecar = sidecar_path(output)
     check_outputs([("--output", output), ("--output (its .extractor.json sidecar)", sidecar)], inputs=inputs, overwrite=overwrite)
-    if "v" in settings.modalities and all(c.audio_only for c in clips):
-        settings = dataclasses.replace(settings, modalities=settings.modalities.replace("v", "") or "ta")
-        notes.append("audio files only: extracting text and audio; vision is absent")
-    notes = [n for n in notes if n]
+    settings, note = check_modalities(clips, settings, modalities_given)
+    notes = [n for n in notes + [note] if n]
     parts = output.parent / f"{output.name}.parts" / settings.key()
     keys = [clip.key() for clip in clips]
     parts.mkdir(parents=True, exist_ok=True)
@@ -495,6 +504,62 @@ def extract(
     finally:
         bar.close()
     return _assemble(clips, keys, splits, parts, output, settings, time.perf_counter() - start, listing, notes)
+
+
+def check_modalities(clips: list[Clip], settings: ExtractSettings, given: bool = True) -> tuple[ExtractSettings, str]:
+    """Refuse, before any extraction, modalities that no clip can give: vision needs a video
+    track, audio an audio track, text a transcript (a manifest's or label.csv's ``text``) or an
+    audio track. Each file's streams are probed (opening it, no decoding), stopping at the first
+    clip that can give a modality. Where some clips can and others cannot, those are reported
+    per clip as they are extracted. Not ``given`` (the default, all of ``tav``), vision is
+    dropped with a note when no clip has a video track (a folder of audio files). Returns the
+    settings to extract with and that note (or '')."""
+    from msakit.extract.decode import ClipError, probe
+
+    streams: dict[Path, tuple[bool, bool] | None] = {}
+
+    def tracks(clip: Clip) -> tuple[bool, bool] | None:  # (audio, video); None: cannot be opened (reported per clip)
+        if clip.path not in streams:
+            try:
+                info = probe(clip.path)
+                streams[clip.path] = (info.has_audio, info.has_video)
+            except ClipError:
+                streams[clip.path] = None
+        return streams[clip.path]
+
+    def can(modality: str) -> bool:
+        if modality == "t" and any(c.text is not None for c in clips):
+            return True
+        track, opened = (1 if modality == "v" else 0), False
+        for clip in sorted(clips, key=lambda c: c.audio_only == (modality == "v")):  # likeliest first: video files for v
+            found = tracks(clip)
+            if found is not None:
+                opened = True
+                if found[track]:
+                    return True
+        return not opened  # none could be opened: each is reported per clip, as it is extracted
+
+    asked = settings.modalities
+    if not given and asked == "tav" and not can("v") and can("t") and can("a"):
+        note = ("audio files only" if all(c.audio_only for c in clips) else "no clip has a video track") + \
+            ": extracting text and audio; vision is absent"
+        return dataclasses.replace(settings, modalities="ta"), note
+    lacking = [m for m in asked if not can(m)]
+    if not lacking:
+        return settings, ""
+    readable = [c for c in clips if tracks(c) is not None]
+    count = f"{len(readable)} input(s)" + (f" that could be opened ({len(clips) - len(readable)} could not)" if len(readable) < len(clips) else "")
+    if lacking == ["v"] and all(c.audio_only for c in readable):
+        have = f"all {count} are audio files without a video track"
+    else:
+        missing = (["a video track"] if "v" in lacking else []) + (["an audio track"] if {"a", "t"} & set(lacking) else [])
+        have = f"none of the {count} has {' or '.join(missing)}" + (" (nor a transcript in a manifest 'text' column)" if "t" in lacking else "")
+    names = {"t": "text (t)", "a": "audio (a)", "v": "vision (v)"}
+    possible = "".join(m for m in "tav" if m not in lacking and can(m))
+    fix = (f"ask only for what they have (--modalities {possible})" if possible else "give clips with a video or an audio track") + \
+        (", or give video files" if "v" in lacking else ", or give clips with sound")
+    raise ConfigError(f"--modalities {asked}{'' if given else ' (the default)'}: {have}, so no clip can give "
+                      f"{' or '.join(names[m] for m in lacking)}; {fix}")
 
 
 def _init_worker(log: str | None) -> None:
@@ -710,4 +775,5 @@ def extract_features(source, output: str | Path, *, workers: int = 1, split_frac
     ``ExtractSettings`` (e.g. ``video_fps=5``, ``channel="left"``), checked by name and type here.
     Returns an ``ExtractResult``. This is ``msakit.extract(...)``."""
     return extract(source, output, settings=ExtractSettings(**coerce_settings(settings)), workers=workers, split_fractions=split_fractions,
-                   seed=seed, progress=progress, layout=layout, kind=kind, overwrite=overwrite, verbose=verbose, on_clip=on_clip)
+                   seed=seed, progress=progress, layout=layout, kind=kind, overwrite=overwrite, verbose=verbose, on_clip=on_clip,
+                   modalities_given="modalities" in settings)

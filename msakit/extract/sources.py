@@ -7,10 +7,11 @@ Every problem with the input is one line naming the file (and line) and what to 
 
 from __future__ import annotations
 
-import csv
+import codecs
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -117,6 +118,8 @@ def gather(source, *, layout: str = "auto", kind: str | None = None) -> Listing:
         if layout == "mmsa" or (layout == "auto" and label_csv.is_file() and (source / "Raw").is_dir()):
             return read_raw_release(source, kind)
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
+        if not files and label_csv.is_file():
+            raise MissingFileError(_no_raw(source))
         if not files:
             raise DataError(f"{source}: no media files ({', '.join(MEDIA_SUFFIXES)}) in this folder")
         clips = [Clip(p, _clip_id(p.relative_to(source)), group=_clip_id(p.relative_to(source)).split("$_$")[0]) for p in files]
@@ -131,20 +134,93 @@ def gather(source, *, layout: str = "auto", kind: str | None = None) -> Listing:
 
 
 # ---- CSV reading, shared by manifests and label.csv ---------------------------------------------
+_PLAIN = re.compile(r'[^,\r\n]*')  # an unquoted field runs to a comma or the line's end (a quote inside it is kept)
+_QUOTED = re.compile(r'[^"\r\n]*')  # inside quotes: up to the next quote or line break
+
+
+def _csv_text(path: Path) -> str:
+    """The file's text; a NUL byte, UTF-16 or bytes that are not UTF-8 are refused at their line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: encoded as UTF-16; save it as UTF-8 (CSV UTF-8 in a spreadsheet's Save As)")
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    nul = data.find(b"\0", start)
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise DataError(f"{path}:{line}: a NUL byte (\\0), which no text CSV holds; the file is binary, damaged or UTF-16: "
+                        "check it is the right file and save it as UTF-8 text")
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        raise DataError(f"{path}:{line}: byte 0x{data[at]:02x} is not UTF-8 (a file saved as Latin-1 or Windows-1252?); "
+                        "save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def _csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """The rows of a CSV text (comma-separated, fields quoted with ``"`` and ``""`` for a quote
+    inside them, as Python's ``csv`` and spreadsheets write), each with its line number. A quote
+    that never closes, a quoted field that runs over a line break (in a manifest or label.csv,
+    where every field is one line, that is a quote left open: it would swallow the rows after
+    it), or text after a closing quote is refused at the line where it starts."""
+    records, i, n, line = [], 0, len(text), 1
+    while i < n:
+        record: tuple[int, list[str]] = (line, [])
+        while True:  # one field per turn
+            if text.startswith('"', i):
+                opened, parts = line, []
+                i += 1
+                while True:
+                    match = _QUOTED.match(text, i)
+                    parts.append(match.group())
+                    i = match.end()
+                    if i >= n:
+                        raise DataError(f"{path}:{opened}: unclosed quote (a field opened with \" never closes); close it, "
+                                        "or write a quote inside a quoted field as \"\"")
+                    if text[i] == '"':
+                        if text.startswith('"', i + 1):
+                            parts.append('"')
+                            i += 2
+                            continue
+                        i += 1
+                        break
+                    newline = "\r\n" if text.startswith("\r\n", i) else text[i]
+                    parts.append(newline)
+                    i += len(newline)
+                    line += 1
+                if opened < line:
+                    raise DataError(f"{path}:{opened}: unclosed quote (a field opened with \" on this line runs on to line {line}); "
+                                    "close it on its own line: a field here holds no line break (write a quote inside one as \"\")")
+                if i < n and text[i] not in ",\r\n":
+                    raise DataError(f"{path}:{line}: text after the closing quote of a quoted field ({text[i:i + 20]!r}); "
+                                    "quote the whole field, with a quote inside it written as \"\"")
+                record[1].append("".join(parts))
+            else:
+                match = _PLAIN.match(text, i)
+                record[1].append(match.group())
+                i = match.end()
+            if text.startswith(",", i):
+                i += 1
+                continue
+            break
+        if i < n:  # a line break ends the row
+            i += 2 if text.startswith("\r\n", i) else 1
+            line += 1
+        records.append(record)
+    return records
+
+
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """``(normalised header, [(line number, row)])``: header names stripped of whitespace and a
-    byte-order mark, lower-cased; rows keyed by those names, values stripped."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = next(reader, None)
-            rows = []
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue
-                rows.append((reader.line_num, row))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read it as a UTF-8 CSV ({' '.join(str(exc).split())[:120]})") from None
+    byte-order mark, lower-cased; rows keyed by those names, values stripped; blank rows
+    skipped. A syntax error (an unclosed quote, a row with more or fewer fields than the header,
+    a NUL byte, text that is not UTF-8) is refused at the line where it starts."""
+    records = _csv_records(path, _csv_text(path))
+    header = records[0][1] if records else None
     if header is None or not any(h.strip() for h in header):
         raise DataError(f"{path}: empty; a manifest is a CSV with a header row (at least a 'path' column) and one row per clip")
     names = [h.strip().lstrip("\ufeff").strip().lower() for h in header]
@@ -152,9 +228,13 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
     if duplicates:
         raise DataError(f"{path}:1: column {duplicates[0]!r} appears twice in the header")
     out = []
-    for line, row in rows:
-        if len(row) > len(names):
-            raise DataError(f"{path}:{line}: {len(row)} fields but the header has {len(names)}; quote fields that hold commas")
+    for line, row in records[1:]:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(names) and not (len(row) < len(names) and not any(names[len(row):])):
+            fix = "quote fields that hold commas" if len(row) > len(names) else "give every column, an empty one as nothing between two commas"
+            raise DataError(f"{path}:{line}: {len(row)} field(s) but the header has {len(names)} "
+                            f"({', '.join(h.strip() for h in header)[:80]}); {fix}")
         out.append((line, {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(names) if name}))
     return names, out
 
@@ -179,20 +259,29 @@ def _split(text: str, where: str) -> str | None:
 
 
 def _settle_kind(clips: list[Clip], kind: str | None, path: Path, lines: dict[str, int], unimodal: bool) -> tuple[str | None, str]:
-    """Check the labels lie in the range of ``kind``; infer the kind when not given."""
+    """Check the labels (and the unimodal labels ``label_T/A/V``) lie in the range of ``kind``;
+    infer the kind when not given. Unimodal labels are CH-SIMS's: without ``kind`` their
+    presence makes the kind ``sims``, and every label is checked against its [-1, 1]."""
     labelled = [c for c in clips if c.label is not None]
     if not labelled:
         return kind, ""
-    bound = KIND_RANGE[kind] if kind else 3.0
+    sims_by_columns = kind is None and any(c.unimodal for c in labelled)
+    checked = kind or ("sims" if sims_by_columns else None)
+    bound = KIND_RANGE[checked] if checked else 3.0
     for clip in labelled:
-        values = [clip.label] + list((clip.unimodal or {}).values())
-        for value in values:
-            if abs(value) > bound:
-                hint = " (pass --kind mosi for labels in [-3, 3])" if kind == "sims" else ""
-                raise DataError(f"{path}:{lines[clip.id]}: label {value:g} is outside [-{bound:g}, {bound:g}], the range of "
-                                f"{kind or 'sentiment labels'}{hint}")
+        for column, value in [("label", clip.label)] + [(f"label_{m}", v) for m, v in (clip.unimodal or {}).items()]:
+            if abs(value) <= bound:
+                continue
+            if sims_by_columns:
+                what = "sims (rows with unimodal labels label_T/A/V are CH-SIMS)"
+            else:
+                what = kind or "sentiment labels"
+            fix = "; correct it, or pass --kind mosi if these labels are on the [-3, 3] scale" if checked == "sims" else "; correct it"
+            raise DataError(f"{path}:{lines[clip.id]}: {column} {value:g} is outside [-{bound:g}, {bound:g}], the range of {what}{fix}")
     if kind:
         return kind, "given"
+    if sims_by_columns:
+        return "sims", "unimodal labels (label_T/A/V) and labels inside [-1, 1]: the CH-SIMS scale (--kind to override)"
     largest = max(abs(c.label) for c in labelled)
     if largest > 1.0:
         return "mosi", f"labels reach {largest:g}, beyond [-1, 1]: the [-3, 3] scale of MOSI/MOSEI (--kind mosei for MOSEI)"
@@ -203,6 +292,8 @@ def read_manifest(path: Path, kind: str | None = None) -> Listing:
     """A manifest CSV: ``path`` (relative to the CSV) and optional ``label``, ``split``,
     ``text``, ``video_id``, ``id``, ``label_t``/``label_a``/``label_v``."""
     names, rows = _read_rows(path)
+    if "path" not in names and {"video_id", "clip_id"} <= set(names):
+        raise MissingFileError(_no_raw(path.parent))
     if "path" not in names:
         raise DataError(f"{path}:1: no 'path' column in the header ({', '.join(n for n in names if n)[:80]}); "
                         "a manifest names each clip's file in a 'path' column")
@@ -240,6 +331,8 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
     if not path.is_file():
         raise MissingFileError(f"{folder}: no label.csv; a raw dataset release holds label.csv beside Raw/<video_id>/<clip_id>.mp4")
     raw_dir = folder / "Raw"
+    if not raw_dir.is_dir():
+        raise MissingFileError(_no_raw(folder))
     names, rows = _read_rows(path)
     required = [c for c in ("video_id", "clip_id", "label", "mode") if c not in names]
     if required:
@@ -248,16 +341,15 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
     if not rows:
         raise DataError(f"{path}: label.csv has a header and no rows")
     on_disk: dict[tuple[str, str], Path] = {}
-    if raw_dir.is_dir():
-        for media in sorted(raw_dir.rglob("*")):
-            if media.is_file() and media.suffix.lower() in MEDIA_SUFFIXES:
-                relative = media.relative_to(raw_dir)
-                if len(relative.parts) == 2:
-                    on_disk.setdefault((relative.parts[0], media.stem), media)
-                else:
-                    on_disk.setdefault(("", str(relative)), media)
+    for media in sorted(raw_dir.rglob("*")):
+        if media.is_file() and media.suffix.lower() in MEDIA_SUFFIXES:
+            relative = media.relative_to(raw_dir)
+            if len(relative.parts) == 2:
+                on_disk.setdefault((relative.parts[0], media.stem), media)
+            else:
+                on_disk.setdefault(("", str(relative)), media)
     unimodal_columns = all(f"label_{m}" in names for m in "tav")
-    clips, missing, lines, listed, inputs = [], [], {}, set(), [path]
+    clips, missing, absent, lines, listed, inputs = [], [], [], {}, set(), [path]
     for line, row in rows:
         where = f"{path}:{line}"
         video_id, clip_id = row["video_id"], row["clip_id"]
@@ -286,19 +378,29 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
                     row.get("annotation") or None)
         if media is None:
             missing.append({"id": clip_key, "path": str(clip.path), "reason": f"listed in label.csv (line {line}) but not on disk"})
+            absent.append(clip)
             continue
         clips.append(clip)
         inputs.append(media)
-    everything = clips + [Clip(Path(m["path"]), m["id"]) for m in missing]
+    everything = clips + absent  # every row's labels are checked, its clip on disk or not
     _check_ids(everything, path, lines)
     if not clips:
-        raise DataError(f"{path}: none of its {len(rows)} clips is on disk under {raw_dir} (first: {missing[0]['path']})")
+        elsewhere = [p for (video_id, _), p in on_disk.items() if not video_id]
+        found = (f"; {len(elsewhere)} media file(s) under Raw/ are elsewhere (e.g. {elsewhere[0].relative_to(folder)})" if elsewhere
+                 else "; Raw/ holds no media file" if not on_disk else "")
+        raise DataError(f"{path}: none of its {len(rows)} clips is on disk under {raw_dir} (first: {missing[0]['path']}){found}; "
+                        "a raw release keeps each clip as Raw/<video_id>/<clip_id>.<ext>")
     if unimodal_columns and any(c.unimodal for c in clips) and not all(c.unimodal for c in clips):
         first = next(c for c in clips if not c.unimodal)
         raise DataError(f"{path}:{lines[first.id]}: no unimodal labels, but other rows have them; give them for every clip or none")
-    kind, reason = _settle_kind(clips, kind, path, lines, unimodal_columns)
+    kind, reason = _settle_kind(everything, kind, path, lines, unimodal_columns)
     unlisted = [str(p) for key, p in sorted(on_disk.items()) if key not in listed]
     return Listing(clips, "mmsa", kind, reason, missing, unlisted, inputs)
+
+
+def _no_raw(folder: Path) -> str:
+    return (f"{folder}: has label.csv but no Raw/ folder (looked for {folder / 'Raw'}); a raw dataset release keeps each clip listed in "
+            "label.csv as Raw/<video_id>/<clip_id>.<ext> (e.g. Raw/abc123/0001.mp4): put the clips there")
 
 
 def _check_ids(clips: list[Clip], path: Path, lines: dict[str, int]) -> None:
