@@ -336,7 +336,7 @@ class ExtractionPool:
         try:
             return await asyncio.wrap_future(future)
         except BrokenProcessPool:  # a worker died while this clip was in it: a fresh pool for the next clips
-            reasons = _exit_reasons(executor)
+            reasons = await asyncio.to_thread(_exit_reasons, executor)
             with self._lock:
                 if self._executor is executor:
                     self._executor = None
@@ -357,11 +357,13 @@ def _exit_reasons(executor) -> str:
     as the system does when memory runs out')."""
     import signal
 
-    codes = []
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        code = getattr(process, "exitcode", None)
-        if code is not None and code != 0:
-            codes.append(code)
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    codes: list[int] = []
+    deadline = time.monotonic() + 2.0  # the dead process may not have been reaped yet when the pool reports it
+    while not codes and time.monotonic() < deadline:
+        codes = [p.exitcode for p in processes if getattr(p, "exitcode", None) not in (None, 0)]
+        if not codes:
+            time.sleep(0.05)
     if not codes:
         return "it ended without an exit status"
     code = sorted(codes, key=lambda c: c == -signal.SIGTERM)[0]  # the pool ends the others with SIGTERM afterwards
