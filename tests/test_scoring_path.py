@@ -363,3 +363,30 @@ def test_a_file_cut_short_is_scored_on_what_was_decoded_with_a_warning(clip_run,
     else:
         (row,) = result["predictions"]
         assert "truncated" in [w["code"] for w in row["warnings"]], row["warnings"]
+
+
+def test_extraction_workers_end_with_a_parent_killed_outright(tmp_path):
+    """A parent killed with SIGKILL (out of memory, say) leaves no worker waiting forever."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import multiprocessing, os, sys\n"
+            "from concurrent.futures import ProcessPoolExecutor\n"
+            "from msakit.workflows.predict_video import silence_native_output\n"
+            "if __name__ == '__main__':\n"
+            "    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context('spawn'), initializer=silence_native_output)\n"
+            "    pids = {pool.submit(os.getpid).result() for _ in range(8)}\n"
+            "    print(' '.join(map(str, pids)), flush=True)\n"
+            "    os.kill(os.getpid(), 9)\n")
+    script = tmp_path / "parent.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    pids = [int(p) for p in done.stdout.split()]
+    assert done.returncode == -9 and pids
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]
+    assert not alive, f"workers {alive} outlived their killed parent"

@@ -563,7 +563,11 @@ def check_modalities(clips: list[Clip], settings: ExtractSettings, given: bool =
 
 
 def _init_worker(log: str | None) -> None:
-    """A worker process sends third-party log lines to the log file for its whole life."""
+    """A worker process sends third-party log lines to the log file for its whole life, and ends
+    with its parent (``msakit.extract.workers.exit_with_parent``)."""
+    from msakit.extract.workers import exit_with_parent
+
+    exit_with_parent()
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if log:

@@ -329,9 +329,13 @@ def _stack(arrays: list, key: str) -> dict:
 def silence_native_output() -> None:
     """In a worker process: what the native libraries (MediaPipe's glog, TensorFlow Lite, ffmpeg)
     write straight to file descriptors 1 and 2 goes to the null device; Python's own
-    ``sys.stderr`` keeps the original stream, so msakit's messages and tracebacks still show."""
+    ``sys.stderr`` keeps the original stream, so msakit's messages and tracebacks still show.
+    The worker also ends with its parent (``msakit.extract.workers.exit_with_parent``)."""
     import os
 
+    from msakit.extract.workers import exit_with_parent
+
+    exit_with_parent()
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
