@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="with --video: clips extracted in parallel")
     p.add_argument("--transcript", action="append", metavar="TEXT",
                    help="with --video: a clip's transcript instead of speech recognition; once per video, in order ('' to recognise)")
+    p.add_argument("--video-id", action="append", metavar="ID",
+                   help="with --video: the video a clip was cut from, once per video, in order; a run trained with data.context reads "
+                        "the clips of one video as each other's neighbours")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (inputs are never written over)")
     p.add_argument("--output", required=True, help="CSV file to write (with --video also a .json beside it); never one of the inputs")
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"])
@@ -363,7 +366,7 @@ def _run(args, command_line: str) -> int | None:
         from msakit.api import predict_video
 
         result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers,
-                               transcripts=args.transcript, overwrite=args.overwrite)
+                               transcripts=args.transcript, overwrite=args.overwrite, video_ids=args.video_id)
         print(_video_table(result))
         print(f"predictions written to {result['csv']} and {result['json']}")
         if result["failures"]:  # exit 1: results written, but not every clip could be scored
@@ -374,8 +377,8 @@ def _run(args, command_line: str) -> int | None:
     elif args.command == "predict":
         if not args.data:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files)")
-        if args.transcript:
-            raise ConfigError("predict: --transcript goes with --video (a transcript per video file)")
+        if args.transcript or args.video_id:
+            raise ConfigError("predict: --transcript and --video-id go with --video (one per video file)")
         path = msakit.predict(args.run_dir, args.data, args.output, kind=args.kind, split=args.split, device=args.device,
                               overwrite=args.overwrite)
         print(f"predictions written to {path}")

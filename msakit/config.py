@@ -34,6 +34,10 @@ class DataConfig:
     # absent: left out of the standardisation statistics and kept all zero (not the constant
     # vector −mean/std), and marked absent for ULGM (model.ulgm_skip_absent) like a withheld one.
     empty_as_absent: bool = False
+    # Each utterance read with the K previous and K next utterances of its video (same split only;
+    # msakit/data/context.py): the text encoder gets them after the scored utterance. 0: off.
+    context: int = setting(0, min=0, doc="neighbouring utterances of the same video on each side given to the text encoder (0: off)")
+    context_side: str = setting("both", choices=("both", "past"), doc="both: previous and next utterances; past: previous only (causal)")
 
 
 @dataclass

@@ -66,9 +66,11 @@ class BatchBuilder:
     """Holds one split, tokenized, and cuts it into batches for the chosen modalities."""
 
     def __init__(self, split: Split, modalities: tuple[str, ...], tokenizer=None, max_text_tokens: int = 128,
-                 empty: dict[str, np.ndarray] | None = None):
+                 empty: dict[str, np.ndarray] | None = None, context=None):
         """``empty[m]`` (bool over the split's rows, ``data.empty_as_absent``): samples whose
-        ``m`` is all zeros; every batch marks them absent (their frames are already zero)."""
+        ``m`` is all zeros; every batch marks them absent (their frames are already zero).
+        ``context`` (a ``msakit.data.context.ContextSpec``): each transcript is tokenized with its
+        neighbours of the same video in this split (``msakit.data.context.context_token_ids``)."""
         missing = [m for m in modalities if m not in split.modalities]
         if missing:
             raise ConfigError(
@@ -82,8 +84,14 @@ class BatchBuilder:
         if "t" in modalities:
             if tokenizer is None:
                 raise ConfigError("text modality requested but no tokenizer given")
-            encoded = tokenizer(list(split.raw_text), truncation=True, max_length=max_text_tokens)
-            self.token_ids = encoded["input_ids"]
+            if context is not None and context.on:
+                from msakit.data.context import context_token_ids
+
+                plain = tokenizer(list(split.raw_text), add_special_tokens=False, truncation=True, max_length=max_text_tokens)["input_ids"]
+                self.token_ids = context_token_ids(plain, context, split.ids, tokenizer, max_text_tokens)
+            else:
+                encoded = tokenizer(list(split.raw_text), truncation=True, max_length=max_text_tokens)
+                self.token_ids = encoded["input_ids"]
             self.pad_id = int(tokenizer.pad_token_id or 0)
             self.empty_ids = tokenizer("", truncation=True, max_length=max_text_tokens)["input_ids"]  # absent text
         self.labels = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in split.labels.items()}

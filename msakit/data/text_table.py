@@ -42,7 +42,10 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
     """Read one TSV/CSV table with ``text`` and ``label`` columns into a text-only ``Split``.
 
     Column names are matched case-insensitively; other columns are ignored. ``ids`` are
-    ``f"{stem}_{row}"`` with ``row`` the 0-based data row. Texts are kept exactly as written.
+    ``f"{stem}_{row}"`` with ``row`` the 0-based data row, or, where the table has a
+    ``video_id`` column, ``<video_id>$_$<clip_id>`` (``clip_id`` from its column, else the row's
+    position among its video's rows), as in the MMSA pickles: what ``data.context`` reads an
+    utterance's neighbours from. Texts are kept exactly as written.
     """
     path = Path(path)
     shown = str(path)
@@ -53,7 +56,7 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
         raise MissingFileError(f"{shown}: no such file")
     bound = label_bound(kind)
     try:
-        texts, labels, lines = _read_rows(path, shown, suffix)
+        texts, labels, lines, videos = _read_rows(path, shown, suffix)
     except UnicodeDecodeError as error:
         raise DataError(
             f"{shown}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
@@ -81,7 +84,7 @@ def read_text_table(path: str | os.PathLike[str], *, split_name: str, kind: str 
         )
     return Split(
         name=split_name,
-        ids=[f"{path.stem}_{row}" for row in range(len(texts))],
+        ids=_video_ids(videos, lines, shown) if videos is not None else [f"{path.stem}_{row}" for row in range(len(texts))],
         labels={"m": array},
         raw_text=texts,
     )
@@ -129,7 +132,30 @@ def read_text_dataset(directory_or_file: str | os.PathLike[str], *, kind: str | 
     return FeatureData(source=shown, splits=splits, aligned=False)
 
 
-def _read_rows(path: Path, shown: str, suffix: str) -> tuple[list[str], list[float], list[int]]:
+def _video_ids(videos: list[tuple[str, str | None]], lines: list[int], shown: str) -> list[str]:
+    """``<video_id>$_$<clip_id>`` per row; a row without a clip id is numbered by its position
+    among its video's rows. An empty video id or a repeated (video, clip) is refused at its line."""
+    from msakit.data.context import SEPARATOR
+
+    counts: dict[str, int] = {}
+    ids, seen = [], {}
+    for (video, clip), line in zip(videos, lines):
+        video = video.strip()
+        if not video or SEPARATOR in video:
+            raise DataError(f"{shown}, line {line}: video_id {video!r} is {'empty' if not video else f'holding {SEPARATOR!r}'}; "
+                            "give every row its video's id (or remove the video_id column)")
+        counts[video] = counts.get(video, 0) + 1
+        clip = clip.strip() if clip is not None and clip.strip() else str(counts[video])
+        sample_id = f"{video}{SEPARATOR}{clip}"
+        if sample_id in seen:
+            raise DataError(f"{shown}, line {line}: video_id {video!r} with clip_id {clip!r} again (first on line {seen[sample_id]}); "
+                            "each utterance needs its own clip_id")
+        seen[sample_id] = line
+        ids.append(sample_id)
+    return ids
+
+
+def _read_rows(path: Path, shown: str, suffix: str) -> tuple[list[str], list[float], list[int], list | None]:
     texts: list[str] = []
     labels: list[float] = []
     lines: list[int] = []  # the line each row came from, for error messages
@@ -147,11 +173,14 @@ def _read_rows(path: Path, shown: str, suffix: str) -> tuple[list[str], list[flo
                 f"The first line must name the columns, including 'text' and 'label'"
             )
         text_at, label_at = columns.index("text"), columns.index("label")
+        video_at = columns.index("video_id") if "video_id" in columns else None
+        clip_at = columns.index("clip_id") if "clip_id" in columns and video_at is not None else None
+        videos: list | None = [] if video_at is not None else None
         for row in rows:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             line = rows.line_num
-            if len(row) <= max(text_at, label_at):
+            if len(row) <= max(c for c in (text_at, label_at, video_at, clip_at) if c is not None):
                 raise DataError(
                     f"{shown}, line {line}: {len(row)} field(s), but the header has {len(header)}; "
                     f"is the delimiter right ({'tab' if suffix == '.tsv' else 'comma'})?"
@@ -166,4 +195,6 @@ def _read_rows(path: Path, shown: str, suffix: str) -> tuple[list[str], list[flo
             texts.append(row[text_at])
             labels.append(value)
             lines.append(line)
-    return texts, labels, lines
+            if videos is not None:
+                videos.append((row[video_at], row[clip_at] if clip_at is not None else None))
+    return texts, labels, lines, videos

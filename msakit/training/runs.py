@@ -215,15 +215,33 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     return load_model(seed_dirs(Path(run_dir))[0], device)
 
 
-def _max_text_tokens(run: Path) -> int:
-    """The run's ``data.max_text_tokens`` (what its training truncated transcripts to)."""
+def _run_data_config(run: Path) -> dict:
     import json
 
     try:
-        value = json.loads((Path(run) / "config.json").read_text()).get("data", {}).get("max_text_tokens", 128)
-        return int(value) if isinstance(value, int) and value >= 2 else 128
+        data = json.loads((Path(run) / "config.json").read_text()).get("data", {})
+        return data if isinstance(data, dict) else {}
     except (OSError, ValueError, AttributeError):
-        return 128
+        return {}
+
+
+def _max_text_tokens(run: Path) -> int:
+    """The run's ``data.max_text_tokens`` (what its training truncated transcripts to)."""
+    value = _run_data_config(run).get("max_text_tokens", 128)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else 128
+
+
+def run_context(run: Path):
+    """The run's ``data.context``/``data.context_side`` as a ``ContextSpec`` (off for runs made
+    before context existed)."""
+    from msakit.data.context import ContextSpec
+
+    data = _run_data_config(run)
+    k, side = data.get("context", 0), data.get("context_side", "both")
+    try:
+        return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both")
+    except ConfigError:
+        return ContextSpec()
 
 
 def predict_split(run: Path, data: str | Path, kind: str | None, split: str, device: str, require_labels: bool = True, loaded=None,
@@ -270,7 +288,17 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
             target = dataclasses.replace(target, **{key: frames, f"{key}_lengths": lengths})
     from msakit.encoders.text import text_token_limit
 
-    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(run)), empty=absent)
+    context = run_context(run)
+    if context.on and "t" in modalities:
+        from msakit.data.context import video_of
+
+        alone = sum(video_of(i) is None for i in target.ids)
+        if alone:
+            import sys
+
+            print(f"note: {data}: {alone} of {len(target)} sample(s) name no video ('<video_id>$_$<clip_id>'): the run reads each "
+                  f"utterance with its neighbours ({context.describe()}), these are read alone", file=sys.stderr)
+    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(run)), empty=absent, context=context)
     return predict_builder(model, builder, 64, torch_device), target, kind
 
 

@@ -192,6 +192,7 @@ class Trainer:
 
         model_class = get_model_class(config.model)
         model_class.check_data(self.data, self.modalities)
+        self.context = check_context(config, self.data, self.modalities)
         dims = InputDims.from_split(self.data["train"], self.modalities)
         kwargs, self.tokenizer = {}, None
         if "t" in self.modalities and model_class.uses_text_encoder:
@@ -221,7 +222,7 @@ class Trainer:
 
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, config.data.max_text_tokens),
-                               empty=self.empty[name])
+                               empty=self.empty[name], context=self.context)
             for name, split in self.data.splits.items()
         }
         # CUDA: mixed precision, page-locked batches copied without blocking. CPU: unchanged.
@@ -678,6 +679,35 @@ def check_resume_state(state: dict, max_epochs: int, early_stop: int) -> None:
         raise ValueError(f"best_mae={best!r} is not a finite score >= 0 (best_epoch={best_epoch})")
     if not isinstance(state["history"], list) or len(state["history"]) != epoch:
         raise ValueError(f"history holds {len(state['history']) if isinstance(state['history'], list) else '?'} epochs, epoch={epoch}")
+
+
+def check_context(config, data, modalities) -> "ContextSpec":
+    """``data.context``/``data.context_side`` as a ``ContextSpec``, checked against the data before
+    any training: text must be used, the features must not be word-aligned, every sample must
+    name its video. Videos with utterances in several splits are named in a warning (each is
+    read with its own split's neighbours only)."""
+    import sys
+
+    from msakit.data.context import ContextSpec, check_ids, videos_across_splits
+
+    spec = ContextSpec(config.data.context, config.data.context_side)
+    if not spec.on:
+        return spec
+    if "t" not in modalities:
+        raise ConfigError(f"data.context={spec.k}: the neighbours are given to the text encoder, and this run uses no text "
+                          f"(modalities {','.join(modalities)}); use text, or data.context=0")
+    if data.aligned:
+        raise ConfigError(f"{data.source}: data.context with word-aligned features: the neighbours' words have no frames; "
+                          "use the unaligned file (e.g. unaligned_50.pkl) or data.context=0")
+    for name, split in data.splits.items():
+        check_ids(split.ids, f"{data.source} ({name} split)")
+    crossing = videos_across_splits(data.splits)
+    if crossing:
+        shown = ", ".join(f"{v} ({'+'.join(s)})" for v, s in list(crossing.items())[:5]) + (", ..." if len(crossing) > 5 else "")
+        print(f"warning: {data.source}: {len(crossing)} video(s) have utterances in more than one split: {shown}. Each is read with "
+              "the neighbours of its own split only; a speaker in both training and test data flatters the test score",
+              file=sys.stderr)
+    return spec
 
 
 @torch.no_grad()

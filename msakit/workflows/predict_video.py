@@ -59,11 +59,14 @@ def _joined(names: list[str]) -> str:
 
 @dataclass
 class ClipInput:
-    """One clip to score: the file to read, the name shown for it, an optional transcript."""
+    """One clip to score: the file to read, the name shown for it, an optional transcript, and
+    optionally the video it was cut from (clips of one video, in the order given, are each other's
+    context for a run trained with ``data.context``)."""
 
     path: Path
     name: str
     transcript: str | None = None
+    video_id: str | None = None
 
 
 def speech_recogniser() -> dict[str, str]:
@@ -94,7 +97,7 @@ class VideoScorer:
     def __init__(self, run_dir: str | Path, *, kind: str | None = None, device: str = "auto"):
         from msakit.errors import RunDirError
         from msakit.extract import ExtractSettings, check_compatible, describe, run_sidecar
-        from msakit.training.runs import load_run
+        from msakit.training.runs import load_run, run_context
         from msakit.training.trainer import resolve_device
 
         self.run_dir = Path(run_dir)
@@ -107,6 +110,7 @@ class VideoScorer:
         self.modalities = "".join(m for m in "tav" if m in meta["input_dims"]["modalities"])
         self.text_only = self.modalities == "t"
         self.withheld = self._withheld_in_training()
+        self.context = run_context(self.seed_dir)  # neighbours: the other clips of the same video in a request
         trained = run_sidecar(self.seed_dir)
         self.extractor = trained
         if self.text_only:
@@ -274,8 +278,19 @@ class VideoScorer:
             else:
                 used.append((i, clip, out, absent, warnings))
         rows, used_kind = [], self.kind
+        ids = _clip_ids(clips)
+        if used and self.context.on and "t" in self.modalities:
+            members = {}
+            for i, clip, *_ in used:
+                members.setdefault(clip.video_id, []).append(i)
+            for i, clip, _, _, warnings in used:
+                if clip.video_id is None or len(members[clip.video_id]) < 2:
+                    warnings.append({"code": "no_context", "message": (
+                        f"this run reads each utterance with its neighbours ({self.context.describe()} of the same video) and "
+                        + ("this clip names no video" if clip.video_id is None else f"no other clip of video {clip.video_id!r} came with it")
+                        + ": scored with empty context; send the video's clips together with the same video_id")})
         if used:
-            split: dict[str, Any] = {"id": [f"clip{i}" for i, *_ in used]}
+            split: dict[str, Any] = {"id": [ids[i] for i, *_ in used]}
             if "t" in self.modalities:
                 split["raw_text"] = [(out.get("text") or "").strip() if "t" not in absent else "" for _, _, out, absent, _ in used]
             dims = {k: int(v.get("dim")) for k, v in (self.extractor or {}).get("features", {}).items() if isinstance(v, dict) and v.get("dim")}
@@ -305,6 +320,36 @@ class VideoScorer:
                 rows.append(row)
         return {"model": self.model_name, "model_title": self.title, "kind": used_kind, "modalities": self.modalities,
                 "speech_recognition": self.recogniser, "predictions": rows, "failures": failures}
+
+
+def _clip_ids(clips: list[ClipInput]) -> list[str]:
+    """An id per clip: ``<video_id>$_$<n>`` (n: its position among that video's clips, in the
+    order given) where it names a video, ``clip<i>`` (a video of its own) where it does not."""
+    from msakit.data.context import SEPARATOR
+
+    counts: dict[str, int] = {}
+    ids = []
+    for i, clip in enumerate(clips):
+        if clip.video_id is None:
+            ids.append(f"clip{i}")
+        else:
+            counts[clip.video_id] = counts.get(clip.video_id, 0) + 1
+            ids.append(f"{clip.video_id}{SEPARATOR}{counts[clip.video_id]}")
+    return ids
+
+
+def check_video_id(value: str | None, where: str) -> str | None:
+    """A clip's video id as given (stripped), ``None`` for none; refused with one line when it
+    holds the id separator or control characters."""
+    from msakit.data.context import SEPARATOR
+    from msakit.errors import ConfigError
+
+    value = (value or "").strip()
+    if not value:
+        return None
+    if SEPARATOR in value or not value.isprintable() or len(value) > 200:
+        raise ConfigError(f"{where} {value[:40]!r}: a video id is printable text of at most 200 characters without {SEPARATOR!r}")
+    return value
 
 
 def _error_of(out: dict) -> dict:
@@ -533,13 +578,16 @@ def _csv_rows(payload: dict) -> tuple[list[str], list[dict]]:
 
 def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str | None = None, device: str = "auto",
                   workers: int = 1, progress: bool = True, transcripts: list[str | None] | None = None,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, video_ids: list[str | None] | None = None) -> dict:
     """Extract ``videos`` with the run's extractor settings, predict, and write ``output`` as CSV
     and JSON (same stem): per clip the score, its class, the modalities it rests on, warnings,
     unimodal scores (models that have them) and the transcript; clips that could not be used are
     listed with an error code and reason, and the others are written all the same.
     ``transcripts`` (one per video, ``None`` or ``""`` to recognise) are used instead of speech
-    recognition. A text-only run needs no extractor sidecar. Existing output files are refused
+    recognition. ``video_ids`` (one per video, ``None`` or ``""`` for none): the video each clip
+    was cut from; for a run trained with ``data.context`` the clips of one video, in the order
+    given, are read as each other's neighbours (a clip alone is scored with empty context, with a
+    warning). A text-only run needs no extractor sidecar. Existing output files are refused
     unless ``overwrite``; an output inside the run being read, or onto an input, always is.
     Returns the JSON payload plus ``"csv"`` and ``"json"`` paths."""
     import csv
@@ -554,6 +602,9 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     videos = [Path(v) for v in videos]
     if transcripts is not None and len(transcripts) != len(videos):
         raise ConfigError(f"--transcript: given {len(transcripts)} time(s) for {len(videos)} video(s); give one per video, in order, or none")
+    if video_ids is not None and len(video_ids) != len(videos):
+        raise ConfigError(f"--video-id: given {len(video_ids)} time(s) for {len(videos)} video(s); give one per video, in order, or none")
+    video_ids = [check_video_id(v, "--video-id") for v in video_ids] if video_ids is not None else [None] * len(videos)
     for video in videos:
         if video.is_dir():
             raise ConfigError(f"--video {video}: is a folder, not a video file; give the files in it (e.g. {video}/*.mp4)")
@@ -565,7 +616,8 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     if scorer.note:
         print(f"note: {scorer.note}", file=sys.stderr)
     # '' or blank: recognise the speech (as the API does)
-    clips = [ClipInput(v, str(v), ((transcripts[i] or "").strip() or None) if transcripts else None) for i, v in enumerate(videos)]
+    clips = [ClipInput(v, str(v), ((transcripts[i] or "").strip() or None) if transcripts else None, video_ids[i])
+             for i, v in enumerate(videos)]
     extracted = scorer.extract(clips, workers=workers, progress=progress)
     with tempfile.TemporaryDirectory(prefix="msakit-video-") as temp:
         payload = {"run": str(scorer.seed_dir), **scorer.score(clips, extracted, temp)}

@@ -151,6 +151,9 @@ class _SeedEvaluator:
                     f"on {self.meta['input_dims'][key]}; use data with the same feature extractor"
                 )
         self.max_text_tokens = 128
+        from msakit.training.runs import run_context
+
+        self.context = run_context(seed_dir)  # neighbours read as the run was trained to
         config_path = seed_dir / "config.json"
         if config_path.is_file():
             self.max_text_tokens = int(json.loads(config_path.read_text()).get("data", {}).get("max_text_tokens", 128))
@@ -163,7 +166,8 @@ class _SeedEvaluator:
 
         from msakit.encoders.text import text_token_limit
 
-        builder = BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, self.max_text_tokens))
+        builder = BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, self.max_text_tokens),
+                               context=self.context)
         return predict_builder(self.model, builder, self.batch_size, self.device)["m"]
 
     def pattern(self, absent: frozenset) -> np.ndarray:

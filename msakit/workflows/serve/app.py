@@ -492,6 +492,9 @@ def create_app(run, options: ServeOptions | None = None, **settings):
     upload_schema = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"], "properties": {
             "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "one or more audio/video clips"},
+            "video_id": {"type": "array", "items": {"type": "string"},
+                         "description": "optional, one per clip in order: the video it was cut from (a run trained with context reads "
+                                        "the clips of one video, in order, as each other's neighbours)"},
             "transcript": {"type": "array", "items": {"type": "string"},
                            "description": "optional, one per clip in order ('' to recognise speech)"}}}}}}}
 
@@ -637,7 +640,8 @@ async def _receive_clips(request, workdir: Path, options: ServeOptions) -> list:
             raise ApiError(413, "too_many_clips", f"more than {options.max_clips} clips in one request; send at most "
                                                   f"{options.max_clips} (--max-clips) per request") from None
         if "Too many fields" in reason:
-            raise ApiError(400, "bad_multipart", "too many form fields; send the clips in 'file' and at most one 'transcript' per clip") from None
+            raise ApiError(400, "bad_multipart", "too many form fields; send the clips in 'file' and at most one 'transcript' and "
+                                                 "'video_id' per clip") from None
         causes, cause = [], error
         while cause is not None and len(causes) < 8:  # what the multipart parser itself said
             causes.append(str(cause))
@@ -651,6 +655,7 @@ async def _receive_clips(request, workdir: Path, options: ServeOptions) -> list:
     try:
         files = form.getlist("file")
         transcripts = [t if isinstance(t, str) else None for t in form.getlist("transcript")]
+        video_ids = [v if isinstance(v, str) else None for v in form.getlist("video_id")]
         if not files:
             raise ApiError(400, "no_clip", "no clip: send one or more files in the form field 'file'")
         if len(files) > options.max_clips:
@@ -659,6 +664,15 @@ async def _receive_clips(request, workdir: Path, options: ServeOptions) -> list:
             raise ApiError(400, "bad_request", "the form field 'file' must hold files, not text")
         if None in transcripts or (transcripts and len(transcripts) != len(files)):
             raise ApiError(400, "bad_request", f"give one 'transcript' field per clip ({len(files)}), in order, or none ('' to recognise speech)")
+        if None in video_ids or (video_ids and len(video_ids) != len(files)):
+            raise ApiError(400, "bad_request", f"give one 'video_id' field per clip ({len(files)}), in order, or none ('' for a clip of no named video)")
+        from msakit.errors import ConfigError
+        from msakit.workflows.predict_video import check_video_id
+
+        try:
+            video_ids = [check_video_id(v, "video_id") for v in video_ids] or [None] * len(files)
+        except ConfigError as error:
+            raise ApiError(400, "bad_request", str(error)) from None
         clips = []
         for i, upload in enumerate(files):
             name = display_name(upload.filename, i)
@@ -675,7 +689,7 @@ async def _receive_clips(request, workdir: Path, options: ServeOptions) -> list:
                 while chunk := await upload.read(_CHUNK):
                     out.write(chunk)
             text = (transcripts[i] or "").strip() if transcripts else ""
-            clips.append(ClipInput(path, name, text or None))
+            clips.append(ClipInput(path, name, text or None, video_ids[i]))
         return clips
     finally:
         await form.close()

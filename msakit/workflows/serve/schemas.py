@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 # Every ``code`` a failed clip or a refused request can carry (new ones may be added).
 CLIP_ERROR_CODES = ("unreadable", "corrupt_stream", "no_audio_track", "no_video_track", "no_frames", "no_face", "too_short",
                     "no_speech", "worker_stopped", "internal", "unusable")
-WARNING_CODES = ("no_speech", "audio_absent", "vision_absent", "transcript_repaired", "truncated")
+WARNING_CODES = ("no_speech", "audio_absent", "vision_absent", "transcript_repaired", "truncated", "no_context")
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,166 @@
+"""``data.context``: an utterance read with its neighbours of the same video and split. The
+neighbours come in clip order, stop at video and split boundaries, never carry a label, leave the
+scored utterance whole, and are refused (one line) where the data names no video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from msakit.data.context import ContextSpec, context_token_ids, neighbours, video_order, videos_across_splits
+from msakit.errors import ConfigError
+
+
+def write_video_table(directory: Path, seed: int = 0, with_ids: bool = True) -> Path:
+    """train/dev/test tables of four videos each, in a shuffled row order, with video_id/clip_id."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, videos in (("train", 6), ("dev", 3), ("test", 3)):
+        rows = []
+        for v in range(videos):
+            tone = 1 if (v + seed) % 2 else -1
+            for clip in range(1, 6):
+                label = float(np.clip(tone * 1.5 + rng.normal(0, 0.5), -3, 3))
+                word = "great" if label > 0 else "terrible"
+                rows.append((f"{split}v{v}", clip, f"a {word} film {clip}", label))
+        order = rng.permutation(len(rows))
+        header = "video_id\tclip_id\ttext\tlabel\n" if with_ids else "text\tlabel\n"
+        lines = [f"{rows[i][0]}\t{rows[i][1]}\t{rows[i][2]}\t{rows[i][3]:.3f}" if with_ids else f"{rows[i][2]}\t{rows[i][3]:.3f}" for i in order]
+        (directory / f"{split}.tsv").write_text(header + "\n".join(lines) + "\n")
+    return directory
+
+
+def test_neighbours_follow_clip_order_and_stop_at_the_video():
+    ids = ["b$_$2", "a$_$10", "a$_$2", "b$_$1", "a$_$1", "c$_$7"]
+    assert video_order(ids) == {"b": [3, 0], "a": [4, 2, 1], "c": [5]}  # clip 10 after clip 2: numbers, not strings
+    both = neighbours(ids, 1)
+    assert both[2] == ([4], [1]) and both[4] == ([], [2]) and both[1] == ([2], []) and both[5] == ([], [])
+    assert neighbours(ids, 2)[1] == ([2, 4], [])  # closest first
+    assert neighbours(ids, 2, "past")[4] == ([], []) and neighbours(ids, 2, "past")[2] == ([4], [])
+    assert all(n == ([], []) for n in neighbours(ids, 0))
+
+
+def test_the_scored_utterance_comes_first_and_whole_and_neighbours_are_cut_far_from_it(tiny_bert_dir):
+    from msakit.encoders.text import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    texts = ["a great film one two three", "a terrible film", "a good story", "a bad story", "a great great film"]
+    ids = [f"v$_${i}" for i in range(1, 6)]
+    plain = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    full = context_token_ids(plain, ContextSpec(2), ids, tokenizer, 128)
+    # [CLS] own [SEP] previous (far..near) [SEP] next (near..far) [SEP]
+    assert full[2] == [cls, *plain[2], sep, *plain[0], *plain[1], sep, *plain[3], *plain[4], sep]
+    assert full[0] == [cls, *plain[0], sep, sep, *plain[1], *plain[2], sep]
+    past = context_token_ids(plain, ContextSpec(2, "past"), ids, tokenizer, 128)
+    assert past[2] == [cls, *plain[2], sep, *plain[0], *plain[1], sep, sep]
+    # A tight budget: the scored utterance stays whole; the nearest previous neighbour keeps its end.
+    budget = 3 + len(plain[2]) + 1 + 2
+    tight = context_token_ids(plain, ContextSpec(2), ids, tokenizer, budget)
+    assert len(tight[2]) == budget and tight[2][: 1 + len(plain[2])] == [cls, *plain[2]]
+    assert tight[2] == [cls, *plain[2], sep, *plain[1][-2:], sep, sep]
+    # A scored utterance longer than the budget is cut like one without context.
+    assert context_token_ids(plain, ContextSpec(1), ids, tokenizer, 6)[0] == [cls, *plain[0][:3], sep, sep, sep]
+
+
+def test_a_text_table_names_its_videos_and_context_reads_them(tiny_bert_dir, tmp_path):
+    from msakit.data import load_dataset
+    from msakit.data.batching import BatchBuilder
+    from msakit.encoders.text import load_tokenizer
+
+    data = load_dataset(write_video_table(tmp_path / "t"), "mosi", ("t",))
+    train = data["train"]
+    assert all("$_$" in i for i in train.ids) and videos_across_splits(data.splits) == {}
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    plain = BatchBuilder(train, ("t",), tokenizer)
+    read = BatchBuilder(train, ("t",), tokenizer, context=ContextSpec(1))
+    row = train.ids.index("trainv2$_$3")
+    before, after = train.ids.index("trainv2$_$2"), train.ids.index("trainv2$_$4")
+    expected = tokenizer(train.raw_text[row], train.raw_text[before] + " [SEP] " + train.raw_text[after])["input_ids"]
+    assert read.token_ids[row] == expected and plain.token_ids[row] != expected
+
+
+@pytest.mark.bad_input
+def test_context_without_video_ids_is_refused_in_one_line(tiny_bert_dir, tmp_path, capsys):
+    from msakit.cli import main
+
+    data = write_video_table(tmp_path / "plain", with_ids=False)
+    code = main(["train", "--model", "self_mm", "--data", str(data), "--epochs", "1", "--run-dir", str(tmp_path / "run"),
+                 "--set", f"model.text_encoder={tiny_bert_dir}", "--set", "data.context=2", "--set", "train.progress=false"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the note on the modality dropout it skips
+    assert code == 2 and err.startswith("msakit train: error:") and "data.context needs each sample's video" in err and "video_id" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.bad_input
+def test_a_repeated_clip_of_a_video_is_refused_at_its_line(tmp_path):
+    from msakit.data.text_table import read_text_table
+    from msakit.errors import DataError
+
+    table = tmp_path / "train.tsv"
+    table.write_text("video_id\tclip_id\ttext\tlabel\nv1\t1\ta\t0.5\nv1\t2\tb\t0.5\nv1\t1\tc\t0.5\n")
+    with pytest.raises(DataError, match=r"line 4: video_id 'v1' with clip_id '1' again \(first on line 2\)"):
+        read_text_table(table, split_name="train")
+
+
+def test_videos_split_across_splits_are_named(tiny_bert_dir, tmp_path, capsys):
+    import msakit
+
+    data = write_video_table(tmp_path / "t")
+    dev = data / "dev.tsv"
+    dev.write_text(dev.read_text() + "trainv1\t99\ta great film\t1.0\n")  # one utterance of a training video in dev
+    msakit.train("self_mm", data, run_dir=tmp_path / "run", overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 1}, "train": {"max_epochs": 1, "progress": False}})
+    err = capsys.readouterr().err
+    assert "1 video(s) have utterances in more than one split: trainv1 (train+valid)" in err
+
+
+def test_shuffling_other_videos_labels_changes_nothing(tiny_bert_dir, tmp_path):
+    """Labels never enter the context: a run's predictions on a split whose other videos'
+    labels were shuffled are the same, bit for bit."""
+    import msakit
+    from msakit.training.runs import predict_split
+
+    data = write_video_table(tmp_path / "t")
+    run = msakit.train("self_mm", data, run_dir=tmp_path / "run", overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 2}, "train": {"max_epochs": 1, "progress": False}}).run_dir
+    seed_dir = run / "seed_1111"
+    before, _, _ = predict_split(seed_dir, data, None, "test", "cpu")
+    lines = (data / "test.tsv").read_text().splitlines()
+    rows = [line.split("\t") for line in lines[1:]]
+    others = [i for i, r in enumerate(rows) if r[0] != "testv0"]
+    shuffled = np.random.default_rng(5).permutation([rows[i][3] for i in others])
+    for i, label in zip(others, shuffled):
+        rows[i][3] = label
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (changed / name).write_text((data / name).read_text())
+    (changed / "test.tsv").write_text("\n".join([lines[0]] + ["\t".join(r) for r in rows]) + "\n")
+    after, target, _ = predict_split(seed_dir, changed, None, "test", "cpu")
+    assert not np.array_equal(target.labels["m"], msakit.data.load_dataset(data, "mosi", ("t",))["test"].labels["m"])
+    assert np.array_equal(before["m"], after["m"])
+    # ... and the context is read: the same run without it predicts otherwise.
+    config = seed_dir / "config.json"
+    import json
+
+    saved = json.loads(config.read_text())
+    saved["data"]["context"] = 0
+    config.write_text(json.dumps(saved))
+    alone, _, _ = predict_split(seed_dir, data, None, "test", "cpu")
+    assert not np.allclose(alone["m"], before["m"])
+
+
+@pytest.mark.bad_input
+def test_context_refuses_word_aligned_features_and_runs_without_text(tiny_bert_dir, small_synthetic, tmp_path):
+    import msakit
+    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+
+    aligned = write_synthetic(tmp_path / "aligned.pkl", SyntheticSpec(n_train=48, n_valid=16, n_test=16, aligned=True, seed=1))
+    overrides = {"model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 1}, "train": {"max_epochs": 1, "progress": False}}
+    with pytest.raises(ConfigError, match="word-aligned"):
+        msakit.train("self_mm", aligned, run_dir=tmp_path / "a", overrides=overrides)
+    with pytest.raises(ConfigError, match="uses no text"):
+        msakit.train("self_mm", small_synthetic, run_dir=tmp_path / "b", overrides={**overrides, "data": {"context": 1, "modalities": ("a", "v")}})
