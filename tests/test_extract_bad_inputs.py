@@ -472,3 +472,16 @@ def test_quiet_counts_missing_and_unlisted_clips_in_one_line(tmp_path, capsys, c
     assert "3 clip(s) listed in label.csv but missing on disk" in full and "2 media file(s) under Raw/ listed in no row" in full
     for path in (root / "Raw" / "v1" / "0002.mp4", root / "Raw" / "v2" / "0002.mp4", root / "Raw" / "v1" / "0010.mp4"):
         assert f"    {path}\n" in full
+
+
+def test_a_manifest_may_hold_a_multi_line_transcript_in_a_quoted_field(tmp_path, clip):
+    """RFC 4180 (and pandas' to_csv): a quoted field may span lines; label.csv refuses it (above)."""
+    from msakit.extract.sources import read_manifest
+
+    (tmp_path / "a.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "m.csv").write_text('path,label,text\na.mp4,1.5,"first line\nsecond line"\n')
+    (only,) = read_manifest(tmp_path / "m.csv").clips
+    assert only.text == "first line\nsecond line"
+    (tmp_path / "bad.csv").write_text('path,label,text\na.mp4,1.5,"first line\nsecond",line\n')
+    with pytest.raises(DataError, match=r"bad.csv:2: unclosed quote \(a field opened with \" on this line runs on to line 3\)"):
+        read_manifest(tmp_path / "bad.csv")

@@ -21,6 +21,7 @@ for _module in ("fastapi", "httpx", "multipart", "av", "librosa", "mediapipe", "
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from msakit.errors import ConfigError  # noqa: E402
 from msakit.workflows.predict_video import VideoScorer, predict_video  # noqa: E402
 from msakit.workflows.serve import create_app  # noqa: E402
 
@@ -94,7 +95,10 @@ def test_an_audio_only_clip_on_a_run_trained_without_vision_at_times_is_scored_w
 @pytest.mark.bad_input
 def test_an_absent_modality_is_given_to_the_model_as_training_withheld_it(clip_run, tmp_path):
     """The score of a clip with vision absent equals the model's prediction on the same clip with
-    its vision frames zeroed after standardisation and marked absent, as modality dropout does."""
+    its vision frames zeroed after standardisation and its length the training split's width,
+    marked absent, as modality dropout gave it in training; whatever else is in the request."""
+    import dataclasses
+
     import torch
 
     from msakit.data import load_dataset
@@ -107,10 +111,16 @@ def test_an_absent_modality_is_given_to_the_model_as_training_withheld_it(clip_r
     absent = np.array([True, False])
     got, _, _ = predict_split(seed_dir, data, None, "test", "cpu", absent={"v": absent}, cache=False)
     model, tokenizer, meta = load_run(seed_dir, "cpu")
+    width = meta["absent_frames"]["v"]
+    assert width == load_dataset(data, "mosi", ("t", "a", "v"), splits=("train",), cache=False)["train"].vision.shape[1]
     split = load_run_standardizer(seed_dir).apply(load_dataset(data, "mosi", ("t", "a", "v"), splits=("test",), cache=False)["test"])
+    if split.vision.shape[1] < width:
+        split = dataclasses.replace(split, vision=np.pad(split.vision, ((0, 0), (0, width - split.vision.shape[1]), (0, 0))))
     builder = BatchBuilder(split, ("t", "a", "v"), tokenizer)
+    batch = builder.make_batch(np.arange(2), {"v": absent})
+    assert int(batch.vision_lengths[0]) == width
     with torch.no_grad():
-        expected = model(builder.make_batch(np.arange(2), {"v": absent})).predictions["m"].numpy().reshape(-1)
+        expected = model(batch).predictions["m"].numpy().reshape(-1)
     assert got["m"].reshape(-1) == pytest.approx(expected, abs=1e-6)
     plain, _, _ = predict_split(seed_dir, data, None, "test", "cpu", cache=False)
     assert got["m"][1] == pytest.approx(plain["m"][1], abs=1e-6) and got["m"][0] != pytest.approx(plain["m"][0], abs=1e-6)
@@ -178,9 +188,9 @@ def test_output_inside_the_run_is_refused_with_or_without_overwrite(clip_run, me
     shutil.copytree(clip_run, run)
     model_json = run / "seed_1111" / "best" / "model.json"
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    for target in (model_json, run / "seed_1111" / "new.csv", run / "preds.csv"):
-        for extra in ([], ["--overwrite"]):
-            argv = ["predict", str(run), "--video", str(media["good"]), "--transcript", "a great film", "--output", str(target), *extra]
+    for target in (model_json, run / "seed_1111" / "new.csv", run / "preds.csv", run / "summary.csv"):
+        for given, extra in ((run, []), (run, ["--overwrite"]), (run / "seed_1111", ["--overwrite"])):  # a seed folder given: its run too
+            argv = ["predict", str(given), "--video", str(media["good"]), "--transcript", "a great film", "--output", str(target), *extra]
             assert main(argv) == 2
             err = capsys.readouterr().err.strip()
             assert "inside the run being read" in err and "\n" not in err, err
@@ -390,3 +400,86 @@ def test_extraction_workers_end_with_a_parent_killed_outright(tmp_path):
         time.sleep(0.2)
         alive = [p for p in pids if Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]
     assert not alive, f"workers {alive} outlived their killed parent"
+
+
+def _slow_ok() -> str:
+    import time
+
+    time.sleep(1.0)
+    return "ok"
+
+
+@pytest.mark.bad_input
+def test_a_clip_beside_the_one_that_kills_its_worker_is_not_blamed():
+    import asyncio
+
+    from msakit.workflows.serve.app import ExtractionPool
+
+    pool = ExtractionPool(workers=2, queue=4)
+
+    async def both():
+        return await asyncio.gather(pool.run(_slow_ok), pool.run(_suicide))
+
+    try:
+        innocent, culprit = asyncio.run(both())
+    finally:
+        pool.close()
+    assert innocent == "ok" and culprit["error"]["code"] == "worker_stopped" and "twice" in culprit["error"]["message"]
+
+
+def test_predict_video_with_workers_retries_the_clips_a_dead_worker_took_with_it(clip_run, media, tmp_path, monkeypatch):
+    """A clip that kills its worker is named; the clips that were in the pool with it are scored."""
+    import msakit.workflows.predict_video as pv
+
+    scorer = VideoScorer(clip_run, device="cpu")
+    killer = tmp_path / "killer.mp4"
+    killer.write_bytes(media["good"].read_bytes())
+    clips = [pv.ClipInput(media["good"], "a.mp4", "a great film"), pv.ClipInput(killer, "killer.mp4", "a great film"),
+             pv.ClipInput(media["audio_only"], "b.wav", "a great film")]
+    monkeypatch.setattr(pv, "extract_one", _extract_or_die)  # workers are spawned: they import this test module's function
+    results = scorer.extract(clips, workers=2)
+    assert "error" not in results[0] and "error" not in results[2], results
+    assert results[1]["error"]["code"] == "worker_stopped" and "signal 9" in results[1]["error"]["message"]
+
+
+def _extract_or_die(path, *args):
+    from msakit.workflows.predict_video import extract_one
+
+    if path.endswith("killer.mp4"):
+        import time
+
+        time.sleep(0.3)  # the others are in the pool by then
+        os.kill(os.getpid(), 9)
+    return extract_one(path, *args)
+
+
+@pytest.mark.bad_input
+def test_a_clip_without_vision_scores_the_same_alone_or_beside_others(clip_run, media, tmp_path):
+    from msakit.extract.media import voice, write_clip
+
+    long_clip = write_clip(tmp_path / "long.mp4", seconds=4.0, size=(160, 120), audio=voice(4.0, seed=9))
+    alone = predict_video(clip_run, [media["audio_only"]], tmp_path / "a.csv", transcripts=["a great film"], progress=False)
+    beside = predict_video(clip_run, [long_clip, media["audio_only"], media["good"]], tmp_path / "b.csv",
+                           transcripts=["a great film"] * 3, progress=False)
+    assert alone["predictions"][0]["score"] == beside["predictions"][1]["score"]
+
+
+@pytest.mark.bad_input
+def test_a_token_no_client_could_send_is_refused(text_only_run):
+    for token in (" secret", "secret ", "pässwort", "se\x01cret"):
+        with pytest.raises(ConfigError, match="printable ASCII"):
+            create_app(VideoScorer(text_only_run, device="cpu"), token=token)
+
+
+@pytest.mark.bad_input
+def test_a_run_reading_only_text_and_audio_extracts_neither_face_nor_refuses_for_it(clip_run, tiny_bert_dir, media, tmp_path):
+    import msakit
+
+    run = msakit.train("self_mm", clip_run.parent / "feats.pkl", run_dir=tmp_path / "ta", overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)},
+        "data": {"modalities": ("t", "a")}, "train": {"batch_size": 16, "max_epochs": 1, "progress": False}}).run_dir
+    scorer = VideoScorer(run, device="cpu")
+    assert scorer.settings.modalities == "ta"
+    result = predict_video(run, [media["audio_only"], media["no_face"]], tmp_path / "p.csv", transcripts=["a great film"] * 2,
+                           progress=False)
+    assert not result["failures"] and all(r["warnings"] == [] and r["used"] == ["text", "audio"] for r in result["predictions"])

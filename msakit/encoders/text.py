@@ -141,7 +141,9 @@ class TextEncoder(nn.Module):
         positions = getattr(config, "max_position_embeddings", None)
         if not isinstance(positions, int) or positions <= 0:
             return None
-        if any(name in str(config.model_type) for name in ("roberta", "camembert")):
+        # Models whose positions start after the padding index (RoBERTa's scheme and its heirs).
+        offset_models = ("roberta", "camembert", "mpnet", "data2vec-text", "longformer", "ibert", "xmod", "luke", "markuplm")
+        if any(name in str(config.model_type) for name in offset_models):
             positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
         return max(2, positions)
 

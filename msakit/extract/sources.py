@@ -161,15 +161,21 @@ def _csv_text(path: Path) -> str:
                         "save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
 
 
-def _csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
+def _runs_on(path: Path, opened: int, line: int) -> DataError:
+    return DataError(f"{path}:{opened}: unclosed quote (a field opened with \" on this line runs on to line {line}); close it "
+                     "(a field may hold a line break only inside a quoted field that closes: write a quote inside one as \"\")")
+
+
+def _csv_records(path: Path, text: str) -> list[tuple[int, list[str], int | None]]:
     """The rows of a CSV text (comma-separated, fields quoted with ``"`` and ``""`` for a quote
-    inside them, as Python's ``csv`` and spreadsheets write), each with its line number. A quote
-    that never closes, a quoted field that runs over a line break (in a manifest or label.csv,
-    where every field is one line, that is a quote left open: it would swallow the rows after
-    it), or text after a closing quote is refused at the line where it starts."""
+    inside them, as Python's ``csv`` and spreadsheets write), each with its line number and, for
+    a row with a quoted field over several lines (a multi-line transcript, RFC 4180), the line
+    that field opened on. A quote that never closes is refused at the line where it opened; text
+    after a closing quote at its line, or, where a quoted field ran over line breaks, at the line
+    that field opened on (most likely a quote left open that swallowed the rows after it)."""
     records, i, n, line = [], 0, len(text), 1
     while i < n:
-        record: tuple[int, list[str]] = (line, [])
+        record: tuple[int, list[str], int | None] = (line, [], None)
         while True:  # one field per turn
             if text.startswith('"', i):
                 opened, parts = line, []
@@ -192,10 +198,11 @@ def _csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
                     parts.append(newline)
                     i += len(newline)
                     line += 1
-                if opened < line:
-                    raise DataError(f"{path}:{opened}: unclosed quote (a field opened with \" on this line runs on to line {line}); "
-                                    "close it on its own line: a field here holds no line break (write a quote inside one as \"\")")
+                if opened < line and record[2] is None:
+                    record = (record[0], record[1], opened)
                 if i < n and text[i] not in ",\r\n":
+                    if record[2] is not None:
+                        raise _runs_on(path, record[2], line)
                     raise DataError(f"{path}:{line}: text after the closing quote of a quoted field ({text[i:i + 20]!r}); "
                                     "quote the whole field, with a quote inside it written as \"\"")
                 record[1].append("".join(parts))
@@ -214,11 +221,13 @@ def _csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
     return records
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def _read_rows(path: Path, multiline: bool = True) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """``(normalised header, [(line number, row)])``: header names stripped of whitespace and a
     byte-order mark, lower-cased; rows keyed by those names, values stripped; blank rows
     skipped. A syntax error (an unclosed quote, a row with more or fewer fields than the header,
-    a NUL byte, text that is not UTF-8) is refused at the line where it starts."""
+    a NUL byte, text that is not UTF-8) is refused at the line where it starts. ``multiline``
+    False (a dataset's ``label.csv``, whose transcripts are one line each): a quoted field over
+    several lines is refused too, as the quote left open it is there."""
     records = _csv_records(path, _csv_text(path))
     header = records[0][1] if records else None
     if header is None or not any(h.strip() for h in header):
@@ -228,9 +237,11 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
     if duplicates:
         raise DataError(f"{path}:1: column {duplicates[0]!r} appears twice in the header")
     out = []
-    for line, row in records[1:]:
+    for line, row, opened in records[1:]:
         if not any(cell.strip() for cell in row):
             continue
+        if opened is not None and (len(row) != len(names) or not multiline):
+            raise _runs_on(path, opened, line + sum(cell.count("\n") for cell in row))
         if len(row) != len(names) and not (len(row) < len(names) and not any(names[len(row):])):
             fix = "quote fields that hold commas" if len(row) > len(names) else "give every column, an empty one as nothing between two commas"
             raise DataError(f"{path}:{line}: {len(row)} field(s) but the header has {len(names)} "
@@ -333,7 +344,7 @@ def read_raw_release(folder: Path, kind: str | None = None) -> Listing:
     raw_dir = folder / "Raw"
     if not raw_dir.is_dir():
         raise MissingFileError(_no_raw(folder))
-    names, rows = _read_rows(path)
+    names, rows = _read_rows(path, multiline=False)
     required = [c for c in ("video_id", "clip_id", "label", "mode") if c not in names]
     if required:
         raise DataError(f"{path}:1: no {required[0]!r} column; a raw release's label.csv has video_id, clip_id, text, label, "

@@ -31,7 +31,10 @@ from msakit.outputs import TMP_SUFFIX, atomic_write, finite_json, read_json, rem
 FORMAT_VERSION = 1
 
 
-def save_best_model(directory: Path, model, kind: str, tokenizer=None) -> None:
+def save_best_model(directory: Path, model, kind: str, tokenizer=None, absent_frames: dict | None = None) -> None:
+    """``absent_frames``: the training split's padded frame count per audio/vision modality, the
+    length training's modality dropout gave a withheld modality (scoring a clip without it
+    gives it the same)."""
     from safetensors.torch import save_file
 
     from msakit._version import __version__
@@ -48,6 +51,8 @@ def save_best_model(directory: Path, model, kind: str, tokenizer=None) -> None:
         "input_dims": dataclasses.asdict(model.dims),
         "text_encoder_config": model.text_model.config_dict() if hasattr(model, "text_model") else None,
     }
+    if absent_frames:
+        meta["absent_frames"] = {m: int(n) for m, n in absent_frames.items()}
     write_json(directory / "model.json", meta)
     if tokenizer is not None and not (directory / "tokenizer").exists():
         tokenizer.save_pretrained(str(directory / "tokenizer"))

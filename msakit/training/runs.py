@@ -207,6 +207,15 @@ def seed_dirs(run_dir: Path) -> list[Path]:
     return dirs
 
 
+def run_root(path: str | Path) -> Path:
+    """The whole run a path given as a run belongs to: from a ``seed_<n>`` (or ``fusion_<name>``,
+    or ``best``) folder up to the folder above them, so that no output lands beside its seeds."""
+    path = Path(path).resolve()
+    while path.parent != path and (path.name == "best" or path.name.startswith(("seed_", "fusion_"))):
+        path = path.parent
+    return path
+
+
 def load_run(run_dir: str | Path, device: str = "cpu"):
     """Load the trained model of a run: ``(model, tokenizer, meta)``. A multi-seed run
     directory loads its first seed; pass a ``seed_<n>`` directory to choose."""
@@ -280,11 +289,15 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
     if standardizer is not None:
         target = standardizer.apply(target)
     absent = {m: np.asarray(a, dtype=bool) for m, a in (absent or {}).items() if m in modalities and np.any(a)}
+    widths = meta.get("absent_frames") or {}  # the training split's width (runs saved before it: this data's)
     for m, key in (("a", "audio"), ("v", "vision")):
-        if m in absent:  # all frames zero, length the split's full width: what training's dropout gave
+        if m in absent:  # all frames zero, length the training split's full width: what training's dropout gave
             frames, lengths = np.array(getattr(target, key), dtype=np.float32), np.array(getattr(target, f"{key}_lengths"))
+            width = int(widths.get(m) or frames.shape[1])
+            if width > frames.shape[1]:
+                frames = np.pad(frames, ((0, 0), (0, width - frames.shape[1]), (0, 0)))
             frames[absent[m]] = 0.0
-            lengths[absent[m]] = frames.shape[1]
+            lengths[absent[m]] = width
             target = dataclasses.replace(target, **{key: frames, f"{key}_lengths": lengths})
     from msakit.encoders.text import text_token_limit
 
@@ -367,7 +380,7 @@ def predict(run_dir: str | Path, data: str | Path, output_csv: str | Path, *, ki
 
     seed_dir = seed_dirs(Path(run_dir))[0]
     output_csv, = check_outputs([("--output", output_csv)], inputs=[data, *run_files(seed_dir)], overwrite=overwrite,
-                                protected=[("the run being read", Path(run_dir))])
+                                protected=[("the run being read", run_root(run_dir))])
     note = unfinished_note(seed_dir)
     if note:
         import sys

@@ -475,7 +475,10 @@ class Trainer:
         return (self.model.needs_text_stage() and self.model.second_stage_epochs()) or self.config.train.max_epochs
 
     def _save_best(self) -> None:
-        save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer)
+        train = self.data["train"]
+        widths = {m: int(getattr(train, key).shape[1]) for m, key in (("a", "audio"), ("v", "vision"))
+                  if m in self.modalities and getattr(train, key) is not None}
+        save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer, absent_frames=widths)
         # Features from `msakit extract`: keep their extractor description with the model.
         from msakit.extract.sidecar import copy_sidecar_into
 

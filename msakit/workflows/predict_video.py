@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msakit.training.runs import predict_split, seed_dirs
+from msakit.training.runs import predict_split, run_root, seed_dirs
 
 # Scores within +-threshold of 0 are "neutral": MOSI/MOSEI round to the nearest integer class
 # (Acc-3 style), CH-SIMS's [-1, 1] scale uses its 0.1 band.
@@ -131,6 +131,9 @@ class VideoScorer:
                 raise RunDirError(f"{self.seed_dir}/best/extractor.json: settings this msakit does not know ({exc}); "
                                   "use the msakit release that trained it") from None
             check_compatible(trained, describe(self.settings), str(self.seed_dir))
+            # Only what the run reads is extracted (a t+a run on t+a+v features never needs a face, an a+v run no speech).
+            used = "".join(m for m in self.settings.modalities if m in self.modalities)
+            self.settings = dataclasses.replace(self.settings, modalities=used).validate()
         self.recogniser = speech_recogniser() if "t" in self.modalities and "t" in self.settings.modalities else None
 
     def _withheld_in_training(self) -> dict[str, float]:
@@ -210,29 +213,45 @@ class VideoScorer:
 
         require_video_extra()
         settings = self.settings_dict()
-        with tqdm(total=len(clips), unit="clip", desc="extract", disable=not progress, dynamic_ncols=True) as bar:
-            if workers <= 1 or len(clips) <= 1:
-                results = []
-                with quiet_native_output():
-                    for clip in clips:
-                        results.append(extract_one(str(clip.path), clip.transcript, settings, timeline, self.absent_ok))
-                        bar.update(1)
-                return results
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=min(workers, len(clips)), mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=silence_native_output) as pool:
-                futures = [pool.submit(extract_one, str(c.path), c.transcript, settings, timeline, self.absent_ok) for c in clips]
-                results = []
-                for future in futures:
-                    try:
-                        results.append(future.result())
-                    except Exception as exc:  # noqa: BLE001 - e.g. a worker killed for memory: this clip's error
-                        results.append(clip_error("worker_stopped", f"the extraction process stopped while extracting this clip "
-                                                                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"))
+        if workers <= 1 or len(clips) <= 1:
+            results = []
+            with quiet_native_output(), tqdm(total=len(clips), unit="clip", desc="extract", disable=not progress, dynamic_ncols=True) as bar:
+                for clip in clips:  # the bar made inside the block writes to the terminal, not to the silenced descriptor
+                    results.append(extract_one(str(clip.path), clip.transcript, settings, timeline, self.absent_ok))
                     bar.update(1)
-                return results
+            return results
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        from msakit.extract.workers import exit_reasons
+
+        def pool(n: int) -> ProcessPoolExecutor:
+            return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=silence_native_output)
+
+        def job(executor, clip):
+            return executor.submit(extract_one, str(clip.path), clip.transcript, settings, timeline, self.absent_ok)
+
+        results: list[dict | None] = [None] * len(clips)
+        suspects = []  # clips in the pool when one of its workers died: innocent until they kill one alone
+        with tqdm(total=len(clips), unit="clip", desc="extract", disable=not progress, dynamic_ncols=True) as bar:
+            with pool(min(workers, len(clips))) as executor:
+                futures = [job(executor, c) for c in clips]
+                for i, future in enumerate(futures):
+                    try:
+                        results[i] = future.result()
+                        bar.update(1)
+                    except BrokenProcessPool:
+                        suspects.append(i)
+            for i in suspects:  # each alone, in a fresh process
+                with pool(1) as executor:
+                    try:
+                        results[i] = job(executor, clips[i]).result()
+                    except BrokenProcessPool:
+                        results[i] = clip_error("worker_stopped", f"the extraction process stopped while extracting this clip, twice "
+                                                                  f"({exit_reasons(executor)}); try a shorter or smaller file")
+                bar.update(1)
+        return results
 
     def _vetted(self, out: dict) -> tuple[dict | None, dict, list[dict]]:
         """``(error or None, absent modalities {m: reason}, warnings)`` of one extracted clip."""
@@ -493,13 +512,9 @@ def extract_one(path: str, transcript: str | None, settings: dict, timeline: boo
         if "v" not in optional:
             return lacking("v", "no_video_track", "no video track (an audio file)")
         absent["v"] = "no video track (an audio file)"
-    from msakit.extract.decode import probe
-
     duration, truncated = float(out["duration_s"]), None
-    try:
-        declared = float(probe(path).duration_s or 0.0)
-    except ClipError:
-        declared = 0.0
+    decoded = [kind for kind, yes in (("audio", out.get("audio") is not None or out.get("asr")), ("video", out.get("vision") is not None)) if yes]
+    declared = _declared_seconds(path, decoded)
     if not duration:  # nothing was decoded (a given transcript on a text-only run): the container's own duration
         duration = declared
     elif declared - duration > max(0.5, 0.1 * declared):  # the file says longer than what could be decoded: cut short
@@ -513,6 +528,29 @@ def extract_one(path: str, transcript: str | None, settings: dict, timeline: boo
     if timeline:
         result["timeline"] = clip_timeline({**out, "duration_s": duration}, wanted, wanted.modalities)
     return result
+
+
+def _declared_seconds(path: str, streams: list[str]) -> float:
+    """The longest duration the file declares for the ``streams`` (``audio``, ``video``) that were
+    decoded (a stream without one: the container's); 0 when it declares none. With no stream
+    decoded, the container's duration."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            whole = container.duration / 1e6 if container.duration else 0.0
+            if not streams:
+                return whole
+            seconds = []
+            for kind in streams:
+                found = getattr(container.streams, kind)
+                if found:
+                    stream = found[0]
+                    own = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+                    seconds.append(own or whole)
+            return max(seconds, default=0.0)
+    except (av.FFmpegError, OSError, ValueError):
+        return 0.0
 
 
 def _series(values, rate_hz: float, label: str, unit: str) -> dict:
@@ -611,7 +649,7 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
         if not video.is_file():
             raise MissingFileError(f"{video}: no such video file")
     csv_path, json_path = check_outputs([("--output", output.with_suffix(".csv")), ("--output (its .json)", output.with_suffix(".json"))],
-                                        inputs=videos, overwrite=overwrite, protected=[("the run being read", Path(run_dir))])
+                                        inputs=videos, overwrite=overwrite, protected=[("the run being read", run_root(run_dir))])
     scorer = VideoScorer(run_dir, kind=kind, device=device)
     if scorer.note:
         print(f"note: {scorer.note}", file=sys.stderr)

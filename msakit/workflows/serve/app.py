@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from msakit.errors import ConfigError
+from msakit.extract.workers import exit_reasons
 
 log = logging.getLogger("msakit.serve")
 STATIC = Path(__file__).with_name("static")
@@ -62,6 +63,9 @@ class ServeOptions:
     def validate(self) -> "ServeOptions":
         if self.token is not None and not self.token.strip():
             raise ConfigError("--token: empty; give a secret string, or no --token on 127.0.0.1")
+        if self.token is not None and (self.token != self.token.strip() or not self.token.isascii() or not self.token.isprintable()):
+            raise ConfigError("--token: use printable ASCII without spaces at either end (an HTTP header carries no other "
+                              "token exactly, so a client could never send it)")
         if not _is_loopback(self.host) and not self.token:
             raise ConfigError(f"--host {self.host}: serving beyond this machine needs --token (a bearer token the page and API ask for)")
         for name, value, low in (("--workers", self.workers, 1), ("--queue", self.queue, 0), ("--max-clips", self.max_clips, 1)):
@@ -294,87 +298,67 @@ class ExtractionPool:
         with self._lock:
             executor = self._executor
             if executor is not None and getattr(executor, "_broken", False):
-                log.warning("an idle extraction worker had stopped (%s); starting a fresh one", _exit_reasons(executor))
+                log.warning("an idle extraction worker had stopped (%s); starting a fresh one", exit_reasons(executor, wait_s=0))
                 self._executor = None
                 executor.shutdown(wait=False, cancel_futures=True)
         return self.executor()
 
     async def run(self, fn, *args, on_start=None):
-        """``fn(*args)`` in a worker once one is free; cancelling while it waits means it never runs.
-        A worker that dies during the clip gives that clip an error naming how it ended (the pool
-        is replaced for the next clips)."""
+        """``fn(*args)`` in a worker once one is free; cancelling while it waits means it never runs
+        (a clip already in a worker finishes there, and its slot frees when the worker does).
+        A worker that dies during the clip takes every clip then in the pool with it: each is
+        tried once more in a fresh pool (an innocent clip is extracted then); a clip whose worker
+        dies again gets an error naming how it ended."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
-        await self._slots.acquire()
-        if on_start is not None:
-            on_start()
-        start = time.perf_counter()
+        slots, loop = self._slots, asyncio.get_running_loop()
         from concurrent.futures.process import BrokenProcessPool
 
-        try:
-            executor = self._fresh_executor()
+        reasons = ""
+        for attempt in (1, 2):
+            await slots.acquire()
+            if on_start is not None and attempt == 1:
+                on_start()
+            start = time.perf_counter()
             try:
-                future = executor.submit(fn, *args)
-            except BrokenProcessPool:  # it broke just now, before this clip started: a fresh pool takes it
-                with self._lock:
-                    if self._executor is executor:
-                        self._executor = None
-                executor = self.executor()
-                future = executor.submit(fn, *args)
-        except BaseException:
-            self._slots.release()
-            raise
-        loop = asyncio.get_running_loop()
-        slots = self._slots
+                executor = self._fresh_executor()
+                try:
+                    future = executor.submit(fn, *args)
+                except BrokenProcessPool:  # it broke just now, before this clip started: a fresh pool takes it
+                    self._discard(executor)
+                    executor = self.executor()
+                    future = executor.submit(fn, *args)
+            except BaseException:
+                slots.release()
+                raise
 
-        def finished(_):
-            self.clip_seconds.append(time.perf_counter() - start)
-            del self.clip_seconds[:-50]
-            loop.call_soon_threadsafe(slots.release)  # the slot frees when the worker does
+            def finished(_, start=start):
+                self.clip_seconds.append(time.perf_counter() - start)
+                del self.clip_seconds[:-50]
+                loop.call_soon_threadsafe(slots.release)  # the slot frees when the worker does
 
-        future.add_done_callback(finished)
-        try:
-            return await asyncio.wrap_future(future)
-        except BrokenProcessPool:  # a worker died while this clip was in it: a fresh pool for the next clips
-            reasons = await asyncio.to_thread(_exit_reasons, executor)
-            with self._lock:
-                if self._executor is executor:
-                    self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
-            log.warning("an extraction worker stopped while extracting a clip (%s); starting a fresh one", reasons)
-            return {"error": {"code": "worker_stopped",
-                              "message": f"the extraction process stopped while extracting this clip ({reasons}); "
-                                         "a fresh one has been started: send the clip again, or a shorter or smaller one"}}
+            future.add_done_callback(finished)
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool:  # a worker died while this clip was in the pool
+                reasons = await asyncio.to_thread(exit_reasons, executor)
+                self._discard(executor)
+                log.warning("an extraction worker stopped (%s) while a clip was in the pool (attempt %d); starting a fresh one",
+                            reasons, attempt)
+        return {"error": {"code": "worker_stopped",
+                          "message": f"the extraction process stopped twice while extracting this clip ({reasons}); "
+                                     "send it again, or a shorter or smaller one"}}
+
+    def _discard(self, executor) -> None:
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-
-
-def _exit_reasons(executor) -> str:
-    """How the executor's worker processes ended, in words (e.g. 'killed by signal 9 (SIGKILL),
-    as the system does when memory runs out')."""
-    import signal
-
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    codes: list[int] = []
-    deadline = time.monotonic() + 2.0  # the dead process may not have been reaped yet when the pool reports it
-    while not codes and time.monotonic() < deadline:
-        codes = [p.exitcode for p in processes if getattr(p, "exitcode", None) not in (None, 0)]
-        if not codes:
-            time.sleep(0.05)
-    if not codes:
-        return "it ended without an exit status"
-    code = sorted(codes, key=lambda c: c == -signal.SIGTERM)[0]  # the pool ends the others with SIGTERM afterwards
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        why = ", as the system does when memory runs out" if -code == signal.SIGKILL else ""
-        return f"killed by signal {-code} ({name}){why}"
-    return f"exit status {code}"
 
 
 # ---- the app -----------------------------------------------------------------------------------
@@ -499,7 +483,7 @@ def create_app(run, options: ServeOptions | None = None, **settings):
                            "description": "optional, one per clip in order ('' to recognise speech)"}}}}}}}
 
     @app.post("/api/predict", openapi_extra=upload_schema, response_model=schemas.PredictResponse,
-              responses=schemas.error_responses(400, 401, 413, 415, 499, 503),
+              responses=schemas.error_responses(400, 401, 413, 415, 499, 500, 503),
               summary="Score clips: every clip a result or its own error (timeline=true adds timelines; progress=true streams stages "
                       "as JSON lines, the last {\"result\": ...})")
     async def predict(request: Request, timeline: bool = False, progress: bool = False):

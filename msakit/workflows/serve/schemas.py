@@ -131,5 +131,6 @@ def error_responses(*statuses: int) -> dict:
     meaning = {400: "a malformed request (not multipart, no clip, an empty file, a text field where a file belongs)",
                401: "missing or wrong bearer token", 413: "over --max-mb or --max-clips",
                415: "a file whose content is no audio or video container", 499: "the client disconnected before the result",
+               500: "a bug in msakit (code internal): please report it",
                503: "the extraction queue is full: retry after the Retry-After header's seconds"}
     return {s: {"model": ErrorBody, "description": meaning[s]} for s in statuses}

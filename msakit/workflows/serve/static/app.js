@@ -393,7 +393,7 @@ window.addEventListener("resize", () => {
 function csvRow(r) {
   const out = { video: r.video, score: r.failed ? "" : fmt(r.score, 4), class: r.class || "" };
   for (const [m, v] of Object.entries(r.unimodal || {})) out["unimodal_" + m] = fmt(v, 4);
-  Object.assign(out, { transcript: r.transcript ?? "", transcript_source: r.transcript_source ?? "", used: (r.used || []).join(" "),
+  Object.assign(out, { transcript: r.transcript ?? "", transcript_source: r.transcript_source ?? "", used: (r.used || []).join("+"),
                        warnings: warningsOf(r).map((w) => w.message).join("; "), error_code: r.error_code || "", error: r.failed ? r.error : "" });
   return out;
 }
