@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["format_table", "primary_metric_names", "regression_metrics", "summarize_seeds"]
+__all__ = ["bootstrap_standard_errors", "format_table", "primary_metric_names", "regression_metrics", "summarize_seeds"]
 
 _MOSI_LIKE = ("mosi", "mosei", "synthetic", "text")
 VALID_KINDS = (*_MOSI_LIKE, "sims")
@@ -71,6 +71,36 @@ def regression_metrics(predictions, labels, kind: str) -> dict[str, float]:
         # tensors: a float32 0.1 lies on the 0.1 edge, but above it once cast to float64.
         return _sims_metrics(preds, truth, _native(predictions), _native(labels))
     return _mosi_metrics(preds, truth)
+
+
+def bootstrap_standard_errors(predictions, labels, kind: str, groups=None, resamples: int = 1000, seed: int = 0) -> dict:
+    """How much each metric of one split would move with another draw of its samples: the
+    standard deviation of the metric over ``resamples`` bootstrap resamples (seeded: the same
+    inputs give the same numbers). With ``groups`` (e.g. each sample's video), whole groups are
+    resampled: utterances of one speaker are not independent, and a split of 229 utterances from
+    10 speakers (MOSI's validation fold) measures far less than 229 independent samples would.
+    Returns ``{"standard_errors": {metric: se}, "resampled": "videos" | "samples", "units": n}``."""
+    preds = _as_vector(predictions, "predictions")
+    truth = _as_vector(labels, "labels")
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        _, unit_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        members = [np.flatnonzero(unit_of == u) for u in range(unit_of.max() + 1)]
+    else:
+        members = [np.array([i]) for i in range(preds.size)]
+    grouped = groups is not None and len(members) < preds.size
+    draws: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        rows = np.concatenate([members[u] for u in rng.integers(0, len(members), len(members))])
+        try:
+            values = regression_metrics(preds[rows], truth[rows], kind)
+        except ValueError:
+            continue
+        for name, value in values.items():
+            if np.isfinite(value):
+                draws.setdefault(name, []).append(value)
+    return {"standard_errors": {name: float(np.std(v, ddof=1)) for name, v in draws.items() if len(v) > 1},
+            "resampled": "videos" if grouped else "samples", "units": len(members), "resamples": resamples}
 
 
 def summarize_seeds(results: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:

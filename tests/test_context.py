@@ -164,3 +164,31 @@ def test_context_refuses_word_aligned_features_and_runs_without_text(tiny_bert_d
         msakit.train("self_mm", aligned, run_dir=tmp_path / "a", overrides=overrides)
     with pytest.raises(ConfigError, match="uses no text"):
         msakit.train("self_mm", small_synthetic, run_dir=tmp_path / "b", overrides={**overrides, "data": {"context": 1, "modalities": ("a", "v")}})
+
+
+def test_the_standard_error_of_a_split_resamples_its_videos():
+    from msakit.metrics import bootstrap_standard_errors
+
+    rng = np.random.default_rng(0)
+    videos = np.repeat(np.arange(10), 23)
+    offset = rng.normal(0, 1.0, 10)[videos]  # each speaker's own bias: errors within a video go together
+    labels = rng.uniform(-3, 3, videos.size)
+    predictions = labels + offset + rng.normal(0, 0.3, videos.size)
+    by_sample = bootstrap_standard_errors(predictions, labels, "mosi")
+    by_video = bootstrap_standard_errors(predictions, labels, "mosi", groups=videos)
+    assert by_sample["resampled"] == "samples" and by_video["resampled"] == "videos" and by_video["units"] == 10
+    assert by_video["standard_errors"]["MAE"] > 2 * by_sample["standard_errors"]["MAE"]  # 10 speakers measure less than 230 samples
+    assert by_video == bootstrap_standard_errors(predictions, labels, "mosi", groups=videos)  # seeded
+
+
+def test_a_trained_run_reports_the_standard_error_of_its_evaluated_split(tiny_bert_dir, tmp_path):
+    import json
+
+    import msakit
+
+    summary = msakit.train("self_mm", write_video_table(tmp_path / "t"), run_dir=tmp_path / "run", overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "train": {"max_epochs": 1, "progress": False}})
+    done = json.loads((summary.run_dir / "seed_1111" / "results.json").read_text())
+    errors = done["metrics_standard_error"]
+    assert errors["resampled"] == "videos" and errors["units"] == 3 and errors["standard_errors"]["MAE"] > 0
+    assert "Standard error within the test split (bootstrap over its 3 videos): Acc-2 (non-0) ±" in summary.table()

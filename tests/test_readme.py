@@ -134,6 +134,12 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
         rows = [f"{'a good film' if y > 0 else 'a bad film'} {i}\t{y:.2f}" for i, y in enumerate(rng.uniform(-3, 3, n))]
         (table / f"{split}.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n")
     files["../shared/data/mosi_text"] = table
+    videos = tmp_path / "mosi_ctx"  # transcripts with video_id/clip_id (docs/guide/train.md, data.context)
+    videos.mkdir()
+    for split, n in (("train", 8), ("dev", 3)):
+        rows = [f"{split}v{v}\t{c}\t{'a good film' if v % 2 else 'a bad film'} {c}\t{(1.5 if v % 2 else -1.5):.2f}" for v in range(n) for c in (1, 2, 3)]
+        (videos / f"{split}.tsv").write_text("video_id\tclip_id\ttext\tlabel\n" + "\n".join(rows) + "\n")
+    files["mosi_ctx"] = videos
     if VIDEO:  # "From video to a sentiment score": a labelled manifest of 14 short clips, two new videos
         import csv
 

@@ -27,12 +27,36 @@ class TrainSummary:
     # ULGM's generated unimodal labels vs the annotated ones, per seed (models with ULGM on data
     # with annotated unimodal labels: SIMS, the synthetic data); empty otherwise.
     ulgm_labels: dict[int, dict] = field(default_factory=dict)
+    # Per seed: bootstrap standard errors of the evaluated split's metrics (msakit.metrics.bootstrap_standard_errors).
+    standard_errors: dict[int, dict] = field(default_factory=dict)
 
     def table(self) -> str:
         table = format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
+        line = standard_error_line(self.standard_errors, self.evaluated_split)
+        if line:
+            table += "\n" + line
         if self.ulgm_labels:
             table += "\n\n" + ulgm_label_table(self.ulgm_labels)
         return table
+
+
+def standard_error_line(per_seed: dict, split: str) -> str:
+    """One line: how far the main metrics would move with another draw of the split (the
+    bootstrap standard error, averaged over seeds), and over how many videos or samples."""
+    import numpy as np
+
+    found = [e for e in per_seed.values() if isinstance(e, dict) and e.get("standard_errors")]
+    if not found:
+        return ""
+    shown = []
+    for name in ("Acc-2 (non-0)", "Acc-2", "MAE", "Corr"):
+        values = [e["standard_errors"][name] for e in found if name in e["standard_errors"]]
+        if values and not (name == "Acc-2" and any("Acc-2 (non-0)" in e["standard_errors"] for e in found)):
+            mean = float(np.mean(values))
+            shown.append(f"{name} ±{100 * mean:.2f}" if name.startswith("Acc") else f"{name} ±{mean:.4f}")
+    units = found[0].get("units")
+    return (f"Standard error within the {split} split (bootstrap over its {units} {found[0].get('resampled', 'samples')}): "
+            + ", ".join(shown) + "; differences smaller than about twice these are within chance.")
 
 
 _MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
@@ -107,13 +131,14 @@ def train(
         for seed, config in configs.items():
             if (run_dir / f"seed_{seed}" / "config.json").exists():
                 check_same_config(run_dir / f"seed_{seed}", config)
-    per_seed, split, ulgm_labels = {}, "test", {}
+    per_seed, split, ulgm_labels, standard_errors = {}, "test", {}, {}
     for seed in seeds:
         config = configs[seed]
         seed_dir = run_dir / f"seed_{seed}"
         if resume and (seed_dir / "results.json").exists():
             done = read_json(seed_dir / "results.json", "results file")
             per_seed[seed], split = done["metrics"], done["evaluated_split"]
+            standard_errors[seed] = done.get("metrics_standard_error")
             if done.get("ulgm_labels"):
                 ulgm_labels[seed] = done["ulgm_labels"]
             continue
@@ -125,14 +150,18 @@ def train(
         trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
         result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
+        standard_errors[seed] = read_json(seed_dir / "results.json", "run results").get("metrics_standard_error")
         if result.ulgm_labels:
             ulgm_labels[seed] = result.ulgm_labels
     summary = summarize_seeds(list(per_seed.values()))
     payload = {"model": model, "data": str(data), "kind": kind, "evaluated_split": split, "per_seed": per_seed, "summary": summary}
+    standard_errors = {s: e for s, e in standard_errors.items() if isinstance(e, dict)}
+    if standard_errors:
+        payload["standard_error_per_seed"] = standard_errors
     if ulgm_labels:
         payload["ulgm_labels"] = {"per_seed": ulgm_labels, "summary": summarize_ulgm_labels(ulgm_labels)}
     write_json(run_dir / "summary.json", payload)
-    return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels)
+    return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels, standard_errors)
 
 
 def default_run_dir(model: str, data: str | Path) -> Path:

@@ -440,7 +440,8 @@ class Trainer:
         result = dict(results[chosen])
         result["fusion"] = {"chosen": chosen, "candidates": {
             name: {"run_dir": f"fusion_{name}", "best_valid_MAE": r["best_valid_MAE"], "metrics": r["metrics"],
-                   "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"]} for name, r in results.items()}}
+                   "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"], "train_seconds": r.get("train_seconds"),
+                   "total_seconds": (r.get("timings") or {}).get("total_s")} for name, r in results.items()}}
         for name, r in results.items():
             if "text_stage" in r:  # its own text-only run: what --compare-text-only reads
                 result["text_stage"] = {**r["text_stage"], "run_dir": f"fusion_{name}/{r['text_stage']['run_dir']}"}
@@ -535,6 +536,12 @@ class Trainer:
         predictions = self.predict(split, best, features)
         test_seconds = time.perf_counter() - started
         metrics = regression_metrics(predictions["m"], self.data[split].labels["m"], self.config.data.kind)
+        from msakit.data.context import video_of
+        from msakit.metrics import bootstrap_standard_errors
+
+        videos = [(video_of(i) or (i,))[0] for i in self.data[split].ids]  # a sample naming no video is a unit of its own
+        uncertainty = bootstrap_standard_errors(predictions["m"], self.data[split].labels["m"], self.config.data.kind, groups=videos,
+                                                seed=self.config.train.seed)
         write_predictions_csv(self.run_dir / f"{split}_predictions.csv", self.data[split].ids, self.data[split].labels["m"], predictions)
         results = {
             "model": self.config.model,
@@ -545,6 +552,8 @@ class Trainer:
             "seed": self.config.train.seed,
             "evaluated_split": split,
             "metrics": metrics,
+            # How far each metric would move with another draw of the split's videos (or samples).
+            "metrics_standard_error": uncertainty,
             # L_cov between every two same-size features over the whole split: how close the
             # modalities' second-order statistics are, with or without alignment in training.
             "covariance_distance": covariance_distances({k: torch.from_numpy(v) for k, v in features.items()}),
