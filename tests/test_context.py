@@ -192,3 +192,27 @@ def test_a_trained_run_reports_the_standard_error_of_its_evaluated_split(tiny_be
     errors = done["metrics_standard_error"]
     assert errors["resampled"] == "videos" and errors["units"] == 3 and errors["standard_errors"]["MAE"] > 0
     assert "Standard error within the test split (bootstrap over its 3 videos): Acc-2 (non-0) ±" in summary.table()
+
+
+def test_clips_of_one_video_are_each_others_context_when_scored(tiny_bert_dir, tmp_path):
+    pytest.importorskip("av")
+    pytest.importorskip("moonshine_voice")
+    import msakit
+    from msakit.extract.media import voice, write_clip
+    from msakit.workflows.predict_video import predict_video
+
+    run = msakit.train("self_mm", write_video_table(tmp_path / "t"), run_dir=tmp_path / "run", overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 1}, "train": {"max_epochs": 4, "progress": False}}).run_dir
+    clips = [write_clip(tmp_path / f"c{i}.mp4", seconds=0.6, size=(160, 120), audio=voice(0.6, seed=i)) for i in range(3)]
+    texts = ["a great film", "a terrible film", "a great film"]
+    together = predict_video(run, clips, tmp_path / "p.csv", transcripts=texts, video_ids=["v", "v", "w"], progress=False)
+    rows = {r["index"]: r for r in together["predictions"]}
+    assert rows[0]["warnings"] == [] and rows[1]["warnings"] == []
+    assert [w["code"] for w in rows[2]["warnings"]] == ["no_context"] and "no other clip of video 'w'" in rows[2]["warnings"][0]["message"]
+    alone = predict_video(run, clips[:1], tmp_path / "q.csv", transcripts=texts[:1], progress=False)
+    (row,) = alone["predictions"]
+    assert [w["code"] for w in row["warnings"]] == ["no_context"] and "names no video" in row["warnings"][0]["message"]
+    assert row["score"] != rows[0]["score"]  # the neighbour was read
+    assert row["score"] == rows[2]["score"] or abs(row["score"] - rows[2]["score"]) < 1e-3  # the same text with empty context
+    with pytest.raises(ConfigError, match="--video-id"):
+        predict_video(run, clips, tmp_path / "r.csv", transcripts=texts, video_ids=["v"], progress=False)

@@ -350,7 +350,7 @@ def _clip_ids(clips: list[ClipInput]) -> list[str]:
     ids = []
     for i, clip in enumerate(clips):
         if clip.video_id is None:
-            ids.append(f"clip{i}")
+            ids.append(f"{SEPARATOR}clip{i}{SEPARATOR}1")  # a video of its own: no video id a user gives holds the separator
         else:
             counts[clip.video_id] = counts.get(clip.video_id, 0) + 1
             ids.append(f"{clip.video_id}{SEPARATOR}{counts[clip.video_id]}")
