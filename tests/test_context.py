@@ -216,3 +216,19 @@ def test_clips_of_one_video_are_each_others_context_when_scored(tiny_bert_dir, t
     assert row["score"] == rows[2]["score"] or abs(row["score"] - rows[2]["score"]) < 1e-3  # the same text with empty context
     with pytest.raises(ConfigError, match="--video-id"):
         predict_video(run, clips, tmp_path / "r.csv", transcripts=texts, video_ids=["v"], progress=False)
+
+
+def test_a_served_context_run_says_so(tiny_bert_dir, tmp_path):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("moonshine_voice")
+    from fastapi.testclient import TestClient
+
+    import msakit
+    from msakit.workflows.predict_video import VideoScorer
+    from msakit.workflows.serve import create_app
+
+    run = msakit.train("self_mm", write_video_table(tmp_path / "t"), run_dir=tmp_path / "run", overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 2, "context_side": "past"},
+        "train": {"max_epochs": 1, "progress": False}}).run_dir
+    info = TestClient(create_app(VideoScorer(run, device="cpu"))).get("/api/model").json()
+    assert info["context"] == {"k": 2, "side": "past"} and "with its neighbours (2 previous utterance(s) of the same video)" in info["description"]

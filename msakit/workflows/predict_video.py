@@ -178,6 +178,8 @@ class VideoScorer:
         reads = _joined([NAMES[m] for m in self.modalities])
         text = (f"{self.title[:1].upper() + self.title[1:]} reading {reads}; scores on the {_DATASET.get(self.kind, self.kind)} scale, "
                 f"{low:g} (negative) to {high:g} (positive)")
+        if self.context.on and "t" in self.modalities:
+            text += f". It reads each utterance with its neighbours ({self.context.describe()} of the same video)"
         if self.absent_ok:
             text += f". A clip without {' or '.join(NAMES[m] for m in self.absent_ok)} is scored without it, as the model was trained to"
         return text + "."

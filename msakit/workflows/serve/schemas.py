@@ -112,6 +112,8 @@ class ModelInfo(BaseModel):
     absent_ok: list[Literal["text", "audio", "vision"]] = Field(description="modalities a clip may lack: scored without them, with a warning")
     quality: Optional[Quality] = Field(None, description="as the run recorded it on its evaluation split")
     metrics: Optional[dict[str, float]] = None
+    context: dict = Field(description="data.context the run was trained with: k neighbours on each side (0: each clip alone), side "
+                                      "both or past; send clips of one video with the same video_id")
     extractor: dict
     speech_recognition: Optional[Recogniser] = None
     note: Optional[str] = None
