@@ -140,6 +140,23 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
         rows = [f"{split}v{v}\t{c}\t{'a good film' if v % 2 else 'a bad film'} {c}\t{(1.5 if v % 2 else -1.5):.2f}" for v in range(n) for c in (1, 2, 3)]
         (videos / f"{split}.tsv").write_text("video_id\tclip_id\ttext\tlabel\n" + "\n".join(rows) + "\n")
     files["mosi_ctx"] = videos
+    # docs/data.md: tiny.pkl, written by the page's own Python block (its commands and refusals read it); its refusals' inputs:
+    # a pickle holding a torch tensor, a table directory whose header lacks text/label, a CSV table with an unquoted comma,
+    # an existing folder given as a predictions file
+    import pickle
+
+    import torch
+
+    exec(compile(next(b for b in readme_blocks("python", ROOT / "docs" / "data.md") if '"tiny.pkl"' in b), "docs/data.md", "exec"),
+         {"__name__": "docs_data"})
+    with open(tmp_path / "features_torch.pkl", "wb") as file:
+        pickle.dump({"train": {"id": ["v1$_$1"], "audio": torch.zeros(1, 8, 5)}}, file)
+    for name, lines in (("reviews", ("sentence\tscore", "a great film\t2.4", "pretty dull\t-1.2")),
+                        ("reviews_csv", ("text,label", "a great film,2.4", "a bad film, really,-2.0"))):
+        (tmp_path / name).mkdir()
+        for split in ("train", "dev"):
+            (tmp_path / name / f"{split}.{'tsv' if name == 'reviews' else 'csv'}").write_text("\n".join(lines) + "\n")
+    (tmp_path / "predictions").mkdir()
     if VIDEO:  # "From video to a sentiment score": a labelled manifest of 14 short clips, two new videos
         import csv
 
@@ -171,6 +188,8 @@ def readme_world(tmp_path, monkeypatch, tiny_bert_dir, small_synthetic):
                                                      "v1,0002,fine,0.1,Positive,train\n")
         (tmp_path / "MOSEI").mkdir()
         (tmp_path / "MOSEI" / "label.csv").write_text("video_id,clip_id,text,label,annotation,mode\nv1,0001,fine,0.5,Positive,train\n")
+        # docs/data.md's manifest refusal: a transcript with an unquoted comma
+        (tmp_path / "clips.csv").write_text("path,label,text\nv1_1.mp4,2.0,a good film\nv1_2.mp4,-2.0,a bad film, really\n")
     return files
 
 
