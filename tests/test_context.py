@@ -232,3 +232,15 @@ def test_a_served_context_run_says_so(tiny_bert_dir, tmp_path):
         "train": {"max_epochs": 1, "progress": False}}).run_dir
     info = TestClient(create_app(VideoScorer(run, device="cpu"))).get("/api/model").json()
     assert info["context"] == {"k": 2, "side": "past"} and "with its neighbours (2 previous utterance(s) of the same video)" in info["description"]
+
+
+def test_a_manifests_video_id_names_the_video_in_the_clip_ids(tmp_path):
+    from msakit.data.context import video_of
+    from msakit.extract.sources import read_manifest
+
+    (tmp_path / "talks").mkdir()
+    for name in ("a_1.mp4", "a_2.mp4", "b_1.wav"):
+        (tmp_path / "talks" / name).write_bytes(b"")
+    (tmp_path / "m.csv").write_text("path,label,video_id\ntalks/a_1.mp4,1,a\ntalks/a_2.mp4,1,a\ntalks/b_1.wav,-1,b\n")
+    ids = [c.id for c in read_manifest(tmp_path / "m.csv").clips]
+    assert ids == ["a$_$a_1", "a$_$a_2", "b$_$b_1"] and [video_of(i)[0] for i in ids] == ["a", "a", "b"]

@@ -353,3 +353,17 @@ def test_real_mosi_text_reads():
     labels = np.concatenate([s.labels["m"] for s in data.splits.values()])
     assert np.all(np.abs(labels) <= 3) and labels.std() > 0.5
     assert all(isinstance(t, str) and t.strip() for t in data["train"].raw_text)
+
+
+@pytest.mark.bad_input
+def test_a_text_table_row_with_more_fields_than_its_header_is_refused(tmp_path):
+    """'label,text' with '2.0,good, really' used to keep 'good' and drop the rest silently."""
+    from msakit.data.text_table import read_text_table
+    from msakit.errors import DataError
+
+    table = tmp_path / "train.csv"
+    table.write_text("label,text\n1.0,fine\n2.0,good, really\n")
+    with pytest.raises(DataError, match=r"line 3: 3 fields, but the header has 2; quote a field that holds a comma, e.g. \"good, really\""):
+        read_text_table(table, split_name="train")
+    table.write_text('label,text\n1.0,fine\n2.0,"good, really"\n')
+    assert read_text_table(table, split_name="train").raw_text == ["fine", "good, really"]

@@ -54,10 +54,10 @@ def out_of_range(labels: np.ndarray, bound: float) -> np.ndarray:
 def range_hint(kind: str | None) -> str:
     """What to try when labels fall outside the range of ``kind``."""
     if kind is not None and kind.lower() == "sims":
-        return "labels beyond [-1, 1] suggest a MOSI/MOSEI file: pass kind=\"mosi\" (range [-3, 3])"
+        return "labels beyond [-1, 1] suggest a MOSI/MOSEI file: pass --kind mosi (kind=\"mosi\" in Python; range [-3, 3])"
     return (
-        "MOSI/MOSEI labels lie in [-3, 3] and CH-SIMS labels in [-1, 1] (a SIMS file needs "
-        "kind=\"sims\"); check this is a regression-label file of the dataset you meant"
+        "MOSI/MOSEI labels lie in [-3, 3] and CH-SIMS labels in [-1, 1] (a SIMS file needs --kind sims, "
+        "kind=\"sims\" in Python); check this is a regression-label file of the dataset you meant"
     )
 
 

@@ -180,6 +180,11 @@ def _read_rows(path: Path, shown: str, suffix: str) -> tuple[list[str], list[flo
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             line = rows.line_num
+            if len(row) > len(header) and any(field.strip() for field in row[len(header):]):
+                raise DataError(
+                    f"{shown}, line {line}: {len(row)} fields, but the header has {len(header)}; "
+                    + ("quote a field that holds a comma, e.g. \"good, really\"" if suffix == ".csv" else "a tab inside a field splits it: remove it")
+                )
             if len(row) <= max(c for c in (text_at, label_at, video_at, clip_at) if c is not None):
                 raise DataError(
                     f"{shown}, line {line}: {len(row)} field(s), but the header has {len(header)}; "

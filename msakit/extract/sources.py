@@ -301,7 +301,8 @@ def _settle_kind(clips: list[Clip], kind: str | None, path: Path, lines: dict[st
 
 def read_manifest(path: Path, kind: str | None = None) -> Listing:
     """A manifest CSV: ``path`` (relative to the CSV) and optional ``label``, ``split``,
-    ``text``, ``video_id``, ``id``, ``label_t``/``label_a``/``label_v``."""
+    ``text``, ``video_id``, ``id``, ``label_t``/``label_a``/``label_v``. A clip's id is its ``id``,
+    else ``<video_id>$_$<file stem>`` where the row names its video, else made from its path."""
     names, rows = _read_rows(path)
     if "path" not in names and {"video_id", "clip_id"} <= set(names):
         raise MissingFileError(_no_raw(path.parent))
@@ -323,8 +324,12 @@ def read_manifest(path: Path, kind: str | None = None) -> Listing:
             raise DataError(f"{where}: path {raw!r} is not a media file ({', '.join(MEDIA_SUFFIXES)})")
         label = _number(row["label"], where, "label") if row.get("label") else None
         unimodal = {m: _number(row[f"label_{m.lower()}"], where, f"label_{m}") for m in "TAV" if row.get(f"label_{m.lower()}")} or None
-        clip_id = row.get("id") or _clip_id(Path(raw))
-        group = row.get("video_id") or clip_id.split("$_$")[0]
+        video = row.get("video_id")
+        if video and "$_$" in video:
+            raise DataError(f"{where}: video_id {video!r} holds '$_$', the separator of <video_id>$_$<clip_id> ids; rename it")
+        # With a video_id the id names the video, as a release's label.csv does: data.context reads neighbours from it.
+        clip_id = row.get("id") or (f"{video}$_${Path(raw).stem}" if video else _clip_id(Path(raw)))
+        group = video or clip_id.split("$_$")[0]
         clips.append(Clip(clip_path, clip_id, label, _split(row.get("split", ""), where), row.get("text") or None, group, unimodal,
                           row.get("annotation") or None))
         lines[clip_id] = line
