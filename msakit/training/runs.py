@@ -263,18 +263,19 @@ def _run_data_config(run: Path) -> dict:
         return {}
 
 
-def _max_text_tokens(run: Path) -> int:
-    """The run's ``data.max_text_tokens`` (what its training truncated transcripts to)."""
-    value = _run_data_config(run).get("max_text_tokens", 128)
+def _max_text_tokens(data: dict) -> int:
+    """The run's ``data.max_text_tokens`` (what its training truncated transcripts to), from its
+    ``data`` config section."""
+    value = data.get("max_text_tokens", 128)
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else 128
 
 
-def run_context(run: Path):
+def run_context(run: Path, data: dict | None = None):
     """The run's ``data.context``/``data.context_side`` as a ``ContextSpec`` (off for runs made
-    before context existed)."""
+    before context existed); ``data``: its ``data`` config section, when already read."""
     from msakit.data.context import ContextSpec
 
-    data = _run_data_config(run)
+    data = _run_data_config(run) if data is None else data
     k, side = data.get("context", 0), data.get("context_side", "both")
     try:
         return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both")
@@ -330,7 +331,8 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
             target = dataclasses.replace(target, **{key: frames, f"{key}_lengths": lengths})
     from msakit.encoders.text import text_token_limit
 
-    context = run_context(run)
+    data_config = _run_data_config(run)  # read once: truncation and context as the run was trained
+    context = run_context(run, data_config)
     if context.on and "t" in modalities:
         from msakit.data.context import video_of
 
@@ -340,7 +342,7 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
 
             print(f"note: {data}: {alone} of {len(target)} sample(s) name no video ('<video_id>$_$<clip_id>'): the run reads each "
                   f"utterance with its neighbours ({context.describe()}), these are read alone", file=sys.stderr)
-    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(run)), empty=absent, context=context)
+    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(data_config)), empty=absent, context=context)
     return predict_builder(model, builder, 64, torch_device), target, kind
 
 

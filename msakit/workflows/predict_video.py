@@ -216,11 +216,19 @@ class VideoScorer:
         require_video_extra()
         settings = self.settings_dict()
         if workers <= 1 or len(clips) <= 1:
+            import os
+
+            from msakit.extract.pipeline import _progress_bar, _quiet
+
             results = []
-            with quiet_native_output(), tqdm(total=len(clips), unit="clip", desc="extract", disable=not progress, dynamic_ncols=True) as bar:
-                for clip in clips:  # the bar made inside the block writes to the terminal, not to the silenced descriptor
-                    results.append(extract_one(str(clip.path), clip.transcript, settings, timeline, self.absent_ok))
-                    bar.update(1)
+            bar = _progress_bar(len(clips), 0, progress)  # made first: it keeps the terminal while _quiet silences descriptor 2
+            try:
+                with _quiet(Path(os.devnull)):
+                    for clip in clips:
+                        results.append(extract_one(str(clip.path), clip.transcript, settings, timeline, self.absent_ok))
+                        bar.update(1)
+            finally:
+                bar.close()
             return results
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -393,83 +401,14 @@ def _stack(arrays: list, key: str) -> dict:
 
 
 def silence_native_output() -> None:
-    """In a worker process: what the native libraries (MediaPipe's glog, TensorFlow Lite, ffmpeg)
-    write straight to file descriptors 1 and 2 goes to the null device; Python's own
-    ``sys.stderr`` keeps the original stream, so msakit's messages and tracebacks still show.
-    The worker also ends with its parent (``msakit.extract.workers.exit_with_parent``)."""
+    """A worker process's initializer: what native libraries (MediaPipe's glog, TensorFlow Lite,
+    ffmpeg) write to file descriptors 1 and 2 goes to the null device, and the worker ends with
+    its parent; ``msakit extract``'s own worker start (``msakit.extract.pipeline._init_worker``)."""
     import os
 
-    from msakit.extract.workers import exit_with_parent
+    from msakit.extract.pipeline import _init_worker
 
-    exit_with_parent()
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        sys.stderr.flush()
-        kept = os.dup(2)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.dup2(null, 1)
-        os.close(null)
-        sys.stderr = open(kept, "w", buffering=1, encoding="utf-8", errors="replace", closefd=True)
-    except (OSError, ValueError, AttributeError):
-        pass  # no real file descriptors (an embedding host): leave the streams as they are
-
-
-class quiet_native_output:
-    """``with quiet_native_output():`` the same as ``silence_native_output`` for this process, for
-    the block only: native libraries' lines are dropped, Python's ``sys.stderr`` (progress bars,
-    messages) still reaches the terminal."""
-
-    def __enter__(self):
-        import os
-
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        self.saved = None
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            self.saved = (os.dup(1), os.dup(2))
-            self.stdout, self.stderr = sys.stdout, sys.stderr
-            if _real_fd(sys.stdout) == 1:
-                sys.stdout = open(os.dup(self.saved[0]), "w", buffering=1, encoding="utf-8", errors="replace", closefd=True)
-            if _real_fd(sys.stderr) == 2:
-                sys.stderr = open(os.dup(self.saved[1]), "w", buffering=1, encoding="utf-8", errors="replace", closefd=True)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            os.close(null)
-        except (OSError, ValueError, AttributeError):
-            self.saved = None
-        return self
-
-    def __exit__(self, *exc):
-        import os
-
-        if self.saved is None:
-            return False
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os.dup2(self.saved[0], 1)
-        os.dup2(self.saved[1], 2)
-        for fd in self.saved:
-            os.close(fd)
-        for mine, theirs in ((sys.stdout, self.stdout), (sys.stderr, self.stderr)):
-            if mine is not theirs:
-                mine.close()
-        sys.stdout, sys.stderr = self.stdout, self.stderr
-        return False
-
-
-def _real_fd(stream) -> int | None:
-    try:
-        return stream.fileno()
-    except (OSError, ValueError, AttributeError):
-        return None  # e.g. pytest's capture: nothing native reaches it anyway
+    _init_worker(os.devnull)
 
 
 def extract_one(path: str, transcript: str | None, settings: dict, timeline: bool = False, optional: str = "") -> dict:
