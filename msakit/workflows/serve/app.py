@@ -307,7 +307,7 @@ class ExtractionPool:
         """``fn(*args)`` in a worker once one is free; cancelling while it waits means it never runs
         (a clip already in a worker finishes there, and its slot frees when the worker does).
         A worker that dies during the clip takes every clip then in the pool with it: each is
-        tried once more in a fresh pool (an innocent clip is extracted then); a clip whose worker
+        tried once more alone, in a process of its own (an innocent clip is extracted then); a clip whose worker
         dies again gets an error naming how it ended."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
@@ -321,12 +321,19 @@ class ExtractionPool:
                 on_start()
             start = time.perf_counter()
             try:
-                executor = self._fresh_executor()
-                try:
-                    future = executor.submit(fn, *args)
-                except BrokenProcessPool:  # it broke just now, before this clip started: a fresh pool takes it
-                    self._discard(executor)
-                    executor = self.executor()
+                if attempt == 1:
+                    executor = self._fresh_executor()
+                    try:
+                        future = executor.submit(fn, *args)
+                    except BrokenProcessPool:  # it broke just now, before this clip started: a fresh pool takes it
+                        self._discard(executor)
+                        executor = self.executor()
+                        future = executor.submit(fn, *args)
+                else:  # the retry runs alone, so that another clip's crash cannot take it down a second time
+                    import multiprocessing
+                    from concurrent.futures import ProcessPoolExecutor
+
+                    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
                     future = executor.submit(fn, *args)
             except BaseException:
                 slots.release()
@@ -340,11 +347,14 @@ class ExtractionPool:
             future.add_done_callback(finished)
             try:
                 return await asyncio.wrap_future(future)
-            except BrokenProcessPool:  # a worker died while this clip was in the pool
+            except BrokenProcessPool:  # a worker died while this clip was in the pool (or, retried alone, in its own)
                 reasons = await asyncio.to_thread(exit_reasons, executor)
                 self._discard(executor)
                 log.warning("an extraction worker stopped (%s) while a clip was in the pool (attempt %d); starting a fresh one",
                             reasons, attempt)
+            finally:
+                if attempt == 2:
+                    executor.shutdown(wait=False)
         return {"error": {"code": "worker_stopped",
                           "message": f"the extraction process stopped twice while extracting this clip ({reasons}); "
                                      "send it again, or a shorter or smaller one"}}
