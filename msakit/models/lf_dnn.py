@@ -20,8 +20,8 @@ Modalities: any non-empty subset of t, a, v (the concatenation holds the ones us
 
 Parameters, checked in tests/test_classic_models.py against a count built from the reference's
 layer list: MOSI configuration (text 128 -> 256, audio 16, video 128, post-fusion 128) with
-MOSI's unaligned feature sizes (text 768, audio 5, vision 20): the reference has 563,649
-trainable parameters, and this model without its text encoder the same 563,649.
+MOSI's unaligned feature sizes (text 768, audio 5, vision 20): the reference has 597,171
+trainable parameters, and this model without its text encoder the same 597,171.
 
 Deliberate differences from the reference (those of TFN, ``tfn.py``):
 - Text comes from a BERT-family encoder's token states (frozen by default, as the reference's

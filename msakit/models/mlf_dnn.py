@@ -15,7 +15,7 @@ Modalities: any non-empty subset of t, a, v (one head per modality used).
 Parameters, checked in tests/test_classic_models.py against a count built from the reference's
 layer list: SIMS configuration (text 64 -> 32, audio 32, video 64, post-fusion 32, heads 16 / 4
 / 32) with SIMS's unaligned feature sizes (text 768, audio 33, vision 709): the reference has
-282,097 trainable parameters, this model without its text encoder the same 282,097.
+283,388 trainable parameters, this model without its text encoder the same 283,388.
 
 Deliberate differences from the reference: those of LF-DNN (text encoder instead of fixed
 features, valid-frame averages, the LSTM state at the last real token); the text dropout of

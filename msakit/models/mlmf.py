@@ -15,7 +15,7 @@ Modalities: any non-empty subset of t, a, v (the factors and heads of the modali
 Parameters, checked in tests/test_classic_models.py against a count built from the reference's
 layer list: SIMS configuration (text 256 -> 128, audio 32, video 256, rank 3, heads 8 / 4 / 32)
 with SIMS's unaligned feature sizes (text 768, audio 33, vision 709): the reference has
-1,304,465 trainable parameters, this model without its text encoder the same 1,304,465.
+1,413,392 trainable parameters, this model without its text encoder the same 1,413,392.
 
 Deliberate differences from the reference: those of LMF (text encoder instead of fixed
 features, valid-frame averages, the LSTM state at the last real token, no unused post-fusion

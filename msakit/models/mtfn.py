@@ -17,8 +17,8 @@ Modalities: any non-empty subset of t, a, v (the tensor and the heads of the mod
 Parameters, checked in tests/test_classic_models.py against a count built from the reference's
 layer list: SIMS configuration (text 256 -> 256, audio 32, video 256, post-fusion 64, heads 64 /
 4 / 8) with SIMS's unaligned feature sizes (text 768, audio 33, vision 709): the reference has
-140,716,390 trainable parameters (139.5 M of them in the first post-fusion layer, on the
-257 x 257 x 33 tensor), this model without its text encoder the same 140,716,390.
+140,957,188 trainable parameters (139.5 M of them in the first post-fusion layer, on the
+257 x 257 x 33 tensor), this model without its text encoder the same 140,957,188.
 
 Deliberate differences from the reference: those of TFN (text encoder instead of fixed
 features, valid-frame averages, the LSTM state at the last real token, ``features["m"]`` the
