@@ -175,3 +175,71 @@ def test_data_without_the_unimodal_labels_is_refused_with_the_reason(name, label
 def test_ef_lstm_refuses_unaligned_data_naming_the_aligned_file(label_files, tiny_bert_dir, tmp_path):
     with pytest.raises(DataError, match=r"EF-LSTM needs word-aligned audio/vision.*aligned_50\.pkl"):
         _train("ef_lstm", label_files["original"], tmp_path / "run", tiny_bert_dir)
+
+
+# --- TFR-Net -----------------------------------------------------------------------------------
+
+
+def _bigru(i, h, layers):
+    one = lambda x: 3 * h * x + 3 * h * h + 6 * h  # noqa: E731  (weights and both bias vectors, per direction)
+    return 2 * one(i) + (layers - 1) * 2 * one(2 * h)
+
+
+def reference_tfr_net(text_in, audio_in, video_in, widths, d, nlevels, kernels, fusion_hidden, gru_layers, cls_hidden):
+    from test_baselines import _transformer
+
+    convs = sum(i * d * k for i, k in zip((text_in, audio_in, video_in), kernels) if i != d)
+    deep = max(nlevels, 3)
+    attention = 6 * _transformer(d, nlevels) + 3 * _transformer(d, deep) + sum(_transformer(w, deep) for w in widths)
+    generators = sum(_linear(3 * d, i) for i in (text_in, audio_in, video_in))
+    gates = sum(_bigru(3 * d, h, gru_layers) + (2 * h * 3 + 1) + _linear(2 * h + 3 * d, h) for h in fusion_hidden)
+    total = sum(fusion_hidden)
+    return convs + attention + generators + gates + 2 * total + _linear(total, cls_hidden) + _linear(cls_hidden, 1)
+
+
+def test_tfr_net_parameter_count_equals_the_reference_structure():
+    with torch.device("meta"):
+        model, c = _model("tfr_net", "mosi", InputDims(("t", "a", "v"), 5, 20))
+    reference = reference_tfr_net(
+        768, 5, 20, (c.seq_len_t, c.seq_len_a, c.seq_len_v), c.model_dim, c.layers, (c.conv_kernel_t, c.conv_kernel_a, c.conv_kernel_v),
+        (c.fusion_hidden_t, c.fusion_hidden_a, c.fusion_hidden_v), c.fusion_gru_layers, c.cls_hidden,
+    )
+    assert (c.seq_len_t, c.seq_len_a, c.seq_len_v, c.temporal_heads) == (50, 500, 375, 25)  # MMSA's MOSI unaligned seq_lens
+    assert _trainable(model) == reference
+    assert reference == 14_850_620  # the docstring's number
+
+
+def test_tfr_net_trains_on_incomplete_inputs_and_predicts_from_what_it_is_given():
+    model, c = _model("tfr_net", "mosi", InputDims(("t", "a", "v"), 5, 20), model_dim=8, heads=2, layers=1, seq_len_t=16, seq_len_a=20, seq_len_v=24,
+                      temporal_heads=2, fusion_gru_layers=1, missing_rate_a=0.5)
+    batch = _batch((9, 6, 12), (14, 7, 20), (11, 24, 5))
+    torch.manual_seed(0)
+    out = model.train()(batch)
+    rebuilt, target, missing = out.extras["reconstruction"]["a"]
+    assert rebuilt.shape == target.shape == (3, 20, 5) and missing.shape == (3, 20)
+    lengths = torch.tensor([14, 7, 20])
+    assert not missing[torch.arange(20)[None, :] >= lengths[:, None]].any()  # only valid frames go missing
+    assert 0.3 < missing.sum().item() / lengths.sum().item() < 0.7
+    text_missing = out.extras["reconstruction"]["t"][2]
+    assert not text_missing[:, 0].any() and not text_missing[torch.arange(3), torch.tensor([9, 6, 12]) - 1].any()  # [CLS], last token kept
+    torch.testing.assert_close(target, _batch((9, 6, 12), (14, 7, 20), (11, 24, 5)).audio[:, :20])  # the complete frames are the target
+
+    (l1, reconstruction) = model.build_objectives(None, "mosi")
+    assert set(reconstruction(out, batch, 2)) == {"reconstruction_t", "reconstruction_a", "reconstruction_v"}
+    assert reconstruction(out, batch, 1) == {}  # the reference adds it from the second epoch
+    model.eval()
+    with torch.no_grad():
+        first, second = model(batch), model(batch)
+    assert first.extras == {} and torch.equal(first.predictions["m"], second.predictions["m"])  # no corruption in evaluation
+
+
+def test_reconstruction_loss_counts_only_missing_positions():
+    from msakit.objectives.feature_reconstruction import masked_reconstruction_loss
+
+    target = torch.randn(2, 5, 3)
+    missing = torch.tensor([[True, False, False, False, False], [False, False, True, True, False]])
+    exact_where_missing = torch.where(missing[..., None], target, torch.randn(2, 5, 3) * 100)
+    assert masked_reconstruction_loss(exact_where_missing, target, missing, sim_weight=5.0).item() == pytest.approx(0.0, abs=1e-6)
+    off = target + missing[..., None] * 0.5  # off by 0.5 at the 9 missing values: smooth L1 0.125 each
+    assert masked_reconstruction_loss(off, target, missing, sim_weight=0.0).item() == pytest.approx(0.125, rel=1e-3)
+
