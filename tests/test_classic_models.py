@@ -1,11 +1,14 @@
-"""EF-LSTM, LF-DNN and the CH-SIMS multi-task models (MTFN, MLF-DNN, MLMF) against the reference
-structure (MMSA 2.2.1) and their own promises.
+"""EF-LSTM, LF-DNN, the CH-SIMS multi-task models (MTFN, MLF-DNN, MLMF) and TFR-Net against the
+reference structure (MMSA 2.2.1) and their own promises.
 
 Reference counts are built from the reference files' layer lists (``models/singleTask/
 EF_LSTM.py``, ``LF_DNN.py``, ``models/multiTask/MTFN.py``, ``MLF_DNN.py``, ``MLMF.py``), with the
 parameter-free 768-d stand-in for the reference's fixed text features (tests/test_baselines.py).
 The multi-task models: their unimodal heads learn from the data's human unimodal labels
-(changing those labels changes what is trained), and data without them is refused.
+(changing those labels changes what is trained), and data without them is refused. TFR-Net:
+training inputs made incomplete, evaluation inputs taken as given, the reconstruction loss.
+(Every model, these included, also runs through tests/test_every_model.py and the robustness
+grid of tests/test_robustness.py.)
 """
 
 from __future__ import annotations
@@ -148,14 +151,15 @@ def _train(name, data, run_dir, tiny_bert_dir, **model):
         return np.array([float(row["prediction"]) for row in csv.DictReader(f)])
 
 
-def test_changing_the_human_text_labels_changes_training(label_files, tiny_bert_dir, tmp_path):
-    original = _train("mlf_dnn", label_files["original"], tmp_path / "a", tiny_bert_dir, weight_t=1.0)
-    changed = _train("mlf_dnn", label_files["text_changed"], tmp_path / "b", tiny_bert_dir, weight_t=1.0)
+@pytest.mark.parametrize("name", ["mlf_dnn", "mtfn", "mlmf"])
+def test_changing_the_human_text_labels_changes_training(name, label_files, tiny_bert_dir, tmp_path):
+    original = _train(name, label_files["original"], tmp_path / "a", tiny_bert_dir, weight_t=1.0)
+    changed = _train(name, label_files["text_changed"], tmp_path / "b", tiny_bert_dir, weight_t=1.0)
     assert np.abs(original - changed).max() > 1e-4  # the text head's labels reach the shared text sub-network
-    # Control: with the text task's weight at 0 the text labels are not used, and the runs are equal.
-    unused_a = _train("mlf_dnn", label_files["original"], tmp_path / "c", tiny_bert_dir, weight_t=0.0)
-    unused_b = _train("mlf_dnn", label_files["text_changed"], tmp_path / "d", tiny_bert_dir, weight_t=0.0)
-    np.testing.assert_array_equal(unused_a, unused_b)
+    if name == "mlf_dnn":  # control: with the text task's weight at 0 the text labels are unused and the runs equal
+        unused_a = _train(name, label_files["original"], tmp_path / "c", tiny_bert_dir, weight_t=0.0)
+        unused_b = _train(name, label_files["text_changed"], tmp_path / "d", tiny_bert_dir, weight_t=0.0)
+        np.testing.assert_array_equal(unused_a, unused_b)
 
 
 @pytest.mark.parametrize("name", ["mtfn", "mlf_dnn", "mlmf"])
