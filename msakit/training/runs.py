@@ -270,15 +270,26 @@ def _max_text_tokens(data: dict) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else 128
 
 
+def check_feature_dims(split, meta: dict, context, what: str, model: str) -> None:
+    """The audio/vision widths of ``split`` are those the model was trained on (with
+    ``data.context`` on audio/vision, the model reads twice the data's width)."""
+    modalities = tuple(meta["input_dims"]["modalities"])
+    for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
+        if m in modalities and context.frame_width(m, split.feature_dim(m)) != meta["input_dims"][key]:
+            trained = meta["input_dims"][key] // 2 if context.reads(m) else meta["input_dims"][key]
+            raise ConfigError(f"{what}: {m!r} features have {split.feature_dim(m)} dims but {model} was trained on {trained}; "
+                              "use data with the same feature extractor")
+
+
 def run_context(run: Path, data: dict | None = None):
     """The run's ``data.context``/``data.context_side`` as a ``ContextSpec`` (off for runs made
     before context existed); ``data``: its ``data`` config section, when already read."""
     from msakit.data.context import ContextSpec
 
     data = _run_data_config(run) if data is None else data
-    k, side = data.get("context", 0), data.get("context_side", "both")
+    k, side, modalities = data.get("context", 0), data.get("context_side", "both"), data.get("context_modalities", "t")
     try:
-        return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both")
+        return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both", modalities)
     except ConfigError:
         return ContextSpec()
 
@@ -307,12 +318,9 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
     dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels, cache=cache)
     type(model).check_data(dataset, modalities)  # e.g. MAG-BERT refuses unaligned frames here too
     target = dataset[split]
-    for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
-        if m in modalities and target.feature_dim(m) != meta["input_dims"][key]:
-            raise ConfigError(
-                f"{data}: {m!r} features have {target.feature_dim(m)} dims but the model at {run} was "
-                f"trained on {meta['input_dims'][key]}; use data with the same feature extractor"
-            )
+    data_config = _run_data_config(run)  # read once: truncation and context as the run was trained
+    context = run_context(run, data_config)
+    check_feature_dims(target, meta, context, f"{data}", f"the model at {run}")
     from msakit.data.standardize import load_run_standardizer
 
     standardizer = load_run_standardizer(run)  # the training split's statistics, unchanged
@@ -331,9 +339,7 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
             target = dataclasses.replace(target, **{key: frames, f"{key}_lengths": lengths})
     from msakit.encoders.text import text_token_limit
 
-    data_config = _run_data_config(run)  # read once: truncation and context as the run was trained
-    context = run_context(run, data_config)
-    if context.on and "t" in modalities:
+    if context.on and set(context.modalities) & set(modalities):
         from msakit.data.context import video_of
 
         alone = sum(video_of(i) is None for i in target.ids)

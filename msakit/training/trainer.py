@@ -16,6 +16,7 @@ with the adopted model's validation score as epoch 0.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -194,6 +195,9 @@ class Trainer:
         model_class.check_data(self.data, self.modalities)
         self.context = check_context(config, self.data, self.modalities)
         dims = InputDims.from_split(self.data["train"], self.modalities)
+        if dims.audio_dim or dims.vision_dim:  # data.context on audio/vision: the neighbours' mean as extra columns
+            dims = dataclasses.replace(dims, audio_dim=dims.audio_dim and self.context.frame_width("a", dims.audio_dim),
+                                       vision_dim=dims.vision_dim and self.context.frame_width("v", dims.vision_dim))
         kwargs, self.tokenizer = {}, None
         if "t" in self.modalities and model_class.uses_text_encoder:
             from msakit.encoders.text import TextEncoder, load_tokenizer, resolve_encoder_path
@@ -702,13 +706,14 @@ def check_context(config, data, modalities) -> "ContextSpec":
 
     from msakit.data.context import ContextSpec, check_ids, videos_across_splits
 
-    spec = ContextSpec(config.data.context, config.data.context_side)
+    spec = ContextSpec(config.data.context, config.data.context_side, config.data.context_modalities)
     if not spec.on:
         return spec
-    if "t" not in modalities:
-        raise ConfigError(f"data.context={spec.k}: the neighbours are given to the text encoder, and this run uses no text "
-                          f"(modalities {','.join(modalities)}); use text, or data.context=0")
-    if data.aligned:
+    if not set(spec.modalities) & set(modalities):
+        raise ConfigError(f"data.context={spec.k} with data.context_modalities={','.join(spec.modalities)}: this run uses none of them "
+                          f"(modalities {','.join(modalities)}); name modalities the run uses (e.g. data.context_modalities={','.join(modalities)}), "
+                          "or data.context=0")
+    if spec.reads("t") and "t" in modalities and data.aligned:
         raise ConfigError(f"{data.source}: data.context with word-aligned features: the neighbours' words have no frames; "
                           "use the unaligned file (e.g. unaligned_50.pkl) or data.context=0")
     for name, split in data.splits.items():

@@ -111,6 +111,7 @@ class VideoScorer:
         self.text_only = self.modalities == "t"
         self.withheld = self._withheld_in_training()
         self.context = run_context(self.seed_dir)  # neighbours: the other clips of the same video in a request
+        self.reads_context = self.context.on and bool(set(self.context.modalities) & set(self.modalities))
         trained = run_sidecar(self.seed_dir)
         self.extractor = trained
         if self.text_only:
@@ -178,7 +179,7 @@ class VideoScorer:
         reads = _joined([NAMES[m] for m in self.modalities])
         text = (f"{self.title[:1].upper() + self.title[1:]} reading {reads}; scores on the {_DATASET.get(self.kind, self.kind)} scale, "
                 f"{low:g} (negative) to {high:g} (positive)")
-        if self.context.on and "t" in self.modalities:
+        if self.reads_context:
             text += f". It reads each utterance with its neighbours ({self.context.describe()} of the same video)"
         if self.absent_ok:
             text += f". A clip without {' or '.join(NAMES[m] for m in self.absent_ok)} is scored without it, as the model was trained to"
@@ -308,7 +309,7 @@ class VideoScorer:
                 used.append((i, clip, out, absent, warnings))
         rows, used_kind = [], self.kind
         ids = _clip_ids(clips)
-        if used and self.context.on and "t" in self.modalities:
+        if used and self.reads_context:
             members = {}
             for i, clip, *_ in used:
                 members.setdefault(clip.video_id, []).append(i)
