@@ -30,13 +30,31 @@ def without_text(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("text_model.") and p.requires_grad)
 
 
+class StubBackbone(nn.Module):
+    """A BERT-shaped backbone: ``layers`` hidden states after the embeddings."""
+
+    def __init__(self, embedding: nn.Embedding, layers: int):
+        super().__init__()
+        from types import SimpleNamespace
+
+        self.embedding, self.config = embedding, SimpleNamespace(num_hidden_layers=layers, pad_token_id=0)
+
+    def forward(self, input_ids, attention_mask, output_hidden_states=False):
+        from types import SimpleNamespace
+
+        x = self.embedding(input_ids)
+        states = tuple(torch.tanh(x * (i + 1)) for i in range(self.config.num_hidden_layers + 1))
+        return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
+
+
 class StubText(nn.Module):
     """Stands in for a text encoder of width ``hidden`` (its parameters are not counted)."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, layers: int = 12):
         super().__init__()
         self.hidden_size = hidden
         self.proj = nn.Embedding(64, hidden)
+        self.backbone = StubBackbone(self.proj, layers)
 
     def token_states(self, ids, mask, embedding_hook=None):
         return self.proj(ids)
@@ -110,6 +128,51 @@ def ref_lnln(d_t, d_a, d_v, lengths=(50, 375, 500), d=128, tokens=8, depth=2, he
     ref.fusion.extra = nn.Parameter(torch.zeros(1, 1, d))
     ref.fusion.encoder = _encoder(d, fusion_depth, heads, d)
     ref.regression = nn.Linear(d, 1)
+    return ref
+
+
+def ref_kuda(d_t, d_a, d_v, lengths=(50, 375, 500), enc=128, hidden=256, ffn=512, fusion_layers=3) -> nn.Module:
+    """KMSA without BERT: UnimodalEncoder (enc_t/enc_v/enc_a = UniPretrain: UniEncoder with
+    MixDomainAdapters + Classifier), DyRoutTrans (length/dimension alignment, 3 blocks), SentiCLS."""
+
+    def adapter(up):  # MixDomainAdapter
+        down = up // 2
+        return nn.ModuleList([nn.Linear(up, down), nn.Linear(down, up),
+                              nn.TransformerEncoder(nn.TransformerEncoderLayer(down, 4, down // 2, batch_first=True), 2, enable_nested_tensor=False)])
+
+    def classifier(k):  # Classifier(2k, [k/2, k/4, k/8], 1)
+        return nn.Sequential(nn.Linear(2 * k, k // 2), nn.Linear(k // 2, k // 4), nn.Linear(k // 4, k // 8), nn.Linear(k // 8, 1))
+
+    def uni_av(fea, patches):
+        m = nn.Module()
+        m.proj = nn.Linear(fea, enc)
+        m.position_embeddings = nn.Parameter(torch.zeros(1, patches, enc))
+        m.tfencoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(enc, 8, enc // 2, batch_first=True), 4, enable_nested_tensor=False)
+        m.adapters = nn.ModuleList(adapter(enc) for _ in range(3))
+        m.layernorm = nn.LayerNorm(enc)
+        m.decoder = classifier(enc)
+        return m
+
+    def attention(dim):  # MultiHAtten(dim, 8, 64)
+        return nn.ModuleList([nn.Linear(dim, 512, bias=False) for _ in range(3)] + [nn.Linear(512, dim)])
+
+    def feed_forward(dim, mlp):
+        return nn.ModuleList([nn.LayerNorm(dim), nn.Linear(dim, mlp), nn.Linear(mlp, dim)])
+
+    def cross(dim, mlp):
+        return nn.ModuleList([attention(dim), nn.LayerNorm(dim), nn.LayerNorm(dim), feed_forward(dim, mlp)])
+
+    ref = nn.Module()
+    ref.enc_t = nn.ModuleList([nn.ModuleList(adapter(d_t) for _ in range(4)), nn.LayerNorm(d_t), classifier(d_t)])
+    ref.enc_v, ref.enc_a = uni_av(d_v, lengths[2]), uni_av(d_a, lengths[1])
+    ref.len = nn.ModuleList([nn.Linear(lengths[0], lengths[0]), nn.Linear(lengths[2], lengths[0]), nn.Linear(lengths[1], lengths[0])])
+    ref.dim = nn.ModuleList([nn.Linear(2 * d_t, hidden), nn.Linear(2 * enc, hidden), nn.Linear(2 * enc, hidden)])
+    ref.blocks = nn.ModuleList(
+        nn.ModuleList([nn.ModuleList([cross(hidden, ffn) for _ in range(3)]), nn.ModuleList(nn.LayerNorm(hidden) for _ in range(4)),
+                       attention(hidden), feed_forward(hidden, ffn), nn.ModuleList(nn.LayerNorm(hidden) for _ in range(3))])
+        for _ in range(fusion_layers)
+    )
+    ref.cls = nn.Sequential(nn.Linear(hidden, 64), nn.Linear(64, 32), nn.Linear(32, 1))
     return ref
 
 
@@ -300,3 +363,139 @@ def test_lnln_killed_run_resumes_to_the_same_bytes(small_synthetic, tiny_bert_di
                                   for line in text.splitlines()]
             straight, killed = strip(straight), strip(killed)
         assert straight == killed, name
+
+
+# ---- KuDA ------------------------------------------------------------------------------------
+def _all_but_text(model: nn.Module) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("text_model."))
+
+
+def test_kuda_parameter_count_equals_the_reference_for_mosi():
+    reference = ref_kuda(MOSI["text"], MOSI["audio"], MOSI["vision"])
+    assert n_params(reference) == 20_212_932  # recorded in kuda.py's docstring
+    model = build("kuda")
+    assert _all_but_text(model) == n_params(reference)
+    # Stage 2 freezes the knowledge (adapters and decoders), as OverallModal.preprocess_model.
+    frozen = sum(p.numel() for n, p in reference.named_parameters() if "adapters" in n or "decoder" in n or n.startswith(("enc_t.0", "enc_t.2")))
+    assert _all_but_text(model) - without_text(model) == frozen == 9_364_739
+    assert without_text(build("kuda", knowledge_pretraining=False)) == n_params(reference)
+
+
+def test_kuda_parameter_count_follows_the_sims_lengths():
+    sims = get_model_class("kuda").DATASET_DEFAULTS["sims"]["model"]
+    assert _all_but_text(build("kuda", **sims)) == n_params(ref_kuda(768, 5, 20, lengths=(39, 400, 55)))
+
+
+@pytest.mark.parametrize("modalities", [("t",), ("a", "v"), ("v",)])
+def test_kuda_refuses_modality_sets_without_text_and_a_second_modality(modalities):
+    with pytest.raises(MsakitError, match="KuDA fuses.*t,a,v"):
+        build("kuda", modalities=modalities)
+
+
+def test_kuda_output_shapes_and_a_batch_independent_prediction():
+    torch.manual_seed(0)
+    model = build("kuda", **get_model_class("kuda").TEST_OVERRIDES).eval()
+    batch = fake_batch()
+    out = model(batch)
+    assert {k: tuple(v.shape) for k, v in out.predictions.items()} == {"m": (4,), "t": (4,), "a": (4,), "v": (4,)}
+    assert out.features["m"].shape == (4, model.config.fusion_dim) and out.extras == {}
+    # Every sequence is brought to its fixed length: the first sample alone predicts the same.
+    alone = Batch(index=batch.index[:1], labels={"m": batch.labels["m"][:1]}, text_ids=batch.text_ids[:1], text_mask=batch.text_mask[:1],
+                  audio=batch.audio[:1, :9], audio_lengths=batch.audio_lengths[:1], vision=batch.vision[:1], vision_lengths=batch.vision_lengths[:1])
+    torch.testing.assert_close(model(alone).predictions["m"], out.predictions["m"][:1])
+
+
+def test_kuda_sentiment_ratio_gives_the_modality_nearest_the_label_the_largest_share():
+    from msakit.models.kuda import sentiment_ratio
+
+    unimodal = {"t": torch.tensor([1.0, -2.0]), "a": torch.tensor([0.0, 0.0]), "v": torch.tensor([-1.0, 2.5])}
+    ratio = sentiment_ratio(unimodal, torch.tensor([0.9, 2.0]), k=0.1)
+    torch.testing.assert_close(sum(ratio.values()), torch.ones(2))
+    assert max(ratio, key=lambda s: ratio[s][0]) == "t" and max(ratio, key=lambda s: ratio[s][1]) == "v"  # per sample
+    sharper = sentiment_ratio(unimodal, torch.tensor([0.9, 2.0]), k=2.0)
+    assert sharper["t"][0] > ratio["t"][0]
+
+
+def test_kuda_routing_is_the_reference_s_layernormed_ratio_in_training_and_a_plain_sum_in_evaluation():
+    """As DyRout_block: training combines LN(Σ LN_s(c_s + r_s·c_s)), evaluation LN(Σ c_s). LN_s
+    undoes the ratio's scaling (up to its eps), so the label hardly moves the training forward;
+    the two paths differ by the per-modality LayerNorms' learned affine (documented in kuda.py)."""
+    torch.manual_seed(0)
+    model = build("kuda", **{**get_model_class("kuda").TEST_OVERRIDES, "encoder_dropout": 0.0, "adapter_dropout": 0.0, "fusion_dropout": 0.0})
+    batch, other = fake_batch(), fake_batch()
+    other.labels["m"] = other.labels["m"] + 3.0
+    model.train()
+    out = model(batch)
+    assert set(out.extras["ratio"]) == {"t", "a", "v"} and set(out.extras["cpc"]) == {"t", "a", "v"}
+    assert not torch.allclose(out.extras["ratio"]["t"], model(other).extras["ratio"]["t"])  # the ratio follows the label
+    torch.testing.assert_close(model(other).predictions["m"], out.predictions["m"], atol=1e-4, rtol=0)  # ... and LN undoes it
+    model.eval()  # no label is read in evaluation: the plain sum
+    assert torch.equal(model(other).predictions["m"], model(batch).predictions["m"])
+    torch.testing.assert_close(model(batch).predictions["m"], out.predictions["m"])  # at the start LN_s(c_s) = c_s (c_s is LayerNorm-ed) ...
+    with torch.no_grad():
+        model.fusion[0].norms["t"].bias.copy_(torch.randn(model.config.fusion_dim))  # ... once training moves LN_s, evaluation (which skips it) differs
+    evaluated = model(batch).predictions["m"]
+    assert not torch.allclose(model.train()(batch).predictions["m"], evaluated, atol=1e-4)
+
+
+def test_kuda_trains_its_knowledge_stages_inside_one_run_and_records_them(small_synthetic, tiny_bert_dir, tmp_path, monkeypatch):
+    from msakit.models.kuda import KuDA
+    from msakit.training.checkpoint import load_model
+    from msakit.training.trainer import Trainer
+
+    adopted = {}
+    original = KuDA.adopt_pretrained
+
+    def recording(self, name, model):
+        adopted[name] = {k: v.clone() for k, v in model.decoders[model.config.stage].state_dict().items()}
+        return original(self, name, model)
+
+    monkeypatch.setattr(KuDA, "adopt_pretrained", recording)
+    Trainer(_config("kuda", small_synthetic, tiny_bert_dir, epochs=2), tmp_path / "run").fit()
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    stages = results["stages"]
+    assert list(stages) == ["knowledge_t", "knowledge_v", "knowledge_a"]
+    for s in ("t", "v", "a"):  # each learned its modality's planted unimodal label, as a run of its own
+        stage = stages[f"knowledge_{s}"]
+        assert stage["label"] == s and stage["epochs_run"] == 1 and set(stage["metrics"]) >= {"MAE", "Corr"}
+        saved = json.loads((tmp_path / "run" / f"stage_knowledge_{s}" / "config.json").read_text())
+        assert saved["data"]["modalities"] == [s] and saved["model_config"]["stage"] == s
+        assert not (tmp_path / "run" / f"stage_knowledge_{s}" / "best").exists()  # its weights live in the run's model
+    final = load_model(tmp_path / "run")[0]
+    for s in ("t", "v", "a"):  # the knowledge stayed frozen through stage 2
+        for k, v in final.decoders[s].state_dict().items():
+            assert torch.equal(v, adopted[f"knowledge_{s}"][k]), (s, k)
+    assert results["epochs_run"] == 2
+
+
+def test_kuda_killed_in_a_knowledge_stage_and_in_the_main_stage_resumes_each_where_it_was(small_synthetic, tiny_bert_dir, tmp_path, monkeypatch):
+    from msakit.training.trainer import Trainer
+
+    config = _config("kuda", small_synthetic, tiny_bert_dir, epochs=2, knowledge_epochs_t=2, knowledge_epochs_a=2, knowledge_epochs_v=2)
+    Trainer(config, tmp_path / "straight").fit()
+    run = tmp_path / "killed"
+    restore = _killed_at(monkeypatch, 4)  # t: epochs 1, 2; v: epoch 1, then killed in v's epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, run).fit()
+    restore()
+    assert (run / "stage_knowledge_t" / "results.json").exists() and (run / "stage_knowledge_v" / "last.pt").exists()
+    assert not (run / "stage_knowledge_a").exists() and not (run / "config.json").exists()
+    calls = []
+    original = Trainer.train_epoch
+
+    def counting(self, epoch):
+        calls.append((self.run_dir.name, epoch))
+        if len(calls) == 4:  # v: 2; a: 1, 2; then the main stage's first epoch: killed there
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", counting)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, run).fit(resume=True)
+    assert calls == [("stage_knowledge_v", 2), ("stage_knowledge_a", 1), ("stage_knowledge_a", 2), ("killed", 1)]
+    calls.clear()
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch: (calls.append((self.run_dir.name, epoch)), original(self, epoch))[1])
+    Trainer(config, run).fit(resume=True)
+    assert calls == [("killed", 1), ("killed", 2)]  # the main stage had not finished an epoch: it starts again, stages kept
+    assert (run / "test_predictions.csv").read_text() == (tmp_path / "straight" / "test_predictions.csv").read_text()
+    assert json.loads((run / "results.json").read_text())["stages"] == json.loads((tmp_path / "straight" / "results.json").read_text())["stages"]
