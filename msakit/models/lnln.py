@@ -51,9 +51,10 @@ Deliberate differences from the reference:
 - Padding is masked in the feature extractors (ALMT's difference, shared).
 - With one of audio/vision, the proxy generator reads that one only (its position table is
   ``8·(1 + sources)`` long; 24 with both, as the reference) and one reconstructor per modality.
-- The reference's AdamW (decoupled weight decay 1e-4) with warm-up + cosine schedule and 200
-  epochs scored on validation: the shared trainer's Adam with ALMT's decoupled decay hook,
-  no schedule, early stopping on validation MAE.
+- The reference's AdamW (decoupled weight decay 1e-4) with warm-up + cosine schedule: the
+  shared trainer's Adam with one group (``lr``) and no schedule; the decoupled decay is ALMT's
+  ``clip_gradients`` hook, inherited, which the trainer does not call at present (as for ALMT),
+  so no weight decay is applied. 200 epochs as the reference, the best validation epoch kept.
 """
 
 from __future__ import annotations
