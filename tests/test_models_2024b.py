@@ -311,7 +311,7 @@ def test_effectiveness_adversary_pushes_the_reversed_generator_towards_the_compl
     g_opt = torch.optim.Adam([generated], lr=0.05)
     gap = lambda: (generated.mean(0) - complete.mean(0)).norm().item()  # noqa: E731
     start = gap()
-    for _ in range(200):
+    for _ in range(150):
         logits = discriminator(torch.cat([reverse_gradient(generated), complete]))
         loss = loss_fn(ModelOutput({}, extras={"effectiveness_logits": logits}), None, 1)["effectiveness"]
         d_opt.zero_grad(), g_opt.zero_grad()

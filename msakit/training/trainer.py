@@ -10,7 +10,9 @@ weights by validation MAE of ``ŷ_m``, save a resume checkpoint, stop early afte
 A model that asks for a text stage (``needs_text_stage``: Self-MM's ``model.fusion=text_first``)
 gets its own configuration trained on text alone first, in ``RUN/text_stage`` (a run like any
 other, resumable), hands the result to ``adopt_text_model``, and starts its epochs from there,
-with the adopted model's validation score as epoch 0.
+with the adopted model's validation score as epoch 0. A model that declares pretraining stages
+(``pretraining_stages``: KuDA's knowledge pretraining) gets each trained the same way first, in
+``RUN/stage_<name>``, handed to ``adopt_pretrained``, and recorded in ``results.json``'s ``stages``.
 """
 
 from __future__ import annotations
