@@ -469,14 +469,20 @@ def test_kuda_trains_its_knowledge_stages_inside_one_run_and_records_them(small_
 
 
 def test_kuda_killed_in_a_knowledge_stage_and_in_the_main_stage_resumes_each_where_it_was(small_synthetic, tiny_bert_dir, tmp_path, monkeypatch):
+    """Through ``msakit.train(..., resume=True)`` (what ``msakit train --resume`` calls)."""
+    import msakit
     from msakit.training.trainer import Trainer
 
-    config = _config("kuda", small_synthetic, tiny_bert_dir, epochs=2, knowledge_epochs_t=2, knowledge_epochs_a=2, knowledge_epochs_v=2)
-    Trainer(config, tmp_path / "straight").fit()
-    run = tmp_path / "killed"
+    settings = {"text_encoder": str(tiny_bert_dir), **get_model_class("kuda").TEST_OVERRIDES, "knowledge_epochs_t": 2, "knowledge_epochs_a": 2,
+                "knowledge_epochs_v": 2}
+    overrides = {"model": settings, "train": {"batch_size": 32, "grad_accumulation": 1, "max_epochs": 2, "early_stop": 100, "progress": False,
+                                              "num_threads": 1}}
+    train = lambda name, resume=False: msakit.train("kuda", small_synthetic, run_dir=tmp_path / name, overrides=overrides, resume=resume)  # noqa: E731
+    train("straight")
+    run = tmp_path / "killed" / "seed_1111"
     restore = _killed_at(monkeypatch, 4)  # t: epochs 1, 2; v: epoch 1, then killed in v's epoch 2
     with pytest.raises(KeyboardInterrupt):
-        Trainer(config, run).fit()
+        train("killed")
     restore()
     assert (run / "stage_knowledge_t" / "results.json").exists() and (run / "stage_knowledge_v" / "last.pt").exists()
     assert not (run / "stage_knowledge_a").exists() and not (run / "config.json").exists()
@@ -491,11 +497,12 @@ def test_kuda_killed_in_a_knowledge_stage_and_in_the_main_stage_resumes_each_whe
 
     monkeypatch.setattr(Trainer, "train_epoch", counting)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(config, run).fit(resume=True)
-    assert calls == [("stage_knowledge_v", 2), ("stage_knowledge_a", 1), ("stage_knowledge_a", 2), ("killed", 1)]
+        train("killed", resume=True)
+    assert calls == [("stage_knowledge_v", 2), ("stage_knowledge_a", 1), ("stage_knowledge_a", 2), ("seed_1111", 1)]
     calls.clear()
     monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch: (calls.append((self.run_dir.name, epoch)), original(self, epoch))[1])
-    Trainer(config, run).fit(resume=True)
-    assert calls == [("killed", 1), ("killed", 2)]  # the main stage had not finished an epoch: it starts again, stages kept
-    assert (run / "test_predictions.csv").read_text() == (tmp_path / "straight" / "test_predictions.csv").read_text()
-    assert json.loads((run / "results.json").read_text())["stages"] == json.loads((tmp_path / "straight" / "results.json").read_text())["stages"]
+    train("killed", resume=True)
+    assert calls == [("seed_1111", 1), ("seed_1111", 2)]  # the main stage had not finished an epoch: it starts again, stages kept
+    straight = tmp_path / "straight" / "seed_1111"
+    assert (run / "test_predictions.csv").read_text() == (straight / "test_predictions.csv").read_text()
+    assert json.loads((run / "results.json").read_text())["stages"] == json.loads((straight / "results.json").read_text())["stages"]
