@@ -593,18 +593,13 @@ class Trainer:
         model, _, _ = load_model(stage_dir, self.device)
         return {"model": model, "label": label, "results": read_json(stage_dir / "results.json", f"stage {stage.name} results")}
 
-    def _record_stages(self, results: dict) -> None:
-        """Each pretraining stage's results in this run's ``results.json``; its weights are in this
-        run's model, so the stage's own copy goes."""
-        import shutil
-
-        results["stages"] = {
+    def _stage_results(self) -> dict:
+        """Each pretraining stage's results, for this run's ``results.json``."""
+        return {
             name: {"run_dir": f"stage_{name}", "label": s["label"], "metrics": s["results"]["metrics"], "best_epoch": s["results"]["best_epoch"],
                    "best_valid_MAE": s["results"]["best_valid_MAE"], "epochs_run": s["results"]["epochs_run"]}
             for name, s in self.stages.items()
         }
-        for name in self.stages:
-            shutil.rmtree(self.run_dir / f"stage_{name}" / "best", ignore_errors=True)
 
     def _finish(self, state: dict) -> RunResult:
         started = time.perf_counter()
@@ -657,11 +652,15 @@ class Trainer:
 
             shutil.rmtree(self.run_dir / "text_stage" / "best", ignore_errors=True)
         if getattr(self, "stages", None):
-            self._record_stages(results)
+            results["stages"] = self._stage_results()
         ulgm_labels = self.ulgm_label_comparison(state["epoch"])
         if ulgm_labels is not None:
             results["ulgm_labels"] = ulgm_labels
         write_json(self.run_dir / "results.json", results)
+        for name in getattr(self, "stages", None) or {}:  # their weights are in this run's model: the stages' own copies go
+            import shutil
+
+            shutil.rmtree(self.run_dir / f"stage_{name}" / "best", ignore_errors=True)
         # The resume state (weights + Adam moments, ~3x the model) has no use once the run is
         # finished; best/ holds the model. Dropping it keeps multi-seed sweeps from filling disks.
         (self.run_dir / "last.pt").unlink(missing_ok=True)
