@@ -205,13 +205,17 @@ class FusionTransformer(nn.Module):
         self.extra = nn.Parameter(torch.zeros(1, 1, dim))
         self.layers = nn.ModuleList([EncoderLayer(dim, heads, head_dim, ff_dim) for _ in range(depth)])
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def encode(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Every target position's output, the token's first (LNLN pools the others)."""
         extra = self.extra.expand(source.shape[0], -1, -1)
         source = torch.cat([extra, source], dim=1) + self.position_source[:, : source.shape[1] + 1]
         target = torch.cat([extra, target], dim=1) + self.position_target[:, : target.shape[1] + 1]
         for layer in self.layers:
             target = layer(target, source)
-        return target[:, 0]
+        return target
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.encode(source, target)[:, 0]
 
 
 @register_model

@@ -10,7 +10,9 @@ weights by validation MAE of ``ŷ_m``, save a resume checkpoint, stop early afte
 A model that asks for a text stage (``needs_text_stage``: Self-MM's ``model.fusion=text_first``)
 gets its own configuration trained on text alone first, in ``RUN/text_stage`` (a run like any
 other, resumable), hands the result to ``adopt_text_model``, and starts its epochs from there,
-with the adopted model's validation score as epoch 0.
+with the adopted model's validation score as epoch 0. A model that declares pretraining stages
+(``pretraining_stages``: KuDA's knowledge pretraining) gets each trained the same way first, in
+``RUN/stage_<name>``, handed to ``adopt_pretrained``, and recorded in ``results.json``'s ``stages``.
 """
 
 from __future__ import annotations
@@ -351,6 +353,8 @@ class Trainer:
             if restart:
                 self._refuse_other_config()
             resume = resume and not restart
+        if self.model.pretraining_stages():  # e.g. KuDA's knowledge pretraining: each stage a run of its own
+            resume, restart = self._pretraining_stages(resume)
         if resume:
             state = self._load_resume_state()
             # A kill between an epoch's metrics line and its checkpoint leaves a line for an
@@ -532,6 +536,71 @@ class Trainer:
         model, _, _ = load_model(stage_dir, self.device)
         return {"model": model, "results": read_json(stage_dir / "results.json", "text stage results")}
 
+    # ---- pretraining stages (MSAModel.pretraining_stages) ----------------------------------
+    def _pretraining_stages(self, resume: bool) -> tuple[bool, bool]:
+        """Train (or finish, or read) each stage in ``RUN/stage_<name>`` and hand its best model
+        to ``adopt_pretrained``; then ``(resume, restart)`` for this run's own epochs, as after
+        a text stage: killed before its first epoch, this run starts again."""
+        self._refuse_existing(resume)
+        self.stages = {}
+        for stage in self.model.pretraining_stages():
+            self.stages[stage.name] = self._pretraining_stage(stage)
+            self.model.adopt_pretrained(stage.name, self.stages[stage.name]["model"])
+        seed_everything(self.config.train.seed)  # this run's epochs start from the seed, as a run of their own
+        restart = resume and not (self.run_dir / "last.pt").exists()
+        if restart:
+            self._refuse_other_config()
+        return resume and not restart, restart
+
+    def stage_config(self, stage) -> RunConfig:
+        """This run's configuration changed as ``stage`` says, on its modalities only."""
+        import dataclasses
+
+        from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+
+        c = self.config
+        dropout = {m: p for m, p in parse_modality_dropout(c.train.modality_dropout).items() if m in stage.modalities}
+        return dataclasses.replace(
+            c,
+            data=dataclasses.replace(c.data, modalities=tuple(stage.modalities)),
+            model_config=dataclasses.replace(c.model_config, **stage.model),
+            train=dataclasses.replace(c.train, **{**stage.train, "modality_dropout": format_modality_dropout(dropout)}),
+            alignment=dataclasses.replace(c.alignment, pairs="none"),
+        )
+
+    def _pretraining_stage(self, stage) -> dict:
+        import dataclasses
+        import shutil
+
+        splits = self.raw_data.splits
+        label = stage.label if all(stage.label in split.labels for split in splits.values()) else "m"
+        data = self.raw_data if label == "m" else dataclasses.replace(
+            self.raw_data, splits={n: dataclasses.replace(s, labels={**s.labels, "m": s.labels[label]}) for n, s in splits.items()})
+        stage_dir, config = self.run_dir / f"stage_{stage.name}", self.stage_config(stage)
+        if not (stage_dir / "results.json").exists():
+            resume = (stage_dir / "last.pt").exists()  # killed during the stage: it continues
+            if not resume and stage_dir.exists():
+                shutil.rmtree(stage_dir)  # msakit's own: started, but not one epoch finished
+            if self.config.train.progress:
+                tqdm.write(f"stage {stage.name}: {self.config.model} on {','.join(stage.modalities)}, learning label {label!r} ({stage_dir})")
+            Trainer(config, stage_dir, data=data, fit_defaults=False).fit(resume=resume)
+        differences = _saved_config_differences(stage_dir / "config.json", config)
+        if differences:
+            raise ConfigError(f"{stage_dir}: stage {stage.name} was trained with another config (differs in {', '.join(differences[:5])}); "
+                              "delete it, or resume with the settings it was started with")
+        if not (stage_dir / "best").exists():
+            raise RunDirError(f"{stage_dir}: stage {stage.name} finished but its model (best/) is gone; delete {stage_dir} to train it again")
+        model, _, _ = load_model(stage_dir, self.device)
+        return {"model": model, "label": label, "results": read_json(stage_dir / "results.json", f"stage {stage.name} results")}
+
+    def _stage_results(self) -> dict:
+        """Each pretraining stage's results, for this run's ``results.json``."""
+        return {
+            name: {"run_dir": f"stage_{name}", "label": s["label"], "metrics": s["results"]["metrics"], "best_epoch": s["results"]["best_epoch"],
+                   "best_valid_MAE": s["results"]["best_valid_MAE"], "epochs_run": s["results"]["epochs_run"]}
+            for name, s in self.stages.items()
+        }
+
     def _finish(self, state: dict) -> RunResult:
         started = time.perf_counter()
         best, _, _ = load_model(self.run_dir, self.device)
@@ -582,10 +651,16 @@ class Trainer:
             import shutil
 
             shutil.rmtree(self.run_dir / "text_stage" / "best", ignore_errors=True)
+        if getattr(self, "stages", None):
+            results["stages"] = self._stage_results()
         ulgm_labels = self.ulgm_label_comparison(state["epoch"])
         if ulgm_labels is not None:
             results["ulgm_labels"] = ulgm_labels
         write_json(self.run_dir / "results.json", results)
+        for name in getattr(self, "stages", None) or {}:  # their weights are in this run's model: the stages' own copies go
+            import shutil
+
+            shutil.rmtree(self.run_dir / f"stage_{name}" / "best", ignore_errors=True)
         # The resume state (weights + Adam moments, ~3x the model) has no use once the run is
         # finished; best/ holds the model. Dropping it keeps multi-seed sweeps from filling disks.
         (self.run_dir / "last.pt").unlink(missing_ok=True)
