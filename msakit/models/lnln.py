@@ -52,9 +52,8 @@ Deliberate differences from the reference:
 - With one of audio/vision, the proxy generator reads that one only (its position table is
   ``8·(1 + sources)`` long; 24 with both, as the reference) and one reconstructor per modality.
 - The reference's AdamW (decoupled weight decay 1e-4) with warm-up + cosine schedule: the
-  shared trainer's Adam with one group (``lr``) and no schedule; the decoupled decay is ALMT's
-  ``clip_gradients`` hook, inherited, which the trainer does not call at present (as for ALMT),
-  so no weight decay is applied. 200 epochs as the reference, the best validation epoch kept.
+  shared trainer's Adam with one group (``lr``, ALMT's, with its decoupled weight decay) and no
+  schedule. 200 epochs as the reference, the best validation epoch kept.
 """
 
 from __future__ import annotations
