@@ -1,0 +1,201 @@
+"""DMD, DLF and ConFEDE against their reference structures, and their new objectives.
+
+Reference counts are rebuilt from each reference file's layer list (mdswyz/DMD
+``trains/singleTask/model/dmd.py`` + ``distillnets/``; pwang322/DLF
+``trains/singleTask/model/DLF.py``), without the BERT text encoder, which msakit replaces by its
+own: a parameter-free stand-in encoder returning 768-d states makes the trainable counts
+comparable.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from msakit.config import resolve_config
+from msakit.data.batching import Batch
+from msakit.errors import ConfigError
+from msakit.models import InputDims, ModelOutput, get_model_class
+from msakit.objectives.decoupling import CosineOrthogonality, cosine_orthogonality, label_margin_hinge
+from msakit.objectives.graph_distillation import GraphDistillationLoss, GraphDistillationUnit, edge_prior
+
+
+class FixedTextFeatures(nn.Module):
+    """Stands in for pre-extracted 768-d text features: no parameters."""
+
+    def __init__(self, hidden_size: int = 768):
+        super().__init__()
+        self.hidden_size = hidden_size
+
+    def token_states(self, ids, mask):
+        h = torch.arange(self.hidden_size, dtype=torch.float32)
+        position = torch.arange(ids.shape[1], dtype=torch.float32)[None, :, None]
+        return torch.sin(0.1 * ids[..., None].float() * (h + 1) + 0.37 * position * (h % 7 + 1))
+
+
+def _linear(i, o, bias=True):
+    return i * o + (o if bias else 0)
+
+
+def _transformer(e, layers):  # MulT's fairseq-style encoder, as in both repositories
+    attention = 3 * e * e + 3 * e + _linear(e, e)
+    return layers * (attention + _linear(e, 4 * e) + _linear(4 * e, e) + 4 * e) + 2 * e
+
+
+def _residual(dim, hidden):  # proj1, proj2, out_layer
+    return _linear(dim, hidden) + _linear(hidden, dim) + _linear(dim, 1)
+
+
+def _gd_unit(hidden, g):  # DistillationKernel: W_logit, W_repr, W_edge
+    return _linear(1, g) + _linear(hidden, g) + _linear(4 * g, 1)
+
+
+def reference_dmd(in_dims=(768, 5, 20), d=50, nlevels=4, kernels=(5, 5, 5), length=50):
+    steps = [length - k + 1 for k in kernels]
+    count = sum(i * d * k for i, k in zip(in_dims, kernels))  # proj_l/a/v
+    count += 3 * d * d + d * d + 3 * 2 * d * d  # encoder_s_*, encoder_c, decoder_*
+    count += 2 * sum(_linear(d * s, d) for s in steps)  # proj_cosine_*, align_c_*
+    count += 3 * _transformer(d, nlevels) + _residual(3 * d, 3 * d)  # self_attentions_c_*, proj1_c/proj2_c/out_layer_c
+    count += 6 * _transformer(d, nlevels) + 3 * _transformer(2 * d, max(nlevels, 3))
+    count += sum(_linear(d * s, d) + _linear(d, d * s) + _linear(d * s, 1) for s in steps)  # *_low
+    count += 3 * _residual(2 * d, 2 * d)  # *_high
+    count += 3 * _linear(2 * d, 2 * d) + _linear(3 * d, 3 * d) + _residual(9 * d, 9 * d)  # weight_*, proj1/proj2/out_layer
+    count += _gd_unit(d, 64) + _gd_unit(2 * d, 32)  # run.py's two graph-distillation units
+    unused = sum(_linear(d * s, d) for s in steps)  # proj_cosine_*: outputs enter no loss
+    return count, unused
+
+
+def _model(name, kind="mosi", dims=InputDims(("t", "a", "v"), 5, 20), **settings):
+    config = resolve_config(name, kind=kind, overrides={"model": settings}).model_config
+    return get_model_class(name)(config, dims, text_encoder=FixedTextFeatures()), config
+
+
+def _trainable(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _batch(lengths_t=(9, 6, 12), lengths_a=(14, 7, 20), lengths_v=(11, 24, 5), audio_dim=5, vision_dim=20, seed=0, labels=None):
+    g = torch.Generator().manual_seed(seed)
+    b = len(lengths_t)
+    mask = (torch.arange(max(lengths_t))[None] < torch.tensor(lengths_t)[:, None]).long()
+    ids = torch.randint(1, 50, mask.shape, generator=g) * mask
+    audio = torch.randn(b, max(lengths_a), audio_dim, generator=g) * (torch.arange(max(lengths_a))[None, :, None] < torch.tensor(lengths_a)[:, None, None])
+    vision = torch.randn(b, max(lengths_v), vision_dim, generator=g) * (torch.arange(max(lengths_v))[None, :, None] < torch.tensor(lengths_v)[:, None, None])
+    y = torch.zeros(b) if labels is None else torch.as_tensor(labels, dtype=torch.float32)
+    return Batch(index=torch.arange(b), labels={"m": y}, text_ids=ids, text_mask=mask, audio=audio,
+                 audio_lengths=torch.tensor(lengths_a), vision=vision, vision_lengths=torch.tensor(lengths_v))
+
+
+# ---- DMD ---------------------------------------------------------------------------------------
+def test_dmd_parameter_count_is_the_reference_minus_its_unused_layers():
+    with torch.device("meta"):
+        model, c = _model("dmd")
+    reference, unused = reference_dmd()
+    assert (reference, unused) == (4_750_732, 345_150)  # the numbers in the docstring
+    assert _trainable(model) == reference - unused == 4_405_582
+    with torch.device("meta"):  # MOSEI's configuration: d = 30, 6 heads, kernels 5/1/3
+        model, c = _model("dmd", "mosei", InputDims(("t", "a", "v"), 74, 35))
+    reference, unused = reference_dmd((768, 74, 35), 30, 4, (5, 1, 3))
+    assert _trainable(model) == reference - unused
+
+
+def test_dmd_outputs_have_the_reference_shapes_and_do_not_depend_on_the_batch():
+    model, c = _model("dmd")
+    model.eval()
+    batch = _batch()
+    with torch.no_grad():
+        out = model(batch)
+        d = c.model_dim
+        assert out.predictions["m"].shape == (3,)
+        assert {k: tuple(v.shape) for k, v in out.features.items()} == {"m": (3, 9 * d), "t": (3, 2 * d), "a": (3, 2 * d), "v": (3, 2 * d)}
+        assert set(out.extras["logits"]) == {"t_homo", "v_homo", "a_homo", "t_hetero", "v_hetero", "a_hetero", "c"}
+        assert out.extras["graph_homo"]["edges"].shape == (6, 3)
+        torch.testing.assert_close(out.extras["graph_homo"]["edges"].sum(0), torch.ones(3))  # softmax over the 6 edges
+        assert out.extras["projected"]["t"].shape == (3, d, 46)  # 50 positions, kernel 5
+        # Fixed-length inputs: a sample's prediction is the same alone as in a padded batch.
+        alone = _batch((12,), (20,), (5,))
+        alone.text_ids, alone.audio, alone.vision = batch.text_ids[2:, :12], batch.audio[2:, :20], batch.vision[2:, :5]
+        torch.testing.assert_close(model(alone).predictions["m"], out.predictions["m"][2:], rtol=1e-4, atol=1e-5)
+
+
+def test_dmd_refuses_modality_subsets_and_bad_lengths():
+    with pytest.raises(ConfigError, match=r"DMD .* needs data.modalities=t,a,v, got t,a"):
+        _model("dmd", dims=InputDims(("t", "a"), 5, None))
+    with pytest.raises(ConfigError, match="model.audio_length=3 is shorter than model.conv_kernel_a=5"):
+        resolve_config("dmd", overrides={"model": {"audio_length": 3}})
+    clipping = _model("dmd")[0].gradient_clipping()
+    assert (clipping.mode, clipping.limit, clipping.when) == ("value", 0.6, "backward")
+    assert resolve_config("dmd", kind="mosi").train.grad_accumulation == 10
+
+
+# ---- objectives ---------------------------------------------------------------------------------
+def test_label_margin_hinge_is_zero_when_same_labels_cluster_and_positive_when_they_do_not():
+    labels = torch.tensor([0.0, 0.0, 0.0, 2.0, 2.0, 2.0])
+    clustered = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3)
+    assert label_margin_hinge(clustered, labels) == 0.0
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 3)  # each label spread over both directions
+    assert label_margin_hinge(mixed, labels) > 0.3
+    # No anchor has both a positive and a negative: nothing to compare, 0 (and differentiable).
+    assert label_margin_hinge(torch.randn(3, 4, requires_grad=True), torch.tensor([0.0, 1.0, 2.0])) == 0.0
+
+
+def test_label_margin_hinge_falls_under_optimisation():
+    torch.manual_seed(0)
+    labels = torch.tensor([-2.0, -2.0, 0.0, 0.0, 2.0, 2.0]).repeat_interleave(3)
+    features = torch.randn(18, 8, requires_grad=True)
+    optimiser = torch.optim.Adam([features], lr=0.05)
+    start = float(label_margin_hinge(features, labels).detach())
+    for _ in range(200):
+        optimiser.zero_grad()
+        loss = label_margin_hinge(features, labels)
+        loss.backward()
+        optimiser.step()
+    assert start > 0.1 and float(label_margin_hinge(features, labels).detach()) < 0.05 * start
+
+
+def test_cosine_orthogonality_is_zero_for_orthogonal_or_opposed_codes_and_learns_it():
+    s = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])
+    assert cosine_orthogonality(s, torch.tensor([[[0.0, 3.0, 0.0], [0.0, 0.0, 1.0]]])) == 0.0
+    assert cosine_orthogonality(s, -s) == 0.0
+    assert cosine_orthogonality(s, 2 * s) == pytest.approx(1.0)
+    torch.manual_seed(1)
+    specific, invariant = torch.randn(4, 5, 6) + 1, (torch.randn(4, 5, 6) + 1).requires_grad_()
+    objective = CosineOrthogonality(("t",), 1.0)
+    out = lambda: ModelOutput(predictions={}, extras={"specific": {"t": specific}, "invariant": {"t": invariant}})  # noqa: E731
+    start = float(objective(out(), None, 0)["ortho"].detach())
+    optimiser = torch.optim.Adam([invariant], lr=0.05)
+    for _ in range(200):
+        optimiser.zero_grad()
+        objective(out(), None, 0)["ortho"].backward()
+        optimiser.step()
+    assert start > 0.5 and float(objective(out(), None, 0)["ortho"]) < 0.02
+
+
+def test_graph_distillation_moves_students_toward_teachers_and_edges_toward_the_prior():
+    torch.manual_seed(2)
+    unit = GraphDistillationUnit(3, 4, 8)
+    prior = edge_prior([0, 0, 1, 0, 1, 0])
+    assert prior[2] == prior[4] > 0.4 and sum(prior) == pytest.approx(1.0)
+    loss = GraphDistillationLoss("g", prior, 1.0, repr_metric="l1")
+    logits = torch.tensor([[1.0, -1.0, 0.5, 2.0], [0.0, 0.0, 0.0, 0.0], [3.0, 1.0, -2.0, 0.0]])
+    reprs = torch.randn(3, 4, 4)
+    # Identical vertices: nothing to distil; the remaining loss is the edge regulariser alone.
+    same = unit(logits[:1].expand(3, -1), reprs[:1].expand(3, -1, -1))
+    regulariser = 10 * (same["edges"].mean(1) - torch.tensor(prior)).pow(2).sum()
+    value = loss(ModelOutput(predictions={}, extras={"g": same}), None, 0)["graph_distill"]
+    torch.testing.assert_close(value, regulariser)
+    # Students move toward fixed teachers: optimising the predictions (and the edges) lowers the
+    # loss and brings the vertices' predictions together.
+    loss = GraphDistillationLoss("g", prior, 1.0, repr_metric=None)
+    spread = float(logits.std(dim=0).mean())
+    params = [logits.requires_grad_(), reprs.requires_grad_()] + list(unit.parameters())
+    optimiser = torch.optim.Adam(params, lr=0.05)
+    start = float(loss(ModelOutput(predictions={}, extras={"g": unit(logits, reprs)}), None, 0)["graph_distill"].detach())
+    for _ in range(150):
+        optimiser.zero_grad()
+        loss(ModelOutput(predictions={}, extras={"g": unit(logits, reprs)}), None, 0)["graph_distill"].backward()
+        optimiser.step()
+    end = float(loss(ModelOutput(predictions={}, extras={"g": unit(logits, reprs)}), None, 0)["graph_distill"].detach())
+    assert end < 0.2 * start
+    assert float(logits.detach().std(dim=0).mean()) < 0.3 * spread
