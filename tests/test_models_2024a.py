@@ -66,6 +66,21 @@ def reference_dmd(in_dims=(768, 5, 20), d=50, nlevels=4, kernels=(5, 5, 5), leng
     return count, unused
 
 
+def reference_dlf(in_dims=(768, 5, 20), d=50, nlevels=2, kernels=(5, 5, 5), length=50):
+    steps = [length - k + 1 for k in kernels]
+    count = sum(i * d * k for i, k in zip(in_dims, kernels))  # proj_l/a/v
+    count += 4 * _transformer(d, nlevels) + 3 * 2 * d * d  # encoder_s_*, encoder_c, decoder_*
+    count += 2 * sum(_linear(d * s, d) for s in steps)  # proj_cosine_*, align_c_*
+    count += 3 * _transformer(d, nlevels) + _residual(3 * d, 3 * d)  # self_attentions_c_*, proj1_c/proj2_c/out_layer_c
+    count += 6 * _transformer(d, nlevels)  # trans_l_with_a/v and the four unused trans_{a,v}_with_*
+    count += _transformer(d, nlevels) + 2 * _transformer(d, max(nlevels, 3))  # trans_l_mem, trans_a_mem, trans_v_mem
+    low = sum(_linear(d * s, d) + _linear(d, d * s) + _linear(d * s, 1) for s in steps)  # *_low: returned to no loss
+    count += low + 3 * _residual(d, d)  # *_high
+    count += 3 * _linear(d, d) + _linear(3 * d, 3 * d) + _residual(6 * d, 6 * d)  # projector_*, proj1/proj2/out_layer
+    unused = 4 * _transformer(d, nlevels) + sum(_linear(d * s, d) for s in steps) + low
+    return count, unused
+
+
 def _model(name, kind="mosi", dims=InputDims(("t", "a", "v"), 5, 20), **settings):
     config = resolve_config(name, kind=kind, overrides={"model": settings}).model_config
     return get_model_class(name)(config, dims, text_encoder=FixedTextFeatures()), config
@@ -127,6 +142,42 @@ def test_dmd_refuses_modality_subsets_and_bad_lengths():
     clipping = _model("dmd")[0].gradient_clipping()
     assert (clipping.mode, clipping.limit, clipping.when) == ("value", 0.6, "backward")
     assert resolve_config("dmd", kind="mosi").train.grad_accumulation == 10
+
+
+# ---- DLF ---------------------------------------------------------------------------------------
+def test_dlf_parameter_count_is_the_reference_minus_its_unused_layers():
+    with torch.device("meta"):
+        model, c = _model("dlf")
+    reference, unused = reference_dlf()
+    assert (reference, unused) == (2_923_308, 1_294_703)  # the numbers in the docstring
+    assert _trainable(model) == reference - unused == 1_628_605
+    with torch.device("meta"):  # MOSEI's configuration: d = 50, kernels 3
+        model, c = _model("dlf", "mosei", InputDims(("t", "a", "v"), 74, 35))
+    assert c.orthogonality_width == 10
+    reference, unused = reference_dlf((768, 74, 35), 50, 2, (3, 3, 3))
+    assert _trainable(model) == reference - unused
+
+
+def test_dlf_language_focused_outputs_and_refusals():
+    model, c = _model("dlf")
+    model.eval()
+    batch = _batch()
+    with torch.no_grad():
+        out = model(batch)
+        d = c.model_dim
+        assert out.predictions["m"].shape == (3,)
+        assert {k: tuple(v.shape) for k, v in out.features.items()} == {"m": (3, 6 * d), "t": (3, d), "a": (3, d), "v": (3, d)}
+        assert set(out.extras["logits"]) == {"c", "t_focused", "a_focused", "v_focused"}
+        # The attractor: text queries audio. Changing audio moves the audio stream, not the text one.
+        louder = _batch()
+        louder.audio = batch.audio * 3.0
+        changed = model(louder)
+        torch.testing.assert_close(changed.features["t"], out.features["t"])
+        assert not torch.allclose(changed.features["a"], out.features["a"])
+    objectives = {type(o).__name__: o for o in model.build_objectives(None, "mosi")}
+    assert objectives["AuxiliaryL1"].weights == {"c": 1.0, "t_focused": 3.0, "v_focused": 1.0, "a_focused": 1.0}
+    with pytest.raises(ConfigError, match=r"DLF .* needs data.modalities=t,a,v, got t,v"):
+        _model("dlf", dims=InputDims(("t", "v"), None, 20))
 
 
 # ---- objectives ---------------------------------------------------------------------------------

@@ -73,15 +73,18 @@ def cosine_orthogonality(specific: torch.Tensor, invariant: torch.Tensor) -> tor
 
 
 class CosineOrthogonality(nn.Module):
-    """Objective: ``weight · Σ_s cosine_orthogonality(specific_s, invariant_s)``, term ``ortho``."""
+    """Objective: ``weight · Σ_s cosine_orthogonality(specific_s, invariant_s)``, term ``ortho``.
+    ``width`` > 0: the cosine is taken over consecutive ``width``-feature pieces of each frame's
+    vector instead of the whole vector (DLF's MOSEI setting, 10 of 50)."""
 
-    def __init__(self, modalities: tuple[str, ...], weight: float):
+    def __init__(self, modalities: tuple[str, ...], weight: float, width: int = 0):
         super().__init__()
-        self.modalities, self.weight = tuple(modalities), weight
+        self.modalities, self.weight, self.width = tuple(modalities), weight, width
 
     def forward(self, output, batch, epoch: int) -> dict[str, torch.Tensor]:
         specific, invariant = output.extras["specific"], output.extras["invariant"]
-        terms = [cosine_orthogonality(specific[s], invariant[s]) for s in self.modalities]
+        piece = (lambda x: x.reshape(-1, self.width)) if self.width > 0 else (lambda x: x)  # noqa: E731
+        terms = [cosine_orthogonality(piece(specific[s]), piece(invariant[s])) for s in self.modalities]
         return {"ortho": self.weight * torch.stack(terms).sum()}
 
 
