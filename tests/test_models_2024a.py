@@ -18,6 +18,7 @@ from msakit.data.batching import Batch
 from msakit.errors import ConfigError
 from msakit.models import InputDims, ModelOutput, get_model_class
 from msakit.objectives.decoupling import CosineOrthogonality, cosine_orthogonality, label_margin_hinge
+from msakit.objectives.contrastive_decomposition import ContrastiveDecomposition, select_partners
 from msakit.objectives.graph_distillation import GraphDistillationLoss, GraphDistillationUnit, edge_prior
 
 
@@ -32,6 +33,9 @@ class FixedTextFeatures(nn.Module):
         h = torch.arange(self.hidden_size, dtype=torch.float32)
         position = torch.arange(ids.shape[1], dtype=torch.float32)[None, :, None]
         return torch.sin(0.1 * ids[..., None].float() * (h + 1) + 0.37 * position * (h % 7 + 1))
+
+    def forward(self, ids, mask):  # the first token's state, as msakit's TextEncoder
+        return self.token_states(ids, mask)[:, 0]
 
 
 def _linear(i, o, bias=True):
@@ -78,6 +82,20 @@ def reference_dlf(in_dims=(768, 5, 20), d=50, nlevels=2, kernels=(5, 5, 5), leng
     count += low + 3 * _residual(d, d)  # *_high
     count += 3 * _linear(d, d) + _linear(3 * d, 3 * d) + _residual(6 * d, 6 * d)  # projector_*, proj1/proj2/out_layer
     unused = 4 * _transformer(d, nlevels) + sum(_linear(d * s, d) for s in steps) + low
+    return count, unused
+
+
+def reference_confede(in_dims=(768, 5, 20), d=768, layers=2, positions=(375, 500)):
+    half = d // 2
+    layer = 3 * d * d + 3 * d + _linear(d, d) + _linear(d, d) + _linear(d, d) + 4 * d  # attention, linear1/2 (ff = d), 2 norms
+    count = unused = 0
+    for in_dim, n in zip(in_dims[1:], positions):  # AudioEncoder, VisionEncoder
+        count += _linear(in_dim, d) + d + (n + 1) * d + _linear(in_dim, d)  # fc, cls_token, position_embeddings, proj
+        count += layers * layer + 2 * d + _linear(d, d)  # transformer, layernorm, dense
+        unused += _linear(in_dim, d) + _linear(d, d)  # fc and dense: never run
+    count += 6 * (2 * d + _linear(d, half))  # T/V/A_simi_proj, T/V/A_dissimi_proj
+    count += _linear(6 * half, 2 * half) + _linear(2 * half, half) + _linear(half, half // 2) + _linear(half // 2, half // 4) + _linear(half // 4, 1)
+    count += _linear(half, half // 2) + _linear(half // 2, half // 4) + _linear(half // 4, 1)  # mono_decoder
     return count, unused
 
 
@@ -178,6 +196,71 @@ def test_dlf_language_focused_outputs_and_refusals():
     assert objectives["AuxiliaryL1"].weights == {"c": 1.0, "t_focused": 3.0, "v_focused": 1.0, "a_focused": 1.0}
     with pytest.raises(ConfigError, match=r"DLF .* needs data.modalities=t,a,v, got t,v"):
         _model("dlf", dims=InputDims(("t", "v"), None, 20))
+
+
+# ---- ConFEDE -----------------------------------------------------------------------------------
+def test_confede_parameter_count_is_the_reference_minus_its_unused_layers():
+    with torch.device("meta"):
+        model, c = _model("confede")
+    reference, unused = reference_confede()
+    assert (reference, unused) == (20_118_914, 1_201_920)  # the numbers in the docstring
+    assert _trainable(model) == reference - unused == 18_916_994
+
+
+def test_confede_decomposes_each_modality_and_pairs_within_the_batch():
+    model, c = _model("confede", encoder_dim=32, heads=2, layers=1, audio_positions=24, video_positions=24)
+    model.eval()
+    labels = [1.0, 1.2, 0.9, -2.0, -1.8, -2.1, 0.0]
+    batch = _batch((5, 6, 7, 5, 6, 7, 4), (9, 8, 7, 6, 5, 4, 3), (3, 4, 5, 6, 7, 8, 9), labels=labels)
+    with torch.no_grad():
+        out = model(batch)
+    assert out.predictions["m"].shape == (7,) and out.features["m"].shape == (7, 6 * 16)
+    assert {k: tuple(v.shape) for k, v in out.extras["similarity"].items()} == {"t": (7, 16), "v": (7, 16), "a": (7, 16)}
+    assert set(out.extras["logits"]) == {"sim_t", "sim_v", "sim_a", "dis_t", "dis_v", "dis_a"}
+    objectives = model.build_objectives(None, "mosi")
+    terms = {}
+    for objective in objectives:
+        terms.update(objective(out, batch, 0))
+    assert set(terms) == {"mse_m", "contrastive", "mono_mse"} and all(torch.isfinite(v) for v in terms.values())
+    with pytest.raises(ConfigError, match=r"ConFEDE .* needs data.modalities=t,a,v, got a,v"):
+        _model("confede", dims=InputDims(("a", "v"), 5, 20))
+
+
+def test_partners_are_chosen_by_rounded_label_and_embedding_similarity():
+    labels = torch.tensor([1.1, 0.9, 1.2, 1.0, -2.0, -2.2, 3.0])
+    embeddings = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.8, 0.3], [0.95, 0.05], [-1.0, 0.0], [0.5, 0.5]])
+    partners, valid = select_partners(embeddings, labels)
+    assert valid.tolist() == [True, True, True, True, False, False, False]  # the last three lack 2 same-label partners
+    ss, dd, sd = partners[0, :2].tolist(), partners[0, 2:4].tolist(), partners[0, 4:].tolist()
+    assert set(ss) == {1, 3}  # the most similar samples labelled 1 (not 2, which points elsewhere)
+    assert set(dd) == {5, 6} and set(sd) == {4, 6}  # other labels: least similar; most similar (hard negatives)
+
+
+def test_contrastive_decomposition_is_low_for_a_decomposed_layout_and_falls_under_optimisation():
+    # 4 labels x 3 samples: similarity features carry the label (one direction per label, shared by
+    # the modalities), dissimilarity features are orthogonal to them: a near-minimal loss.
+    torch.manual_seed(3)
+    labels = torch.tensor([-2.0, 0.0, 1.0, 3.0]).repeat_interleave(3)
+    directions = torch.eye(8)
+    good_sim = {s: 5 * directions[labels.long() + 2] for s in "tva"}
+    good_dis = {s: 5 * directions[4:][torch.arange(12) % 4] for s in "tva"}
+    pairing = torch.randn(12, 4)
+    objective = ContrastiveDecomposition(1.0, 0.5)
+
+    def loss(sim, dis):
+        out = ModelOutput(predictions={}, extras={"similarity": sim, "dissimilarity": dis, "pairing": pairing})
+        return objective(out, Batch(index=torch.arange(12), labels={"m": labels}), 0)["contrastive"]
+
+    random = {s: torch.randn(12, 8, requires_grad=True) for s in "tva"}
+    random_dis = {s: torch.randn(12, 8, requires_grad=True) for s in "tva"}
+    start = float(loss(random, random_dis).detach())
+    assert float(loss(good_sim, good_dis)) < 0.5 * start
+    optimiser = torch.optim.Adam(list(random.values()) + list(random_dis.values()), lr=0.05)
+    for _ in range(150):
+        optimiser.zero_grad()
+        loss(random, random_dis).backward()
+        optimiser.step()
+    assert float(loss(random, random_dis).detach()) < 0.5 * start
 
 
 # ---- objectives ---------------------------------------------------------------------------------

@@ -9,6 +9,6 @@ from msakit.models import dma, late_fusion, mmmie, self_mm  # noqa: E402,F401
 from msakit.models import mag_bert, misa, mmim  # noqa: E402,F401
 from msakit.models import lmf, mult, tfn  # noqa: E402,F401
 from msakit.models import almt, cenet, tetfn  # noqa: E402,F401
-from msakit.models import dlf, dmd  # noqa: E402,F401
+from msakit.models import confede, dlf, dmd  # noqa: E402,F401
 
 __all__ = ["InputDims", "ModelOutput", "MSAModel", "available_models", "get_model_class", "register_model"]
