@@ -142,10 +142,13 @@ def test_dmd_outputs_have_the_reference_shapes_and_do_not_depend_on_the_batch():
         d = c.model_dim
         assert out.predictions["m"].shape == (3,)
         assert {k: tuple(v.shape) for k, v in out.features.items()} == {"m": (3, 9 * d), "t": (3, 2 * d), "a": (3, 2 * d), "v": (3, 2 * d)}
-        assert set(out.extras["logits"]) == {"t_homo", "v_homo", "a_homo", "t_hetero", "v_hetero", "a_hetero", "c"}
-        assert out.extras["graph_homo"]["edges"].shape == (6, 3)
-        torch.testing.assert_close(out.extras["graph_homo"]["edges"].sum(0), torch.ones(3))  # softmax over the 6 edges
-        assert out.extras["projected"]["t"].shape == (3, d, 46)  # 50 positions, kernel 5
+        assert out.extras == {}  # predicting computes nothing only the losses read
+        extras = model.train()(batch).extras
+        model.eval()
+        assert set(extras["logits"]) == {"t_homo", "v_homo", "a_homo", "t_hetero", "v_hetero", "a_hetero", "c"}
+        assert extras["graph_homo"]["edges"].shape == (6, 3)
+        torch.testing.assert_close(extras["graph_homo"]["edges"].sum(0), torch.ones(3))  # softmax over the 6 edges
+        assert extras["projected"]["t"].shape == (3, d, 46)  # 50 positions, kernel 5
         # Fixed-length inputs: a sample's prediction is the same alone as in a padded batch.
         alone = _batch((12,), (20,), (5,))
         alone.text_ids, alone.audio, alone.vision = batch.text_ids[2:, :12], batch.audio[2:, :20], batch.vision[2:, :5]
@@ -185,7 +188,8 @@ def test_dlf_language_focused_outputs_and_refusals():
         d = c.model_dim
         assert out.predictions["m"].shape == (3,)
         assert {k: tuple(v.shape) for k, v in out.features.items()} == {"m": (3, 6 * d), "t": (3, d), "a": (3, d), "v": (3, d)}
-        assert set(out.extras["logits"]) == {"c", "t_focused", "a_focused", "v_focused"}
+        assert set(model.train()(batch).extras["logits"]) == {"c", "t_focused", "a_focused", "v_focused"}
+        model.eval()
         # The attractor: text queries audio. Changing audio moves the audio stream, not the text one.
         louder = _batch()
         louder.audio = batch.audio * 3.0

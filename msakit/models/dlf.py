@@ -171,9 +171,6 @@ class DLF(DecoupledBase):
         sequences = {s: projected[s].transpose(1, 2) for s in ORDER}  # (B, L_s, d)
         specific = {s: self.specific[s](sequences[s], self._full(sequences[s])) for s in ORDER}
         shared = {s: self.shared(sequences[s], self._full(sequences[s])) for s in ORDER}
-        reconstructed = {s: self.decoders[s](torch.cat([specific[s], shared[s]], dim=-1).transpose(1, 2)).transpose(1, 2) for s in ORDER}
-        cycled = {s: self.specific[s](reconstructed[s], self._full(reconstructed[s])) for s in ORDER}
-        vectors = {s: self.align[s](shared[s].transpose(1, 2).flatten(1)) for s in ORDER}
         logits = {}
         attended = [self.shared_attention[s](shared[s], self._full(shared[s]))[:, -1] for s in ORDER]
         shared_fused = torch.cat(attended, dim=-1)
@@ -190,9 +187,15 @@ class DLF(DecoupledBase):
         gated = [torch.sigmoid(self.gates[s](hidden[s])) for s in ORDER] + [torch.sigmoid(self.gates["c"](shared_fused))]
         fused = torch.cat(gated, dim=-1)
         _, _, prediction = self.fusion_head(fused)
+        features = {"m": fused, **focused}
+        if not self.training:  # what only the losses read is not computed for predictions
+            return ModelOutput(predictions={"m": prediction}, features=features)
+        reconstructed = {s: self.decoders[s](torch.cat([specific[s], shared[s]], dim=-1).transpose(1, 2)).transpose(1, 2) for s in ORDER}
+        cycled = {s: self.specific[s](reconstructed[s], self._full(reconstructed[s])) for s in ORDER}
+        vectors = {s: self.align[s](shared[s].transpose(1, 2).flatten(1)) for s in ORDER}
         return ModelOutput(
             predictions={"m": prediction},
-            features={"m": fused, **focused},
+            features=features,
             extras={
                 "logits": logits, "projected": sequences, "reconstructed": reconstructed, "specific": specific, "invariant": shared,
                 "cycled": cycled, "invariant_vectors": vectors,

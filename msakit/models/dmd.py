@@ -263,15 +263,9 @@ class DMD(DecoupledBase):
         projected = self._project(batch)  # (B, d, L_s)
         specific = {s: self.specific[s](projected[s]) for s in ORDER}
         invariant = {s: self.invariant(projected[s]) for s in ORDER}
-        reconstructed = {s: self.decoders[s](torch.cat([specific[s], invariant[s]], dim=1)) for s in ORDER}
-        cycled = {s: self.specific[s](reconstructed[s]) for s in ORDER}
-        vectors = {s: self.align[s](invariant[s].flatten(1)) for s in ORDER}
         seq_s = {s: specific[s].transpose(1, 2) for s in ORDER}  # (B, L_s, d)
         seq_c = {s: invariant[s].transpose(1, 2) for s in ORDER}
         logits, homo_repr, hetero_repr = {}, {}, {}
-        # Homogeneous space: a residual head on each flattened invariant sequence.
-        for s in ORDER:
-            homo_repr[s], _, logits[f"{s}_homo"] = self.homo_heads[s](seq_c[s].flatten(1))
         attended = [self.invariant_attention[s](seq_c[s], self._full(seq_c[s]))[:, -1] for s in ORDER]
         invariant_fused = torch.cat(attended, dim=-1)
         _, _, logits["c"] = self.invariant_head(invariant_fused)
@@ -285,11 +279,20 @@ class DMD(DecoupledBase):
         gated = [torch.sigmoid(self.gates[s](last[s])) for s in ORDER] + [torch.sigmoid(self.gates["c"](invariant_fused))]
         fused = torch.cat(gated, dim=-1)
         _, _, prediction = self.fusion_head(fused)
+        features = {"m": fused, **{s: last[s] for s in ORDER}}
+        if not self.training:  # what only the losses read is not computed for predictions
+            return ModelOutput(predictions={"m": prediction}, features=features)
+        # Homogeneous space: a residual head on each flattened invariant sequence.
+        for s in ORDER:
+            homo_repr[s], _, logits[f"{s}_homo"] = self.homo_heads[s](seq_c[s].flatten(1))
+        reconstructed = {s: self.decoders[s](torch.cat([specific[s], invariant[s]], dim=1)) for s in ORDER}
+        cycled = {s: self.specific[s](reconstructed[s]) for s in ORDER}
+        vectors = {s: self.align[s](invariant[s].flatten(1)) for s in ORDER}
         homo = self.graph_homo(torch.stack([logits[f"{s}_homo"] for s in ORDER]), torch.stack([homo_repr[s] for s in ORDER]))
         hetero = self.graph_hetero(torch.stack([logits[f"{s}_hetero"] for s in ORDER]), torch.stack([hetero_repr[s] for s in ORDER]))
         return ModelOutput(
             predictions={"m": prediction},
-            features={"m": fused, **{s: last[s] for s in ORDER}},
+            features=features,
             extras={
                 "logits": logits, "projected": projected, "reconstructed": reconstructed, "specific": seq_s, "invariant": seq_c,
                 "specific_channels": specific, "cycled": cycled, "invariant_vectors": vectors, "graph_homo": homo, "graph_hetero": hetero,
