@@ -85,13 +85,13 @@ def reference_dlf(in_dims=(768, 5, 20), d=50, nlevels=2, kernels=(5, 5, 5), leng
     return count, unused
 
 
-def reference_confede(in_dims=(768, 5, 20), d=768, layers=2, positions=(375, 500)):
+def reference_confede(in_dims=(768, 5, 20), d=768, layers=(2, 2), positions=(375, 500)):
     half = d // 2
     layer = 3 * d * d + 3 * d + _linear(d, d) + _linear(d, d) + _linear(d, d) + 4 * d  # attention, linear1/2 (ff = d), 2 norms
     count = unused = 0
-    for in_dim, n in zip(in_dims[1:], positions):  # AudioEncoder, VisionEncoder
+    for in_dim, n, depth in zip(in_dims[1:], positions, layers):  # AudioEncoder, VisionEncoder
         count += _linear(in_dim, d) + d + (n + 1) * d + _linear(in_dim, d)  # fc, cls_token, position_embeddings, proj
-        count += layers * layer + 2 * d + _linear(d, d)  # transformer, layernorm, dense
+        count += depth * layer + 2 * d + _linear(d, d)  # transformer, layernorm, dense
         unused += _linear(in_dim, d) + _linear(d, d)  # fc and dense: never run
     count += 6 * (2 * d + _linear(d, half))  # T/V/A_simi_proj, T/V/A_dissimi_proj
     count += _linear(6 * half, 2 * half) + _linear(2 * half, half) + _linear(half, half // 2) + _linear(half // 2, half // 4) + _linear(half // 4, 1)
@@ -209,10 +209,15 @@ def test_confede_parameter_count_is_the_reference_minus_its_unused_layers():
     reference, unused = reference_confede()
     assert (reference, unused) == (20_118_914, 1_201_920)  # the numbers in the docstring
     assert _trainable(model) == reference - unused == 18_916_994
+    with torch.device("meta"):  # the MOSEI and SIMS folders: their feature sizes, layers and position tables
+        mosei, _ = _model("confede", "mosei", InputDims(("t", "a", "v"), 74, 35))
+        sims, _ = _model("confede", "sims", InputDims(("t", "a", "v"), 33, 709))
+    assert _trainable(mosei) == reference_confede((768, 74, 35), layers=(3, 3), positions=(500, 500))[0] - reference_confede((768, 74, 35))[1]
+    assert _trainable(sims) == reference_confede((768, 33, 709), layers=(2, 1), positions=(400, 55))[0] - reference_confede((768, 33, 709))[1]
 
 
 def test_confede_decomposes_each_modality_and_pairs_within_the_batch():
-    model, c = _model("confede", encoder_dim=32, heads=2, layers=1, audio_positions=24, video_positions=24)
+    model, c = _model("confede", encoder_dim=32, heads=2, audio_layers=1, video_layers=1, audio_positions=24, video_positions=24)
     model.eval()
     labels = [1.0, 1.2, 0.9, -2.0, -1.8, -2.1, 0.0]
     batch = _batch((5, 6, 7, 5, 6, 7, 4), (9, 8, 7, 6, 5, 4, 3), (3, 4, 5, 6, 7, 8, 9), labels=labels)

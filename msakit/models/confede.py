@@ -12,7 +12,7 @@ encoders ``text_encoder_finetune.py``, ``vision_encoder_finetune.py``, ``audio_e
    the fusion, see below); audio and vision, ``Linear(D_s → D)``, a
    learned CLS token (ones at start) prepended, learned positions (``audio_positions`` 375,
    ``video_positions`` 500, + 1), dropout, a post-norm GELU transformer (``layers`` 2, ``heads``
-   8, feed-forward ``D``, dropout 0.5), a LayerNorm and the mean over positions.
+   8, feed-forward ``D``, dropout 0.5; ``audio_layers``/``video_layers``), a LayerNorm and the mean over positions.
 2. Decomposition: per modality a similarity projector and a dissimilarity projector, each
    ``LayerNorm(D) → Linear(D → D/2) → tanh → dropout``.
 3. The six features concatenated (``3D``) -> an MLP ``[D, D/2, D/4, D/8]`` (GELU) -> ``ŷ``; each
@@ -55,8 +55,10 @@ Deliberate differences from the reference:
   position tables.
 - Optimiser: one Adam at ``lr`` 1e-4 without weight decay; the reference's AdamW decay 1e-3
   (a per-step shrink of 1e-7) and linear warm-up schedule are not used.
-- CH-SIMS/MOSEI: the reference's folders differ in feature sizes and position tables
-  (``DATASET_DEFAULTS``).
+- Per dataset (``DATASET_DEFAULTS``, from each reference folder): layers, position tables,
+  batch size and the fixed epoch count (MOSI 25, MOSEI 6, SIMS 50), which the reference trains
+  through keeping the best validation MAE; here it is ``train.max_epochs``, with msakit's early
+  stopping on top.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class ConFEDEConfig:
     text_finetune: bool = setting(True, doc="True: fine-tune the text encoder at lr (no text pre-training stage runs); False: frozen, as in the reference's fusion stage")
     encoder_dim: int = setting(0, min=0, doc="D, the unimodal encoders' width; 0 = the text encoder's hidden size (768 with BERT-base)")
     heads: int = setting(8, min=1, doc="heads of the audio/vision transformers")
-    layers: int = setting(2, min=1, doc="layers of the audio/vision transformers")
+    audio_layers: int = setting(2, min=1, doc="layers of the audio transformer")
+    video_layers: int = setting(2, min=1, doc="layers of the vision transformer")
     encoder_dropout: float = 0.5  # vision_drop_out / audio_drop_out
     projector_dropout: float = 0.5
     audio_positions: int = setting(375, min=1, doc="learned audio positions; longer audio is cut")
@@ -142,13 +145,16 @@ def _mlp(in_dim: int, hidden: list[int]) -> nn.Module:
 class ConFEDE(MSAModel):
     name = "confede"
     config_class = ConFEDEConfig
-    # XpastaX/ConFEDE MOSI/config.py, TVAExp_fusion: batch 16; MOSEI/SIMS folders: their sizes.
+    # XpastaX/ConFEDE {MOSI,MOSEI,SIMS}/config.py (TVAExp_fusion's batch size and epochs, the
+    # encoders' layers) and the position tables of each folder's encoders (num_patches).
     DATASET_DEFAULTS = {
-        "mosi": {"train": {"batch_size": 16, "grad_accumulation": 1}},
-        "mosei": {"model": {"audio_positions": 500, "video_positions": 500}, "train": {"batch_size": 16, "grad_accumulation": 1}},
-        "sims": {"train": {"batch_size": 16, "grad_accumulation": 1}},
+        "mosi": {"train": {"batch_size": 16, "grad_accumulation": 1, "max_epochs": 25}},
+        "mosei": {"model": {"audio_layers": 3, "video_layers": 3, "audio_positions": 500, "video_positions": 500},
+                  "train": {"batch_size": 8, "grad_accumulation": 1, "max_epochs": 6}},
+        "sims": {"model": {"audio_layers": 2, "video_layers": 1, "audio_positions": 400, "video_positions": 55},
+                 "train": {"batch_size": 32, "grad_accumulation": 1, "max_epochs": 50}},
     }
-    TEST_OVERRIDES = {"encoder_dim": 16, "heads": 2, "layers": 1, "encoder_dropout": 0.0, "projector_dropout": 0.0,
+    TEST_OVERRIDES = {"encoder_dim": 16, "heads": 2, "audio_layers": 1, "video_layers": 1, "encoder_dropout": 0.0, "projector_dropout": 0.0,
                       "audio_positions": 32, "video_positions": 32, "lr": 3e-3}
 
     def __init__(self, config: ConFEDEConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
@@ -165,8 +171,8 @@ class ConFEDE(MSAModel):
             raise ConfigError(f"ConFEDE's encoder width {d} must be divisible by model.heads={c.heads} and by 8; set model.encoder_dim")
         self.text_proj = nn.Identity() if text_encoder.hidden_size == d else nn.Linear(text_encoder.hidden_size, d)
         self.frame_encoders = nn.ModuleDict({
-            "v": FrameEncoder(dims.vision_dim, d, c.video_positions, c.heads, c.layers, c.encoder_dropout),
-            "a": FrameEncoder(dims.audio_dim, d, c.audio_positions, c.heads, c.layers, c.encoder_dropout),
+            "v": FrameEncoder(dims.vision_dim, d, c.video_positions, c.heads, c.video_layers, c.encoder_dropout),
+            "a": FrameEncoder(dims.audio_dim, d, c.audio_positions, c.heads, c.audio_layers, c.encoder_dropout),
         })
         half = d // 2
         self.similarity = nn.ModuleDict({s: _projector(d, half, c.projector_dropout) for s in ORDER})
