@@ -9,7 +9,7 @@ from msakit.models import dma, late_fusion, mmmie, self_mm  # noqa: E402,F401
 from msakit.models import mag_bert, misa, mmim  # noqa: E402,F401
 from msakit.models import lmf, mult, tfn  # noqa: E402,F401
 from msakit.models import almt, cenet, tetfn  # noqa: E402,F401
+from msakit.models import confede, dlf, dmd  # noqa: E402,F401
+from msakit.models import kuda, lnln  # noqa: E402,F401
 
 __all__ = ["InputDims", "ModelOutput", "MSAModel", "available_models", "get_model_class", "register_model"]
-from msakit.models import lnln  # noqa: E402,F401
-from msakit.models import kuda  # noqa: E402,F401
