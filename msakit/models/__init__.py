@@ -12,3 +12,5 @@ from msakit.models import almt, cenet, tetfn  # noqa: E402,F401
 
 __all__ = ["InputDims", "ModelOutput", "MSAModel", "available_models", "get_model_class", "register_model"]
 from msakit.models import mfn  # noqa: E402,F401
+from msakit.models import mfm  # noqa: E402,F401
+from msakit.models import graph_mfn  # noqa: E402,F401
