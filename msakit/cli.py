@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--compare-text-only", action="store_true", help="also train the same model on text alone (in RUN_DIR/text_only) and print both side by side")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train one run over N processes on this machine (one per GPU, or gloo on CPU): launches this command "
+                        "with torchrun (torch.distributed.run --standalone); see docs/guide/distributed.md for several machines")
 
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a trained run on a data file")
     p.add_argument("run_dir")
@@ -313,12 +316,55 @@ def _resume_hint(args, command_line: str) -> str:
     return f"; the finished epochs are saved in {run_dir}. Resume with: {again}"
 
 
+def world_size() -> int:
+    from msakit.training.distributed import world_size as size
+
+    return size()
+
+
+def is_main_process() -> bool:
+    from msakit.training.distributed import is_main_process as main
+
+    return main()
+
+
+def _launch_torchrun(args, command_line: str) -> int:
+    """``msakit train --nproc N ...``: the same command, without ``--nproc``, in N processes on
+    this machine through torchrun (``torch.distributed.run --standalone``); its exit status."""
+    import os
+    import subprocess
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: give the number of processes, 1 or more (one per GPU on a GPU machine)")
+    if world_size() > 1:
+        raise ConfigError("--nproc: this process is already one of a torchrun group; drop --nproc (torchrun set the processes)")
+    argv = shlex.split(command_line)[1:]
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    if not args.run_dir:  # chosen once here, so every process and the printed hints name one folder
+        import msakit
+
+        rest += ["--run-dir", str(msakit.api.default_run_dir(args.model, args.data))]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}", "-m", "msakit.cli", *rest]
+    return subprocess.call(command, env=env)
+
+
 def _run(args, command_line: str) -> int | None:
     """Carry out the command; an int is the exit status where it is not 0 (e.g. clips not scored)."""
     import msakit
     from msakit.config import parse_set_options
     from msakit.metrics import format_table
 
+    if args.command == "train" and args.nproc is not None:
+        return _launch_torchrun(args, command_line)
     if args.command == "train":
         overrides = parse_set_options(args.set)
         if args.modalities:
@@ -333,23 +379,29 @@ def _run(args, command_line: str) -> int | None:
             raise ConfigError("--resume needs --run-dir (the run to continue)")
         if not args.run_dir:  # chosen here so an interrupted run can say where it is
             args.run_dir = str(msakit.api.default_run_dir(args.model, args.data))
+            if world_size() > 1:  # under torchrun: rank 0's choice, for every process
+                from msakit.training.distributed import context
+                from msakit.training.trainer import resolve_device
+
+                args.run_dir = context(resolve_device(overrides["train"].get("device", "auto")).type).from_main(args.run_dir)
+        show = print if is_main_process() else (lambda *a, **k: None)  # under torchrun, rank 0 alone prints
         if args.compare_text_only:
             from msakit.api import compare_text_only, side_by_side
 
             result, text = compare_text_only(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir,
                                              overrides=overrides, resume=args.resume)
-            print(side_by_side(result, text))
+            show(side_by_side(result, text))
         else:
             result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides,
                                   resume=args.resume)
-            print(result.table())
+            show(result.table())
             from msakit.workflows.text_only import side_by_side, text_stages
 
             text = text_stages(result)  # model.fusion=text_first or auto (the default): its own text-only runs, at no cost
             if text is not None:
-                print()
-                print(side_by_side(result, text))
-        print(f"run written to {result.run_dir}")
+                show()
+                show(side_by_side(result, text))
+        show(f"run written to {result.run_dir}")
     elif args.command == "evaluate":
         result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
         for note in result.get("warnings", []):
