@@ -109,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--data", help="feature pickle to predict on")
     p.add_argument("--video", nargs="+", metavar="VIDEO", help="video files: extract with the run's extractor settings, then predict")
-    p.add_argument("--workers", type=int, default=1, help="with --video: clips extracted in parallel")
+    p.add_argument("--workers", type=int, help="with --video: clips extracted in parallel (default 1; with --engine ray: every CPU of the cluster)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="with --video: extract on this machine (default) or on a Ray cluster (needs msakit[distributed])")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster to join (HOST:6379, ray://HOST:10001 or auto; default: a local one)")
     p.add_argument("--transcript", action="append", metavar="TEXT",
                    help="with --video: a clip's transcript instead of speech recognition; once per video, in order ('' to recognise)")
     p.add_argument("--video-id", action="append", metavar="ID",
@@ -178,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="let third-party libraries' log lines through (MediaPipe, TensorFlow Lite, ONNX Runtime)")
     p.add_argument("--workers", type=int, default=None,
                    help="clips extracted in parallel, one process each (default: half the cores: each extraction uses 2, audio and video at once)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this machine's processes (default); ray: a Ray cluster, one worker per CPU unless --workers (needs msakit[distributed])")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster to join (HOST:6379, ray://HOST:10001 or auto; default: a local one)")
     p.add_argument("--split-fractions", help="train,valid,test fractions, assigned by video id (default: the manifest's split column, else all clips in test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
@@ -417,8 +423,10 @@ def _run(args, command_line: str) -> int | None:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files), not both")
         from msakit.api import predict_video
 
-        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers,
-                               transcripts=args.transcript, overwrite=args.overwrite, video_ids=args.video_id)
+        workers = args.workers if args.workers is not None or args.engine == "ray" else 1
+        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=workers,
+                               transcripts=args.transcript, overwrite=args.overwrite, video_ids=args.video_id, engine=args.engine,
+                               address=args.address)
         print(_video_table(result))
         print(f"predictions written to {result['csv']} and {result['json']}")
         if result["failures"]:  # exit 1: results written, but not every clip could be scored
@@ -491,7 +499,9 @@ def _run(args, command_line: str) -> int | None:
             raise ConfigError(f"--split-fractions {args.split_fractions!r}: give three numbers, e.g. 0.7,0.15,0.15") from None
         if args.channel:
             settings["channel"] = args.channel
-        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2),
+        default_workers = None if args.engine == "ray" else max(1, (os.cpu_count() or 2) // 2)
+        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else default_workers,
+                         engine=args.engine, address=args.address,
                          split_fractions=fractions, seed=args.seed, progress=not args.quiet, layout=args.layout, kind=args.kind,
                          overwrite=args.overwrite, verbose=args.verbose, **settings)
         print(result.report(brief=args.quiet))
