@@ -12,7 +12,7 @@ import pytest
 
 MEDIA = next((p / "shared" / "data" / "media" for p in Path(__file__).resolve().parents[1:4] if (p / "shared" / "data" / "media").is_dir()),
              Path("shared/data/media"))
-CLIPS = ("grid/bbaf2n.mpg", "speech/librivox_0880.wav")
+CLIPS = ("grid/bbaf2n.mpg", "speech/librivox_0880.wav", "speech/librivox_0890.wav")
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'msakit[distributed]')"),
@@ -39,13 +39,56 @@ def clips(tmp_path_factory) -> Path:
     return folder
 
 
-def test_ray_extraction_writes_the_one_machine_pickle(ray_cluster, clips, tmp_path):
+@pytest.fixture(scope="module")
+def local_pickle(clips, tmp_path_factory) -> Path:
     import msakit
 
-    local = msakit.extract(clips, tmp_path / "local" / "f.pkl", workers=1, progress=False)
-    distributed = msakit.extract(clips, tmp_path / "ray" / "f.pkl", engine="ray", progress=False)
-    assert len(local.extracted) == len(CLIPS) and local.extracted == distributed.extracted and not distributed.failures
-    assert (tmp_path / "ray" / "f.pkl").read_bytes() == (tmp_path / "local" / "f.pkl").read_bytes()
+    output = tmp_path_factory.mktemp("local") / "f.pkl"
+    result = msakit.extract(clips, output, workers=1, progress=False)
+    assert len(result.extracted) == len(CLIPS) and not result.failures
+    return output
+
+
+def test_ray_extraction_writes_the_one_machine_pickle(ray_cluster, clips, local_pickle, tmp_path):
+    import msakit
+
+    distributed = msakit.extract(clips, tmp_path / "f.pkl", engine="ray", progress=False)
+    assert len(distributed.extracted) == len(CLIPS) and not distributed.failures
+    assert (tmp_path / "f.pkl").read_bytes() == local_pickle.read_bytes()
+
+
+def _worker_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"ray::ClipWorker" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the Ray worker processes through /proc (Linux)")
+def test_a_worker_killed_mid_run_loses_and_duplicates_no_clip(ray_cluster, clips, local_pickle, tmp_path):
+    import os
+    import signal
+
+    import msakit
+
+    killed, finished = [], []
+
+    def kill_the_workers(clip_id, reason):  # at the first clip done, the others still running or queued
+        finished.append(clip_id)
+        if not killed:
+            killed.extend(_worker_pids())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    result = msakit.extract(clips, tmp_path / "f.pkl", engine="ray", progress=False, on_clip=kill_the_workers)
+    assert killed, "no Ray worker process was found to kill: the test proved nothing"
+    assert sorted(finished) == sorted(result.extracted) and len(set(finished)) == len(CLIPS)  # each clip once
+    assert not result.failures
+    assert (tmp_path / "f.pkl").read_bytes() == local_pickle.read_bytes()
 
 
 def test_ray_batch_scoring_writes_the_one_machine_csv(ray_cluster, clips, text_only_run, tmp_path):
