@@ -158,3 +158,31 @@ def test_nproc_refuses_a_count_below_one(capsys):
 
     assert main(["train", "--nproc", "0", "--model", "self_mm"]) == 2
     assert "--nproc 0: give the number of processes" in capsys.readouterr().err
+
+
+def test_resuming_with_another_number_of_processes_is_refused(small_synthetic, nodrop_bert, tmp_path, monkeypatch):
+    """A checkpoint written by a 2-process run (its world size, one random state per rank) is
+    not continued by one process: the message names the count to resume with."""
+    import torch
+
+    from msakit.config import resolve_config
+    from msakit.errors import ConfigError
+    from msakit.training.trainer import Trainer
+
+    config = resolve_config("self_mm", data_path=str(small_synthetic), overrides=overrides(nodrop_bert))
+    original = Trainer.train_epoch
+
+    def dying(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "run").fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    payload.update(world_size=2, rng_ranks=[payload["rng"], payload["rng"]])
+    torch.save(payload, tmp_path / "run" / "last.pt")
+    with pytest.raises(ConfigError, match=r"started with 2 process\(es\) and is resumed with 1; resume it with 2 \(msakit train --nproc 2"):
+        Trainer(config, tmp_path / "run").fit(resume=True)
