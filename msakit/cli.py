@@ -278,29 +278,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = _run(args, command_line)
     except KeyboardInterrupt:
-        print(f"msakit {args.command}: interrupted{_resume_hint(args, command_line)}", file=sys.stderr)
+        print(f"{_speaker(args)}: interrupted{_resume_hint(args, command_line)}", file=sys.stderr)
         return 130
     except MsakitError as error:
         if args.debug:
             raise
-        print(f"msakit {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"{_speaker(args)}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # the user's files: missing, unreadable, a directory, disk full
         if args.debug:
             raise
         where = f"{error.filename}: " if error.filename else ""
-        print(f"msakit {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        print(f"{_speaker(args)}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - the boundary: a bug, reported as one
         if args.debug:
             raise
         print(
-            f"msakit {args.command}: internal error (a bug in msakit, please report it): {type(error).__name__}: "
+            f"{_speaker(args)}: internal error (a bug in msakit, please report it): {type(error).__name__}: "
             f"{_one_line(error)}. Rerun with --debug for the traceback.",
             file=sys.stderr,
         )
         return 70
     return status or 0
+
+
+def _speaker(args) -> str:
+    """``msakit <command>``; under torchrun, ranks other than 0 say which they are (their lines
+    would otherwise repeat rank 0's without telling whose they are)."""
+    import os
+
+    rank = os.environ.get("RANK", "0")
+    return f"msakit {args.command}" + (f" [rank {rank}]" if rank not in ("", "0") and os.environ.get("WORLD_SIZE", "1") != "1" else "")
 
 
 def _one_line(error: BaseException) -> str:
