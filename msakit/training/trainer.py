@@ -137,8 +137,6 @@ class Trainer:
         self.dist = distributed.context(self.device.type)
         self.device = self.dist.device(self.device)
         if not self.dist.is_main:  # rank 0 alone reports
-            import dataclasses
-
             config = self.config = dataclasses.replace(config, train=dataclasses.replace(config.train, progress=False))
         seed_everything(t.seed)
 
