@@ -379,13 +379,14 @@ def _quiet(log: Path | None):
 CLIPS_IN_FLIGHT = 2  # clips extracted at once in one process (threads): benchmarks/results/extract_speed_quiet.md
 
 
-def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log: str | None = None) -> tuple[str, str | None, dict]:
-    """Worker: extract one clip and write its part file (or its failure) atomically."""
+def _part_payload(clip_path: str, text: str | None, settings_dict: dict, log: str | None = None) -> tuple[str | None, bytes, dict]:
+    """Extract one clip: ``(None, the part file's bytes, timings)``, or ``(reason, the failure
+    file's bytes, timings)`` when the clip cannot be used. Runs in any process (a Ray worker too)."""
+    import io
+
     from msakit.extract.decode import ClipError
-    from msakit.outputs import atomic_write
 
     settings = ExtractSettings(**settings_dict)
-    part_path = Path(part)
     timings: dict = {}
     start = time.perf_counter()
     with _quiet(Path(log) if log else None):
@@ -398,18 +399,33 @@ def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log:
             reason = f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}"
     timings["clip_total"] = time.perf_counter() - start
     if reason is not None:
-        atomic_write(part_path.with_suffix(".fail.json"), lambda p: p.write_text(json.dumps({"reason": reason, "timings": timings})))
-        return clip_path, reason, timings
+        return reason, failure_bytes(reason, timings), timings
     arrays = {k: result[k] for k in ("audio", "vision") if k in result}
     meta = {"text": result["text"], "asr": result["asr"], "duration_s": result["duration_s"], "face_frames": result.get("face_frames"),
             "vision_absent": bool(result.get("vision_absent")), "stats": clip_stats(result), "timings": timings}
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    return None, buffer.getvalue(), timings
 
-    def write(p: Path) -> None:
-        with open(p, "wb") as file:
-            np.savez(file, meta=np.array(json.dumps(meta)), **arrays)
 
-    atomic_write(part_path, write)
-    return clip_path, None, timings
+def failure_bytes(reason: str, timings: dict) -> bytes:
+    """A clip's ``.fail.json`` part: why it could not be used."""
+    return json.dumps({"reason": reason, "timings": timings}).encode()
+
+
+def write_part(part_path: Path, reason: str | None, payload: bytes) -> None:
+    """A clip's part file (or its failure) written atomically beside the others."""
+    from msakit.outputs import atomic_write
+
+    target = part_path.with_suffix(".fail.json") if reason is not None else part_path
+    atomic_write(target, lambda p: p.write_bytes(payload))
+
+
+def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log: str | None = None) -> tuple[str, str | None, dict]:
+    """Worker: extract one clip and write its part file (or its failure) atomically."""
+    reason, payload, timings = _part_payload(clip_path, text, settings_dict, log)
+    write_part(Path(part), reason, payload)
+    return clip_path, reason, timings
 
 
 # ---- the whole extraction -----------------------------------------------------------------------
@@ -428,6 +444,8 @@ def extract(
     verbose: bool = False,
     on_clip: Callable[[str, str | None], None] | None = None,
     modalities_given: bool = False,
+    engine: str = "local",
+    address: str | None = None,
 ) -> ExtractResult:
     """Extract features of every clip in ``source`` into the MMSA pickle ``output``.
 
@@ -436,13 +454,25 @@ def extract(
     extracted. ``on_clip(clip_id, reason)`` is called as each clip finishes (``reason`` None
     when it was extracted), for callers that show their own progress. ``modalities_given``:
     the caller named ``settings.modalities`` (then ``tav`` too is extracted exactly or refused;
-    see ``check_modalities``).
+    see ``check_modalities``). ``engine="ray"``: the clips are extracted on a Ray cluster
+    (``msakit.extract.ray_engine``; ``address`` None: a local one), ``workers`` of them at once
+    (None: one per CPU of the cluster); the pickle is the same, byte for byte.
     """
     from msakit.outputs import check_outputs
 
     settings = (settings or ExtractSettings()).validate()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r}: use local (this machine's processes) or ray (a Ray cluster)")
+    if address and engine != "ray":
+        raise ConfigError("--address: the address of a Ray cluster goes with --engine ray")
+    if engine == "ray" and workers is None:
+        pass  # one worker per CPU of the cluster
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"--workers {workers!r}: must be a whole number >= 1")
+    if engine == "ray":
+        from msakit.extract.ray_engine import require_ray
+
+        require_ray()  # before any work: refused at once when Ray is missing
     require_video_extra()
     output = Path(output)
     listing = gather(source, layout=layout, kind=kind)
@@ -480,7 +510,18 @@ def extract(
             on_clip(clip.id, reason)
 
     try:
-        if len(todo) == 1:
+        if engine == "ray" and todo:
+            from msakit.extract.ray_engine import map_clips
+
+            def arrived(i: int, result: tuple) -> None:  # on the driver: parts are written here, wherever the clip ran
+                clip, part = todo[i]
+                reason, payload, _ = result
+                write_part(part, reason, payload)
+                finished(clip, reason)
+
+            map_clips(_part_payload, [(c.path, (c.text, settings_dict)) for c, _ in todo], address=address, workers=workers,
+                      on_result=arrived, on_failure=lambda i, reason: (reason, failure_bytes(reason, {}), {}))
+        elif len(todo) == 1:
             clip, part = todo[0]
             finished(clip, _work(str(clip.path), clip.text, settings_dict, str(part), str(log) if log else None)[1])
         elif workers == 1:
@@ -773,11 +814,12 @@ def describe(settings: ExtractSettings) -> dict[str, Any]:
 
 def extract_features(source, output: str | Path, *, workers: int = 1, split_fractions: tuple[float, float, float] | None = None,
                      seed: int = 0, progress: bool = True, layout: str = "auto", kind: str | None = None, overwrite: bool = False,
-                     verbose: bool = False, on_clip: Callable[[str, str | None], None] | None = None, **settings: Any) -> "ExtractResult":
+                     verbose: bool = False, on_clip: Callable[[str, str | None], None] | None = None, engine: str = "local",
+                     address: str | None = None, **settings: Any) -> "ExtractResult":
     """Extract features of clips (a folder, a manifest CSV, a raw dataset release or a list of
     files) into an MMSA pickle plus its ``.extractor.json`` sidecar. ``settings`` are fields of
     ``ExtractSettings`` (e.g. ``video_fps=5``, ``channel="left"``), checked by name and type here.
     Returns an ``ExtractResult``. This is ``msakit.extract(...)``."""
     return extract(source, output, settings=ExtractSettings(**coerce_settings(settings)), workers=workers, split_fractions=split_fractions,
                    seed=seed, progress=progress, layout=layout, kind=kind, overwrite=overwrite, verbose=verbose, on_clip=on_clip,
-                   modalities_given="modalities" in settings)
+                   modalities_given="modalities" in settings, engine=engine, address=address)

@@ -112,8 +112,9 @@ def train(
     before anything trains, to have been made with these settings.
     """
     from msakit.data import load_dataset
+    from msakit.training import distributed
     from msakit.training.checkpoint import has_progress, read_json, write_json
-    from msakit.training.trainer import Trainer
+    from msakit.training.trainer import Trainer, resolve_device
 
     seeds = check_seeds(seeds)
     base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
@@ -127,6 +128,8 @@ def train(
     base = fit_defaults_to_data(base, dataset.modalities, overrides)
     resume = resume or (reuse and run_dir.is_dir())
     configs = {seed: dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed))) for seed in seeds}
+    # torchrun: every process runs this; rank 0 writes (one process: nothing changes)
+    dist = distributed.context(resolve_device(base.train.device).type) if distributed.world_size() > 1 else distributed.DistContext()
     if resume:  # a run made with other settings is never passed off as this one, nor continued
         for seed, config in configs.items():
             if (run_dir / f"seed_{seed}" / "config.json").exists():
@@ -143,9 +146,12 @@ def train(
                 ulgm_labels[seed] = done["ulgm_labels"]
             continue
         can_resume = resume and has_progress(seed_dir)  # also a finished text stage or fusion candidate inside it
-        if resume and not can_resume and (seed_dir / "config.json").exists():
+        stale = resume and not can_resume and (seed_dir / "config.json").exists()
+        dist.barrier()  # every rank has looked before rank 0 removes
+        if stale and dist.is_main:
             # Killed before its first epoch finished: nothing in it is worth keeping.
             shutil.rmtree(seed_dir)
+        dist.barrier()
         trainer = Trainer(config, seed_dir, data=dataset, fit_defaults=False)  # fitted above, with the overrides
         trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
         result = trainer.fit(resume=can_resume)
@@ -160,7 +166,8 @@ def train(
         payload["standard_error_per_seed"] = standard_errors
     if ulgm_labels:
         payload["ulgm_labels"] = {"per_seed": ulgm_labels, "summary": summarize_ulgm_labels(ulgm_labels)}
-    write_json(run_dir / "summary.json", payload)
+    if dist.is_main:
+        write_json(run_dir / "summary.json", payload)
     return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels, standard_errors)
 
 

@@ -207,15 +207,26 @@ class VideoScorer:
     def settings_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
 
-    def extract(self, clips: list[ClipInput], *, workers: int = 1, progress: bool = False, timeline: bool = False) -> list[dict]:
+    def extract(self, clips: list[ClipInput], *, workers: int | None = 1, progress: bool = False, timeline: bool = False,
+                engine: str = "local", address: str | None = None) -> list[dict]:
         """``extract_one`` for every clip, in ``workers`` processes when more than one; a clip
-        whose worker fails gets its own error, the others go on."""
+        whose worker fails gets its own error, the others go on. ``engine="ray"``: on the actors
+        of a Ray cluster (``msakit.extract.ray_engine``; ``workers`` None: one per CPU of it)."""
         from tqdm.auto import tqdm
 
         from msakit.extract.pipeline import require_video_extra
 
         require_video_extra()
         settings = self.settings_dict()
+        if engine == "ray":
+            from msakit.extract.ray_engine import map_clips
+
+            with tqdm(total=len(clips), unit="clip", desc="extract (ray)", disable=not progress, dynamic_ncols=True) as bar:
+                results, _ = map_clips(extract_one, [(c.path, (c.transcript, settings, timeline, self.absent_ok)) for c in clips],
+                                       address=address, workers=workers, on_result=lambda i, r: bar.update(1),
+                                       on_failure=lambda i, reason: clip_error("worker_stopped", reason))
+            return results
+        workers = workers or 1
         if workers <= 1 or len(clips) <= 1:
             import os
 
@@ -557,8 +568,8 @@ def _csv_rows(payload: dict) -> tuple[list[str], list[dict]]:
 
 
 def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str | None = None, device: str = "auto",
-                  workers: int = 1, progress: bool = True, transcripts: list[str | None] | None = None,
-                  overwrite: bool = False, video_ids: list[str | None] | None = None) -> dict:
+                  workers: int | None = 1, progress: bool = True, transcripts: list[str | None] | None = None,
+                  overwrite: bool = False, video_ids: list[str | None] | None = None, engine: str = "local", address: str | None = None) -> dict:
     """Extract ``videos`` with the run's extractor settings, predict, and write ``output`` as CSV
     and JSON (same stem): per clip the score, its class, the modalities it rests on, warnings,
     unimodal scores (models that have them) and the transcript; clips that could not be used are
@@ -569,13 +580,22 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     given, are read as each other's neighbours (a clip alone is scored with empty context, with a
     warning). A text-only run needs no extractor sidecar. Existing output files are refused
     unless ``overwrite``; an output inside the run being read, or onto an input, always is.
-    Returns the JSON payload plus ``"csv"`` and ``"json"`` paths."""
+    ``engine="ray"`` extracts the clips on a Ray cluster (``address``; None: a local one), with
+    the same results as this machine. Returns the JSON payload plus ``"csv"`` and ``"json"`` paths."""
     import csv
     import tempfile
 
     from msakit.errors import ConfigError, MissingFileError
     from msakit.outputs import atomic_write, check_outputs, write_json
 
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r}: use local (this machine's processes) or ray (a Ray cluster)")
+    if address and engine != "ray":
+        raise ConfigError("--address: the address of a Ray cluster goes with --engine ray")
+    if engine == "ray":
+        from msakit.extract.ray_engine import require_ray
+
+        require_ray()
     output = Path(output)
     if output.is_dir():
         raise ConfigError(f"--output {output}: is a directory; give the path of the CSV file to write (e.g. {output / 'predictions.csv'})")
@@ -598,7 +618,7 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     # '' or blank: recognise the speech (as the API does)
     clips = [ClipInput(v, str(v), ((transcripts[i] or "").strip() or None) if transcripts else None, video_ids[i])
              for i, v in enumerate(videos)]
-    extracted = scorer.extract(clips, workers=workers, progress=progress)
+    extracted = scorer.extract(clips, workers=workers, progress=progress, engine=engine, address=address)
     with tempfile.TemporaryDirectory(prefix="msakit-video-") as temp:
         payload = {"run": str(scorer.seed_dir), **scorer.score(clips, extracted, temp)}
     columns, rows = _csv_rows(payload)
