@@ -515,13 +515,13 @@ def clip_timeline(out: dict, settings, modalities: str = "tav") -> dict:
     snake_case names; each series has its display ``label`` and ``unit``."""
     timeline: dict[str, Any] = {"duration_s": round(float(out.get("duration_s") or 0.0), 3), "series": {}}
     series = timeline["series"]
-    if "a" in modalities and out.get("audio") is not None and len(out["audio"]):
+    if "a" in modalities and out.get("audio") is not None and len(out["audio"]) and getattr(settings, "audio_features", "descriptors") == "descriptors":
         from msakit.extract.audio import FEATURE_NAMES as AUDIO
 
         audio = out["audio"]
         series["audio_level"] = _series(audio[:, AUDIO.index("level_db")], settings.audio_rate_hz, "audio level", "dBFS")
         series["voiced"] = _series(audio[:, AUDIO.index("f0_hz")] > 0, settings.audio_rate_hz, "voiced", "fraction of frames")
-    if "v" in modalities and out.get("vision") is not None and len(out["vision"]):
+    if "v" in modalities and out.get("vision") is not None and len(out["vision"]) and getattr(settings, "vision_features", "facemesh") == "facemesh":
         from msakit.extract.face import FEATURE_NAMES as FACE
 
         vision = out["vision"]
