@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--sets", default=",".join(AUDIO + VISION))
     parser.add_argument("--skip-long", default="", help="sets not run on the long clip")
+    parser.add_argument("--merge", action="store_true", help="keep the rows of sets not run now from the existing results file")
     args = parser.parse_args()
     media = media_dir()
     if media is None:
@@ -115,6 +116,12 @@ def main() -> None:
                 row = run(long_dir, tmp / f"l_{name}.pkl", name, models)
                 rows.append({"input": f"{args.minutes:g}-minute clip", **row})
                 print(rows[-1], flush=True)
+    if args.merge and (RESULTS / "featureset_speed.json").is_file():
+        import json
+
+        kept = [r for r in json.loads((RESULTS / "featureset_speed.json").read_text())["rows"] if r["set"] not in sets]
+        order = AUDIO + VISION
+        rows = sorted(kept + rows, key=lambda r: (order.index(r["set"]), "minute" in r["input"]))
     payload = {"protocol": __doc__.strip().splitlines()[0], "rows": rows}
     write_result("featureset_speed", payload)
     lines = ["| input | set | dim | frames/s | media s/s | CPU s per media s | peak RSS MiB | load before |", "|---|---|---|---|---|---|---|---|"]

@@ -102,7 +102,8 @@ def test_a_long_clip_is_encoded_in_windows_whose_frames_line_up(tmp_path, monkey
     directory = speech_model(tmp_path / "w2v_layer_norm", feat_extract_norm="layer", conv_bias=True)
     settings = ExtractSettings(audio_features="speech_encoder", audio_encoder=str(directory), audio_layer="0")
     whole = _speech_features(settings, signal)
-    monkeypatch.setattr(speech_encoder, "WINDOW_S", 1.0)  # 3 windows, two of the same length batched together
+    monkeypatch.setattr(speech_encoder, "WINDOW_S", 1.0)  # 3 windows, the two of the same length batched together
+    monkeypatch.setattr(speech_encoder, "BATCH", 2)
     windowed = _speech_features(settings, signal)
     assert windowed.shape == whole.shape
     # Frames away from a window's edges see the same samples: layer 0 (convolutions, the positional

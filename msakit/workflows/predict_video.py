@@ -133,7 +133,8 @@ class VideoScorer:
             check_compatible(trained, describe(self.settings), str(self.seed_dir))
             # Only what the run reads is extracted (a t+a run on t+a+v features never needs a face, an a+v run no speech).
             used = "".join(m for m in self.settings.modalities if m in self.modalities)
-            self.settings = dataclasses.replace(self.settings, modalities=used).validate()
+            # Precomputed text features (``text_features``) are not what msakit's models read (they encode the transcript themselves).
+            self.settings = dataclasses.replace(self.settings, modalities=used, text_features="none", text_encoder="", text_layer="last").validate()
         self.recogniser = speech_recogniser() if "t" in self.modalities and "t" in self.settings.modalities else None
 
     def _withheld_in_training(self) -> dict[str, float]:

@@ -72,13 +72,8 @@ def check(settings) -> None:
                 if getattr(settings, setting) != default:
                     raise ConfigError(f"extract.{setting}={getattr(settings, setting)!r}: only read by {modality}_features="
                                       f"{ENCODER_SETS[modality]}, but {modality}_features={name}; choose that set or drop the setting")
-        if found is not None and modality[0] in _extracted(settings, modality):
+        if found is not None and modality[0] in settings.modalities:  # (text features: of the transcript, ``t``)
             found.check(settings)
-
-
-def _extracted(settings, modality: str) -> str:
-    """The modalities whose set runs: text features need the transcript (``t``)."""
-    return settings.modalities
 
 
 def describe(settings, modality: str) -> dict | None:

@@ -12,7 +12,8 @@ layer average chosen by ``audio_layer``.
   unit variance over the whole clip when the model asks for it, then encoded in windows of
   ``WINDOW_S`` seconds (overlapping by the receptive field less one stride, so every frame is
   computed once and frames line up across windows); attention sees one window. Windows of the same
-  length are encoded together in batches of ``BATCH``.
+  length are encoded together in batches of ``BATCH`` (1: a 20 s window is already 1000 frames,
+  and four windows at once took 2.6 GB on a 10-minute clip).
 
 Licence: that of the model the user gives (wav2vec 2.0 / HuBERT / data2vec: MIT or Apache-2.0 as
 released; WavLM: MIT); ``transformers`` is Apache-2.0.
@@ -31,7 +32,7 @@ from msakit.extract.featuresets import _local_model
 KINDS = {"wav2vec2": "wav2vec 2.0", "wav2vec2-conformer": "wav2vec 2.0", "hubert": "HuBERT", "wavlm": "WavLM",
          "data2vec-audio": "data2vec-audio"}
 WINDOW_S = 20.0
-BATCH = 4
+BATCH = 1
 
 
 def _config(settings) -> dict:
