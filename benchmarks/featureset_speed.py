@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--sets", default=",".join(AUDIO + VISION))
     parser.add_argument("--skip-long", default="", help="sets not run on the long clip")
+    parser.add_argument("--notes", help="a text file appended to the .md (the conditions of the run)")
     parser.add_argument("--merge", action="store_true", help="keep the rows of sets not run now from the existing results file")
     args = parser.parse_args()
     media = media_dir()
@@ -128,7 +129,8 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['input']} | {r['set']} | {r['dim']} | {r['rate_hz'] or 'per clip'} | {r['media_s_per_s']} | {r['cpu_s_per_media_s']} | "
                      f"{r['peak_rss_mib']} | {r['load_before']} |")
-    (RESULTS / "featureset_speed.md").write_text("# Feature-set speed and memory (msakit extract, 1 worker)\n\n" + __doc__.strip() + "\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / "featureset_speed.md").write_text("# Feature-set speed and memory (msakit extract, 1 worker)\n\n" + __doc__.strip() + "\n\n" + "\n".join(lines) + "\n"
+                                                 + (args.notes and Path(args.notes).read_text() or ""))
 
 
 if __name__ == "__main__":
