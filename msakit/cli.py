@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extractor setting, e.g. video_fps=5 (repeatable)")
+    p.add_argument("--config", metavar="FILE", help="TOML or JSON file of extractor settings ([extract] table: feature sets, "
+                                                    "model directories, layers, ...); --set and the options below override it")
+    p.add_argument("--audio-features", metavar="SET[:DIR]", help="descriptors (default), egemaps_lld, egemaps_functionals, compare_lld, "
+                                                                 "compare_functionals, or speech_encoder:DIR (a local wav2vec 2.0 / HuBERT / WavLM / data2vec-audio directory)")
+    p.add_argument("--vision-features", metavar="SET[:DIR]", help="facemesh (default) or image_encoder:DIR (a local ViT / DINOv2 / CLIP directory, on the aligned face crop)")
+    p.add_argument("--text-features", metavar="SET[:DIR]", help="none (default: the transcript only) or text_encoder:DIR (hidden states of a local BERT / RoBERTa / XLNet directory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; clips listed but missing on disk and files listed nowhere "
                                                          "are counted in one line (their paths are in the sidecar)")
 
@@ -237,6 +243,7 @@ def _extract_setting(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. video_fps=5")
+    key = key.strip().removeprefix("extract.")  # --set extract.audio_features=... as in the config file's [extract] table
     for kind in (int, float):
         try:
             return key.strip(), kind(value)
@@ -499,7 +506,19 @@ def _run(args, command_line: str) -> int | None:
 
         from msakit.api import extract
 
-        settings = dict(_extract_setting(text) for text in args.set or [])
+        settings = {}
+        if args.config:
+            from msakit.extract.config_file import read_extract_config
+
+            settings.update(read_extract_config(args.config))
+        settings.update(dict(_extract_setting(text) for text in args.set or []))
+        for modality in ("audio", "vision", "text"):
+            chosen = getattr(args, f"{modality}_features")
+            if chosen:
+                name, sep, directory = chosen.partition(":")
+                settings[f"{modality}_features"] = name.strip()
+                if sep:
+                    settings[f"{modality}_encoder"] = directory
         if args.modalities:
             settings["modalities"] = args.modalities.replace(",", "").replace(" ", "")
         try:

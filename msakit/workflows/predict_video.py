@@ -134,7 +134,8 @@ class VideoScorer:
             check_compatible(trained, describe(self.settings), str(self.seed_dir))
             # Only what the run reads is extracted (a t+a run on t+a+v features never needs a face, an a+v run no speech).
             used = "".join(m for m in self.settings.modalities if m in self.modalities)
-            self.settings = dataclasses.replace(self.settings, modalities=used).validate()
+            # Precomputed text features (``text_features``) are not what msakit's models read (they encode the transcript themselves).
+            self.settings = dataclasses.replace(self.settings, modalities=used, text_features="none", text_encoder="", text_layer="last").validate()
         self.recogniser = speech_recogniser() if "t" in self.modalities and "t" in self.settings.modalities else None
 
     def _withheld_in_training(self) -> dict[str, float]:
@@ -527,13 +528,13 @@ def clip_timeline(out: dict, settings, modalities: str = "tav") -> dict:
     snake_case names; each series has its display ``label`` and ``unit``."""
     timeline: dict[str, Any] = {"duration_s": round(float(out.get("duration_s") or 0.0), 3), "series": {}}
     series = timeline["series"]
-    if "a" in modalities and out.get("audio") is not None and len(out["audio"]):
+    if "a" in modalities and out.get("audio") is not None and len(out["audio"]) and getattr(settings, "audio_features", "descriptors") == "descriptors":
         from msakit.extract.audio import FEATURE_NAMES as AUDIO
 
         audio = out["audio"]
         series["audio_level"] = _series(audio[:, AUDIO.index("level_db")], settings.audio_rate_hz, "audio level", "dBFS")
         series["voiced"] = _series(audio[:, AUDIO.index("f0_hz")] > 0, settings.audio_rate_hz, "voiced", "fraction of frames")
-    if "v" in modalities and out.get("vision") is not None and len(out["vision"]):
+    if "v" in modalities and out.get("vision") is not None and len(out["vision"]) and getattr(settings, "vision_features", "facemesh") == "facemesh":
         from msakit.extract.face import FEATURE_NAMES as FACE
 
         vision = out["vision"]
