@@ -1,8 +1,8 @@
-"""The word-aligned incumbents (MFN, MFM, Graph-MFN) against the reference structure (MMSA 2.2.1) and
+"""The word-aligned incumbents (MFN, MCTN, ...) against the reference structure (MMSA 2.2.1) and
 their own promises.
 
 Reference counts are built from the reference files' layer lists (``models/singleTask/MFN.py``,
-``MFM.py``, ``Graph_MFN.py``), layer by layer, with MOSI's aligned feature sizes (text 768, audio 5, vision
+``MCTN.py``), layer by layer, with MOSI's aligned feature sizes (text 768, audio 5, vision
 20). The reference reads fixed 768-d text features; the comparison uses a parameter-free
 stand-in encoder returning 768-d states, so the trainable parameters must be the reference's.
 """
@@ -32,6 +32,15 @@ def reference_mfn(d, hidden, memory, att1, att2, gamma1, gamma2, out):
     return lstms + _mlp(window, att1, window) + _mlp(window, att2, memory) + _mlp(window + memory, gamma1, memory) + _mlp(window + memory, gamma2, memory) + _mlp(total + memory, out, 1)
 
 
+def reference_mctn(d, hid):
+    encoder = 2 * _lstm(d, hid) + hid * hid  # bidirectional LSTM + Linear(hid, hid, bias=False)
+    attention = 2 * hid * hid + hid
+    decoder = 2 * _lstm(d + hid, hid) + _linear(2 * hid, d)
+    encoder2 = 2 * _lstm(hid, hid) + hid * hid
+    regression = _lstm(hid, hid) + 2 * _linear(hid, 1)
+    return encoder + 2 * attention + 2 * decoder + encoder2 + regression
+
+
 def test_parameter_counts_equal_the_reference_structure():
     dims = InputDims(("t", "a", "v"), 5, 20)
     with torch.device("meta"):
@@ -39,6 +48,8 @@ def test_parameter_counts_equal_the_reference_structure():
         expected = reference_mfn((768, 5, 20), (c.text_hidden, c.audio_hidden, c.video_hidden), c.memory_dim, c.attention_hidden, c.proposal_hidden,
                                  c.gamma1_hidden, c.gamma2_hidden, c.out_hidden)
         assert _trainable(mfn) == expected == 2_172_657  # the number in the model's docstring
+        mctn, c = _model("mctn", "mosi", dims)
+        assert _trainable(mctn) == reference_mctn(768, c.hidden) == 763_778
 
 
 def _aligned_batch(lengths=(9, 6, 12), audio_dim=5, vision_dim=20, seed=0):
@@ -68,9 +79,9 @@ def test_lstm_cells_match_a_step_by_step_lstm_cell():
         torch.testing.assert_close(cs[:, t], c)
 
 
-@pytest.mark.parametrize("name", ["mfn"])
+@pytest.mark.parametrize("name", ["mfn", "mctn"])
 def test_a_sample_gets_the_same_prediction_alone_as_in_a_padded_batch(name):
-    small = {"mfn": {"text_hidden": 8, "video_hidden": 8, "memory_dim": 8, "gamma1_hidden": 8}}[name]
+    small = {"mfn": {"text_hidden": 8, "video_hidden": 8, "memory_dim": 8, "gamma1_hidden": 8}, "mctn": {"hidden": 8}}[name]
     model, _ = _model(name, text=16, **small)
     model.eval()
     batch = _aligned_batch()
@@ -95,6 +106,26 @@ def test_mfn_reads_every_modality_and_supports_subsets():
     for dims in (InputDims(("t",)), InputDims(("a", "v"), 5, 20)):
         subset, _ = _model("mfn", dims=dims, text=16, text_hidden=8, video_hidden=8, memory_dim=8, gamma1_hidden=8)
         assert subset.eval()(batch).predictions["m"].shape == (3,)
+
+
+def test_mctn_predicts_from_text_alone_at_test_time_and_translates_in_training():
+    model, _ = _model("mctn", text=16, hidden=8)
+    batch = _aligned_batch()
+    silent = dataclasses.replace(batch, audio=torch.zeros_like(batch.audio), vision=torch.randn_like(batch.vision))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(silent).predictions["m"], model(batch).predictions["m"])
+        assert model(batch).extras == {}  # no decoders at test time
+    model.train()
+    out = model(batch)
+    assert set(out.extras["reconstructed"]) == {"t", "a", "v"}  # text -> vision -> text cycle, joint -> audio
+    objectives = model.build_objectives(None, "mosi")
+    terms = {}
+    for objective in objectives:
+        terms.update(objective(out, batch, 0))
+    assert set(terms) == {"l1_m", "recon_v", "recon_t", "recon_a"} and all(torch.isfinite(v) for v in terms.values())
+    terms["recon_v"].backward()
+    assert model.decoder1.fc_out.weight.grad.abs().sum() > 0
 
 
 def reference_mfm(d, hidden, memory, att1, att2, gamma1, gamma2, out, z, f, zy, fy):

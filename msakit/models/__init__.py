@@ -11,6 +11,6 @@ from msakit.models import lmf, mult, tfn  # noqa: E402,F401
 from msakit.models import almt, cenet, tetfn  # noqa: E402,F401
 from msakit.models import confede, dlf, dmd  # noqa: E402,F401
 from msakit.models import kuda, lnln  # noqa: E402,F401
-from msakit.models import graph_mfn, mfm, mfn  # noqa: E402,F401
+from msakit.models import graph_mfn, mctn, mfm, mfn  # noqa: E402,F401
 
 __all__ = ["InputDims", "ModelOutput", "MSAModel", "available_models", "get_model_class", "register_model"]
