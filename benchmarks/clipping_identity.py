@@ -39,7 +39,7 @@ for phrase in [*_FILLERS, *_OPENERS, *_SUBJECTS, *(w for ws in _LEVELS.values() 
     words.update(phrase.split())
 vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *"abcdefghijklmnopqrstuvwxyz"]
 (bert / "vocab.txt").write_text("\n".join(vocab) + "\n")
-BertTokenizerFast(vocab_file=str(bert / "vocab.txt"), do_lower_case=True).save_pretrained(str(bert))
+BertTokenizerFast(str(bert / "vocab.txt"), do_lower_case=True).save_pretrained(str(bert))
 torch.manual_seed(0)
 BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                      max_position_embeddings=64)).save_pretrained(str(bert))

@@ -66,7 +66,7 @@ from msakit.objectives.infomax import gaussian_entropy_term  # noqa: E402
 from msakit.training.trainer import Trainer  # noqa: E402
 
 EPOCH = 2  # objectives see a mid-training epoch (Self-MM's ULGM updates labels from epoch 2)
-MODELS = ("tfn", "lmf", "mult", "misa", "mag_bert", "mmim", "self_mm", "almt", "tetfn", "cenet")
+MODELS = ("tfn", "lmf", "mult", "misa", "mag_bert", "mmim", "self_mm", "almt", "tetfn", "cenet", "lnln", "kuda")
 
 
 @dataclass
@@ -551,6 +551,97 @@ class TETFNStyle:
         loss.item()  # as the reference's trainer logs it
 
 
+class LNLNStyle:
+    """github:Haoyu-ha/LNLN ``models/lnln.py`` + ``train.py`` + ``core/dataset.py``: per sample and
+    modality a missing rate (U(0, 1), half of the batch 0); lost word pieces replaced by [UNK]
+    (mask kept), lost frames zeroed at the file's width; the stock MiniLM forward over 50 tokens
+    (fine-tuned) for the incomplete and for the complete input, no padding mask anywhere; MSE +
+    0.9·L_cc + 0.8·L_adv + 0.1·L_rec; PyTorch's default AdamW per batch."""
+
+    built_as = ("stock MiniLM forward over 50 tokens twice per step (incomplete with [UNK], complete), no attention mask over padded "
+                "text and file-width frames, the four LNLN losses, default AdamW per batch")
+
+    def __init__(self, model: nn.Module, unk_id: int):
+        self.model, self.unk_id = model, unk_id
+        c = model.config
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def tokens(self, ids, mask, audio, vision) -> dict[str, torch.Tensor]:
+        m, b, n = self.model, ids.shape[0], self.model.config.token_length
+        states = m.text_model.backbone(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+        inputs = {"t": (states, full_width(b, states)), "a": (audio, full_width(b, audio)), "v": (vision, full_width(b, vision))}
+        return {s: m.embed[s](m.project[s](x), lengths)[:, :n] for s, (x, lengths) in inputs.items() if s in m.embed}
+
+    def forward(self, tokens: dict[str, torch.Tensor]):
+        from msakit.objectives.incomplete import reverse_gradient
+
+        m, n = self.model, self.model.config.token_length
+        b = tokens["t"].shape[0]
+        w = m.completeness_head(m.completeness(tokens["t"])[:, 0]).squeeze(-1)
+        proxy = reverse_gradient(m.proxy(torch.cat([m.proxy_input.expand(b, -1, -1)] + [tokens[s] for s in m.sources], dim=1))[:, :n])
+        dominant = proxy * (1 - w)[:, None, None] + tokens["t"] * w[:, None, None]
+        language = m.language(dominant, keep_states=True)
+        hyper = m.hyper.expand(b, -1, -1)
+        for layer, h in zip(m.ahl, language):
+            hyper = layer(h, tokens, hyper)
+        return m.regressor(m.fusion.encode(hyper, language[-1])[:, 1:].mean(dim=1)).squeeze(-1), w, dominant
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return self.forward(self.tokens(ref.ids, ref.mask, ref.audio, ref.vision))[0]
+
+    def step(self, ref: RefBatch) -> None:
+        from msakit.data.random_missing import draw_missing_rates
+
+        m, c, b = self.model, self.model.config, len(ref)
+        rates = {s: draw_missing_rates(b) for s in ("t", "a", "v")}
+        lengths = ref.mask.sum(dim=1)
+        position = torch.arange(ref.ids.shape[1])[None, :]
+        inner = (position > 0) & (position < (lengths - 1)[:, None])
+        lost = inner & (torch.rand(ref.ids.shape) < rates["t"][:, None])
+        ids = ref.ids.masked_fill(lost, self.unk_id)
+        audio = ref.audio * (torch.rand(ref.audio.shape[:2]) >= rates["a"][:, None])[:, :, None]
+        vision = ref.vision * (torch.rand(ref.vision.shape[:2]) >= rates["v"][:, None])[:, :, None]
+        self.optimizer.zero_grad()
+        incomplete = self.tokens(ids, ref.mask, audio, vision)
+        prediction, w, dominant = self.forward(incomplete)
+        complete = self.tokens(ref.ids, ref.mask, ref.audio, ref.vision)
+        logits = m.discriminator(torch.cat([dominant, complete["t"]]).reshape(-1, dominant.shape[-1]))
+        target = torch.cat([torch.ones(logits.shape[0] // 2), torch.zeros(logits.shape[0] // 2)]).long()
+        order = ("t",) + m.sources
+        rebuilt = torch.cat([m.reconstructor[s](incomplete[s]) for s in order], dim=1)
+        loss = (F.mse_loss(prediction, ref.labels["m"]) + c.completeness_weight * F.mse_loss(w, 1 - rates["t"])
+                + c.adversarial_weight * F.cross_entropy(logits, target)
+                + c.reconstruction_weight * F.mse_loss(rebuilt, torch.cat([complete[s] for s in order], dim=1)))
+        loss.backward()
+        self.optimizer.step()
+        loss.item()  # as the reference's trainer logs it
+
+
+class KuDAStyle:
+    """github:MKMaS-GUET/KuDA ``train.py`` (stage 2): text padded to ``seq_lens[0]`` through the stock
+    forward, frames padded to ``seq_lens`` with their padding masks, the sentiment ratio from the
+    label, MSE + 0.1·NCE, PyTorch's default AdamW per batch. msakit's KuDA does the same arithmetic;
+    the step differs in the optimiser and the trainer around it."""
+
+    built_as = "the same KuDA forward on the reference's fixed lengths (masks as the reference), MSE + 0.1 NCE, default AdamW per batch"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        c = model.config
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c.lr, weight_decay=c.weight_decay)
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return self.model(ref.as_batch()).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        self.optimizer.zero_grad()
+        output = self.model(ref.as_batch())
+        loss = F.mse_loss(output.predictions["m"], ref.labels["m"]) + self.model.config.nce_weight * sum(output.extras["cpc"].values())
+        loss.backward()
+        self.optimizer.step()
+        loss.item()  # as the reference's trainer logs it
+
+
 class CENETStyle:
     """MMSA master ``CENET.py`` + ``trains/singleTask/CENET.py``: CE inside the stock MiniLM forward over
     50 tokens (fine-tuned), attending to every file-width frame (no mask); L1; norm clip of every
@@ -597,6 +688,8 @@ CASES = {
     "almt": [Case("ALMT", "almt", "minilm")],
     "tetfn": [Case("TETFN", "tetfn", "minilm")],
     "cenet": [Case("CENET", "cenet", "minilm")],
+    "lnln": [Case("LNLN", "lnln", "minilm")],
+    "kuda": [Case("KuDA", "kuda", "minilm")],
 }
 
 
@@ -625,6 +718,10 @@ def build_reference_sides(case: Case, trainer: Trainer, fixed: FixedText | None)
         return {"reference": TETFNStyle(model, model.build_objectives(trainer.data["train"], "mosi"), trainer.config.train.grad_accumulation)}
     if case.model == "cenet":
         return {"reference": CENETStyle(model)}
+    if case.model == "lnln":
+        return {"reference": LNLNStyle(model, trainer.tokenizer.unk_token_id)}
+    if case.model == "kuda":
+        return {"reference": KuDAStyle(model)}
     raise ValueError(case.model)
 
 

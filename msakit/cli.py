@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--compare-text-only", action="store_true", help="also train the same model on text alone (in RUN_DIR/text_only) and print both side by side")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train one run over N processes on this machine (one per GPU, or gloo on CPU): launches this command "
+                        "with torchrun (torch.distributed.run --standalone); see docs/guide/distributed.md for several machines")
 
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a trained run on a data file")
     p.add_argument("run_dir")
@@ -106,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--data", help="feature pickle to predict on")
     p.add_argument("--video", nargs="+", metavar="VIDEO", help="video files: extract with the run's extractor settings, then predict")
-    p.add_argument("--workers", type=int, default=1, help="with --video: clips extracted in parallel")
+    p.add_argument("--workers", type=int, help="with --video: clips extracted in parallel (default 1; with --engine ray: every CPU of the cluster)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="with --video: extract on this machine (default) or on a Ray cluster (needs msakit[distributed])")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster to join (HOST:6379, ray://HOST:10001 or auto; default: a local one)")
     p.add_argument("--transcript", action="append", metavar="TEXT",
                    help="with --video: a clip's transcript instead of speech recognition; once per video, in order ('' to recognise)")
     p.add_argument("--video-id", action="append", metavar="ID",
@@ -175,10 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="let third-party libraries' log lines through (MediaPipe, TensorFlow Lite, ONNX Runtime)")
     p.add_argument("--workers", type=int, default=None,
                    help="clips extracted in parallel, one process each (default: half the cores: each extraction uses 2, audio and video at once)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this machine's processes (default); ray: a Ray cluster, one worker per CPU unless --workers (needs msakit[distributed])")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster to join (HOST:6379, ray://HOST:10001 or auto; default: a local one)")
     p.add_argument("--split-fractions", help="train,valid,test fractions, assigned by video id (default: the manifest's split column, else all clips in test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     p.add_argument("--modalities", help="subset of t,a,v to extract (default: all)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extractor setting, e.g. video_fps=5 (repeatable)")
+    p.add_argument("--config", metavar="FILE", help="TOML or JSON file of extractor settings ([extract] table: feature sets, "
+                                                    "model directories, layers, ...); --set and the options below override it")
+    p.add_argument("--audio-features", metavar="SET[:DIR]", help="descriptors (default), egemaps_lld, egemaps_functionals, compare_lld, "
+                                                                 "compare_functionals, or speech_encoder:DIR (a local wav2vec 2.0 / HuBERT / WavLM / data2vec-audio directory)")
+    p.add_argument("--vision-features", metavar="SET[:DIR]", help="facemesh (default) or image_encoder:DIR (a local ViT / DINOv2 / CLIP directory, on the aligned face crop)")
+    p.add_argument("--text-features", metavar="SET[:DIR]", help="none (default: the transcript only) or text_encoder:DIR (hidden states of a local BERT / RoBERTa / XLNet directory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; clips listed but missing on disk and files listed nowhere "
                                                          "are counted in one line (their paths are in the sidecar)")
 
@@ -228,6 +243,7 @@ def _extract_setting(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. video_fps=5")
+    key = key.strip().removeprefix("extract.")  # --set extract.audio_features=... as in the config file's [extract] table
     for kind in (int, float):
         try:
             return key.strip(), kind(value)
@@ -269,29 +285,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = _run(args, command_line)
     except KeyboardInterrupt:
-        print(f"msakit {args.command}: interrupted{_resume_hint(args, command_line)}", file=sys.stderr)
+        print(f"{_speaker(args)}: interrupted{_resume_hint(args, command_line)}", file=sys.stderr)
         return 130
     except MsakitError as error:
         if args.debug:
             raise
-        print(f"msakit {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"{_speaker(args)}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # the user's files: missing, unreadable, a directory, disk full
         if args.debug:
             raise
         where = f"{error.filename}: " if error.filename else ""
-        print(f"msakit {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        print(f"{_speaker(args)}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - the boundary: a bug, reported as one
         if args.debug:
             raise
         print(
-            f"msakit {args.command}: internal error (a bug in msakit, please report it): {type(error).__name__}: "
+            f"{_speaker(args)}: internal error (a bug in msakit, please report it): {type(error).__name__}: "
             f"{_one_line(error)}. Rerun with --debug for the traceback.",
             file=sys.stderr,
         )
         return 70
     return status or 0
+
+
+def _speaker(args) -> str:
+    """``msakit <command>``; under torchrun, ranks other than 0 say which they are (their lines
+    would otherwise repeat rank 0's without telling whose they are)."""
+    import os
+
+    rank = os.environ.get("RANK", "0")
+    return f"msakit {args.command}" + (f" [rank {rank}]" if rank not in ("", "0") and os.environ.get("WORLD_SIZE", "1") != "1" else "")
 
 
 def _one_line(error: BaseException) -> str:
@@ -313,12 +338,55 @@ def _resume_hint(args, command_line: str) -> str:
     return f"; the finished epochs are saved in {run_dir}. Resume with: {again}"
 
 
+def world_size() -> int:
+    from msakit.training.distributed import world_size as size
+
+    return size()
+
+
+def is_main_process() -> bool:
+    from msakit.training.distributed import is_main_process as main
+
+    return main()
+
+
+def _launch_torchrun(args, command_line: str) -> int:
+    """``msakit train --nproc N ...``: the same command, without ``--nproc``, in N processes on
+    this machine through torchrun (``torch.distributed.run --standalone``); its exit status."""
+    import os
+    import subprocess
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: give the number of processes, 1 or more (one per GPU on a GPU machine)")
+    if world_size() > 1:
+        raise ConfigError("--nproc: this process is already one of a torchrun group; drop --nproc (torchrun set the processes)")
+    argv = shlex.split(command_line)[1:]
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    if not args.run_dir:  # chosen once here, so every process and the printed hints name one folder
+        import msakit
+
+        rest += ["--run-dir", str(msakit.api.default_run_dir(args.model, args.data))]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}", "-m", "msakit.cli", *rest]
+    return subprocess.call(command, env=env)
+
+
 def _run(args, command_line: str) -> int | None:
     """Carry out the command; an int is the exit status where it is not 0 (e.g. clips not scored)."""
     import msakit
     from msakit.config import parse_set_options
     from msakit.metrics import format_table
 
+    if args.command == "train" and args.nproc is not None:
+        return _launch_torchrun(args, command_line)
     if args.command == "train":
         overrides = parse_set_options(args.set)
         if args.modalities:
@@ -333,23 +401,29 @@ def _run(args, command_line: str) -> int | None:
             raise ConfigError("--resume needs --run-dir (the run to continue)")
         if not args.run_dir:  # chosen here so an interrupted run can say where it is
             args.run_dir = str(msakit.api.default_run_dir(args.model, args.data))
+            if world_size() > 1:  # under torchrun: rank 0's choice, for every process
+                from msakit.training.distributed import context
+                from msakit.training.trainer import resolve_device
+
+                args.run_dir = context(resolve_device(overrides["train"].get("device", "auto")).type).from_main(args.run_dir)
+        show = print if is_main_process() else (lambda *a, **k: None)  # under torchrun, rank 0 alone prints
         if args.compare_text_only:
             from msakit.api import compare_text_only, side_by_side
 
             result, text = compare_text_only(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir,
                                              overrides=overrides, resume=args.resume)
-            print(side_by_side(result, text))
+            show(side_by_side(result, text))
         else:
             result = msakit.train(args.model, args.data, kind=args.kind, seeds=args.seeds, run_dir=args.run_dir, overrides=overrides,
                                   resume=args.resume)
-            print(result.table())
+            show(result.table())
             from msakit.workflows.text_only import side_by_side, text_stages
 
             text = text_stages(result)  # model.fusion=text_first or auto (the default): its own text-only runs, at no cost
             if text is not None:
-                print()
-                print(side_by_side(result, text))
-        print(f"run written to {result.run_dir}")
+                show()
+                show(side_by_side(result, text))
+        show(f"run written to {result.run_dir}")
     elif args.command == "evaluate":
         result = msakit.evaluate(args.run_dir, args.data, kind=args.kind, split=args.split, device=args.device)
         for note in result.get("warnings", []):
@@ -365,8 +439,10 @@ def _run(args, command_line: str) -> int | None:
             raise ConfigError("predict: give --data (a feature pickle) or --video (video files), not both")
         from msakit.api import predict_video
 
-        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=args.workers,
-                               transcripts=args.transcript, overwrite=args.overwrite, video_ids=args.video_id)
+        workers = args.workers if args.workers is not None or args.engine == "ray" else 1
+        result = predict_video(args.run_dir, args.video, args.output, kind=args.kind, device=args.device, workers=workers,
+                               transcripts=args.transcript, overwrite=args.overwrite, video_ids=args.video_id, engine=args.engine,
+                               address=args.address)
         print(_video_table(result))
         print(f"predictions written to {result['csv']} and {result['json']}")
         if result["failures"]:  # exit 1: results written, but not every clip could be scored
@@ -430,7 +506,19 @@ def _run(args, command_line: str) -> int | None:
 
         from msakit.api import extract
 
-        settings = dict(_extract_setting(text) for text in args.set or [])
+        settings = {}
+        if args.config:
+            from msakit.extract.config_file import read_extract_config
+
+            settings.update(read_extract_config(args.config))
+        settings.update(dict(_extract_setting(text) for text in args.set or []))
+        for modality in ("audio", "vision", "text"):
+            chosen = getattr(args, f"{modality}_features")
+            if chosen:
+                name, sep, directory = chosen.partition(":")
+                settings[f"{modality}_features"] = name.strip()
+                if sep:
+                    settings[f"{modality}_encoder"] = directory
         if args.modalities:
             settings["modalities"] = args.modalities.replace(",", "").replace(" ", "")
         try:
@@ -439,7 +527,9 @@ def _run(args, command_line: str) -> int | None:
             raise ConfigError(f"--split-fractions {args.split_fractions!r}: give three numbers, e.g. 0.7,0.15,0.15") from None
         if args.channel:
             settings["channel"] = args.channel
-        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2),
+        default_workers = None if args.engine == "ray" else max(1, (os.cpu_count() or 2) // 2)
+        result = extract(args.source, args.output, workers=args.workers if args.workers is not None else default_workers,
+                         engine=args.engine, address=args.address,
                          split_fractions=fractions, seed=args.seed, progress=not args.quiet, layout=args.layout, kind=args.kind,
                          overwrite=args.overwrite, verbose=args.verbose, **settings)
         print(result.report(brief=args.quiet))

@@ -38,6 +38,9 @@ class DataConfig:
     # msakit/data/context.py): the text encoder gets them after the scored utterance. 0: off.
     context: int = setting(0, min=0, doc="neighbouring utterances of the same video on each side given to the text encoder (0: off)")
     context_side: str = setting("both", choices=("both", "past"), doc="both: previous and next utterances; past: previous only (causal)")
+    # Which modalities are read with their neighbours: text as above; audio/vision get the
+    # neighbours' mean utterance vector as extra columns on every frame (the width doubles).
+    context_modalities: str = setting("t", doc="modalities read with their neighbours when data.context > 0: t, a, v or a list (t,a,v)")
 
 
 @dataclass

@@ -162,7 +162,7 @@ def test_context_refuses_word_aligned_features_and_runs_without_text(tiny_bert_d
     overrides = {"model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 1}, "train": {"max_epochs": 1, "progress": False}}
     with pytest.raises(ConfigError, match="word-aligned"):
         msakit.train("self_mm", aligned, run_dir=tmp_path / "a", overrides=overrides)
-    with pytest.raises(ConfigError, match="uses no text"):
+    with pytest.raises(ConfigError, match="uses none of them"):
         msakit.train("self_mm", small_synthetic, run_dir=tmp_path / "b", overrides={**overrides, "data": {"context": 1, "modalities": ("a", "v")}})
 
 
@@ -231,7 +231,7 @@ def test_a_served_context_run_says_so(tiny_bert_dir, tmp_path):
         "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 2, "context_side": "past"},
         "train": {"max_epochs": 1, "progress": False}}).run_dir
     info = TestClient(create_app(VideoScorer(run, device="cpu"))).get("/api/model").json()
-    assert info["context"] == {"k": 2, "side": "past"} and "with its neighbours (2 previous utterance(s) of the same video)" in info["description"]
+    assert info["context"] == {"k": 2, "side": "past", "modalities": ["t"]} and "with its neighbours (2 previous utterance(s) of the same video)" in info["description"]
 
 
 def test_a_manifests_video_id_names_the_video_in_the_clip_ids(tmp_path):

@@ -22,7 +22,9 @@ from msakit.errors import MsakitError
 from msakit.models import available_models, get_model_class
 
 # MAG-BERT learns through a gate on the (here random, tiny) text encoder's embeddings: slower.
-LEARN_EPOCHS = {"mag_bert": 8}
+# MCTN predicts from text alone (audio/vision only shape its joint representation in training),
+# read through the tiny random encoder and two LSTM encoders: slower too.
+LEARN_EPOCHS = {"mag_bert": 8, "mctn": 12}
 LOCAL_OVERRIDES = {"late_fusion": {"lr_other": 1e-2}, "mag_bert": {"lr": 1e-3}, "mmmie": {"frame_stride": 3, "model_dim": 16, "transformer_ff_dim": 32, "lr_other": 5e-3}}
 
 

@@ -319,18 +319,24 @@ def test_almt_decoupled_weight_decay_matches_adamw():
     twin = build("almt", **get_model_class("almt").TEST_OVERRIDES)
     twin.load_state_dict(model.state_dict())
     c = model.config
-    ours = torch.optim.Adam(model.parameter_groups())
-    adamw = torch.optim.AdamW([p for p in twin.parameters()], lr=c.lr, weight_decay=c.weight_decay)
+    ours = torch.optim.Adam(model.parameter_groups(), fused=True)  # as the trainer builds it, nothing else called
+    adamw = torch.optim.AdamW([p for p in twin.parameters()], lr=c.lr, weight_decay=c.weight_decay, fused=True)
     batch = FakeBatch()
     for _ in range(3):
         for m, opt in ((model, ours), (twin, adamw)):
             opt.zero_grad()
             m(batch).predictions["m"].pow(2).mean().backward()
-            if m is model:
-                m.clip_gradients()
             opt.step()
+    assert c.weight_decay > 0
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_cenet_declares_its_gradient_norm_clipping_to_the_trainer():
+    model = build("cenet", **get_model_class("cenet").TEST_OVERRIDES)
+    clipping = model.gradient_clipping()
+    assert (clipping.mode, clipping.limit, clipping.when) == ("norm", model.config.grad_clip, "step")
+    assert build("cenet", grad_clip=0.0, **get_model_class("cenet").TEST_OVERRIDES).gradient_clipping() is None
 
 
 # ---- sweeps --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from msakit.workflows.robustness import build_grid, nauc, robustness
 def _overrides(model, tiny_bert_dir, **train):
     fields = {f.name for f in dataclasses.fields(get_model_class(model).config_class)}
     model_overrides = {"text_encoder": str(tiny_bert_dir)} if "text_encoder" in fields else {}
-    model_overrides.update(getattr(get_model_class(model), "TEST_OVERRIDES", {}))  # tiny sizes, as tests/test_every_model.py
+    model_overrides.update(getattr(get_model_class(model), "TEST_OVERRIDES", {}))  # a model's tiny sizes (and stage lengths)
     return {"model": model_overrides, "train": {"batch_size": 16, "max_epochs": 1, "progress": False, **train}}
 
 

@@ -70,7 +70,9 @@ class BatchBuilder:
         """``empty[m]`` (bool over the split's rows, ``data.empty_as_absent``): samples whose
         ``m`` is all zeros; every batch marks them absent (their frames are already zero).
         ``context`` (a ``msakit.data.context.ContextSpec``): each transcript is tokenized with its
-        neighbours of the same video in this split (``msakit.data.context.context_token_ids``)."""
+        neighbours of the same video in this split (``msakit.data.context.context_token_ids``),
+        and audio/vision, where the spec names them, get the neighbours' mean utterance vector
+        as extra columns on every valid frame (``msakit.data.context.frame_context``)."""
         missing = [m for m in modalities if m not in split.modalities]
         if missing:
             raise ConfigError(
@@ -84,7 +86,7 @@ class BatchBuilder:
         if "t" in modalities:
             if tokenizer is None:
                 raise ConfigError("text modality requested but no tokenizer given")
-            if context is not None and context.on:
+            if context is not None and context.reads("t"):
                 from msakit.data.context import context_token_ids
 
                 plain = tokenizer(list(split.raw_text), add_special_tokens=False, truncation=True, max_length=max_text_tokens)["input_ids"]
@@ -95,6 +97,12 @@ class BatchBuilder:
             self.pad_id = int(tokenizer.pad_token_id or 0)
             self.empty_ids = tokenizer("", truncation=True, max_length=max_text_tokens)["input_ids"]  # absent text
         self.labels = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in split.labels.items()}
+        self.frame_context: dict[str, np.ndarray] = {}
+        for m, key in (("a", "audio"), ("v", "vision")):
+            if m in modalities and context is not None and context.reads(m):
+                from msakit.data.context import frame_context
+
+                self.frame_context[m] = frame_context(getattr(split, key), getattr(split, f"{key}_lengths"), split.ids, context)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -137,9 +145,9 @@ class BatchBuilder:
                 mask[r, : len(s)] = 1
             batch.text_ids, batch.text_mask = torch.from_numpy(ids), torch.from_numpy(mask)
         if "a" in self.modalities:
-            batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows, absent.get("a"))
+            batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows, absent.get("a"), self.frame_context.get("a"))
         if "v" in self.modalities:
-            batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows, absent.get("v"))
+            batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows, absent.get("v"), self.frame_context.get("v"))
         marked = dict(absent)
         for m, e in self.empty.items():  # an empty sample is absent; its frames and length stay as they are
             marked[m] = e | marked[m] if m in marked else e
@@ -148,12 +156,18 @@ class BatchBuilder:
         return batch
 
     @staticmethod
-    def _frames(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray, absent: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _frames(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray, absent: np.ndarray | None = None,
+                context: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``context`` (``(N, D)``, data.context): appended to every valid frame of each row."""
+        lengths = np.asarray(lengths)
         batch_lengths = lengths[rows]
         if absent is not None and absent[rows].any():  # absent: all frames zero, length = the split's full width
             batch_lengths = np.where(absent[rows], array.shape[1], batch_lengths)
         longest = int(batch_lengths.max())
         frames = np.ascontiguousarray(array[rows, :longest], dtype=np.float32)
+        if context is not None:
+            valid = np.arange(longest)[None, :] < lengths[rows][:, None]
+            frames = np.concatenate([frames, context[rows][:, None, :] * valid[:, :, None].astype(np.float32)], axis=2)
         if absent is not None:
             frames[absent[rows]] = 0.0  # a copy (fancy indexing above), never the split's array
         return torch.from_numpy(frames), torch.from_numpy(batch_lengths.astype(np.int64))

@@ -11,6 +11,17 @@ split** before it (closest first) and after it (closest first), at most ``k`` ea
 (numerically where every clip id of the video is a number, else in the order they appear).
 Only ids enter here: labels never do, so no label can leak into a neighbour's context, and the
 other splits are never looked at, so no neighbour comes from another split.
+
+What each modality gets (``data.context_modalities``, default ``t``):
+
+- text: the neighbours' transcripts, tokenized with the scored utterance in the tokenizer's pair
+  form (``context_token_ids``);
+- audio and vision: the mean of the neighbours' utterance vectors (each neighbour's frames
+  averaged over its valid frames; neighbours with no such frames, i.e. all zeros, left out),
+  appended as extra columns to every valid frame of the scored utterance (``frame_context``).
+  Every model then reads it through its own audio/vision encoder (the feature width doubles);
+  what a speaker's voice, room or camera adds to every clip is in the neighbours' mean too, so a
+  model can read the scored utterance relative to its speaker.
 """
 
 from __future__ import annotations
@@ -22,27 +33,78 @@ from msakit.errors import ConfigError
 
 SEPARATOR = "$_$"
 SIDES = ("both", "past")
+MODALITIES = ("t", "a", "v")
+
+
+def parse_context_modalities(value) -> tuple[str, ...]:
+    """``"t"``, ``"t,a,v"``, ``"av"``... as a tuple in t, a, v order; one line if it is not."""
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(m) for m in value)
+    letters = [m for m in str(value).replace(",", " ").replace("+", " ").split()] if isinstance(value, str) else []
+    letters = [ch for part in letters for ch in part]
+    if not letters or any(m not in MODALITIES for m in letters):
+        raise ConfigError(f"data.context_modalities={value!r}: the modalities read with their neighbours, among t, a, v "
+                          "(e.g. t, or t,a,v)")
+    return tuple(m for m in MODALITIES if m in letters)
 
 
 @dataclass(frozen=True)
 class ContextSpec:
-    """``k`` neighbours on each side (``k=0``: off); ``side``: ``both`` or ``past``."""
+    """``k`` neighbours on each side (``k=0``: off); ``side``: ``both`` or ``past``;
+    ``modalities``: the modalities read with their neighbours (see the module docstring)."""
 
     k: int = 0
     side: str = "both"
+    modalities: tuple[str, ...] = ("t",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 0:
             raise ConfigError(f"data.context={self.k!r}: the number of neighbours on each side, an integer >= 0 (0: off)")
         if self.side not in SIDES:
             raise ConfigError(f"data.context_side={self.side!r}: use both (previous and next utterances) or past (previous only)")
+        object.__setattr__(self, "modalities", parse_context_modalities(self.modalities))
 
     @property
     def on(self) -> bool:
         return self.k > 0
 
+    def reads(self, modality: str) -> bool:
+        """Whether ``modality`` is read with its neighbours."""
+        return self.on and modality in self.modalities
+
+    def frame_width(self, modality: str, width: int) -> int:
+        """The width a model reads for audio/vision features ``width`` wide: doubled when the
+        modality gets its neighbours' mean as extra columns."""
+        return 2 * width if modality in ("a", "v") and self.reads(modality) else width
+
     def describe(self) -> str:
         return "off" if not self.on else f"{self.k} previous" + (f" and {self.k} next" if self.side == "both" else "") + " utterance(s)"
+
+
+def frame_context(frames, lengths, ids, spec: ContextSpec, chunk: int = 512):
+    """``(N, D)``: for each row, the mean of its neighbours' utterance vectors (each neighbour's
+    frames averaged over its valid frames), zeros where no neighbour has any non-zero frame.
+    ``frames`` is ``(N, T, D)`` (an array or a view that reads ``frames[rows, :]``), ``lengths``
+    its valid frames per row."""
+    import numpy as np
+
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n, width, dim = frames.shape[0], frames.shape[1], frames.shape[2]
+    pooled = np.zeros((n, dim), dtype=np.float64)
+    present = np.zeros(n, dtype=bool)
+    for start in range(0, n, chunk):
+        block = np.asarray(frames[start:start + chunk, :], dtype=np.float64)
+        valid = np.arange(width)[None, :] < lengths[start:start + chunk, None]
+        block = block * valid[:, :, None]
+        count = np.maximum(valid.sum(axis=1), 1)[:, None]
+        pooled[start:start + chunk] = block.sum(axis=1) / count
+        present[start:start + chunk] = np.any(block != 0, axis=(1, 2))
+    out = np.zeros((n, dim), dtype=np.float32)
+    for row, (before, after) in enumerate(neighbours(ids, spec.k, spec.side)):
+        used = [r for r in (*before, *after) if present[r]]
+        if used:
+            out[row] = pooled[used].mean(axis=0)
+    return out
 
 
 def video_of(sample_id: str) -> tuple[str, str] | None:
@@ -155,4 +217,4 @@ def context_token_ids(target: list[list[int]], spec: ContextSpec, ids, tokenizer
     return out
 
 
-__all__ = ["SEPARATOR", "ContextSpec", "check_ids", "context_token_ids", "neighbours", "video_of", "video_order", "videos_across_splits"]
+__all__ = ["SEPARATOR", "ContextSpec", "check_ids", "context_token_ids", "frame_context", "neighbours", "parse_context_modalities", "video_of", "video_order", "videos_across_splits"]

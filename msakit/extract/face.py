@@ -59,12 +59,20 @@ class FaceFeaturizer:
     def close(self) -> None:
         self.mesh.close()
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+    def points(self, rgb: np.ndarray) -> np.ndarray | None:
+        """The one face's ``(468, 3)`` landmarks in pixels (z scaled like x), or None."""
         result = self.mesh.process(rgb)
         if not result.multi_face_landmarks:
+            return None
+        height, width = rgb.shape[:2]
+        return landmark_points(result.multi_face_landmarks[0], width, height)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        points = self.points(rgb)
+        if points is None:
             return np.zeros(len(FEATURE_NAMES), np.float32)
         height, width = rgb.shape[:2]
-        return face_features(landmark_points(result.multi_face_landmarks[0], width, height), width, height)
+        return face_features(points, width, height)
 
 
 # One serialised NormalizedLandmark holding x, y, z only: field tag, length 15, then the three

@@ -66,6 +66,17 @@ class ExtractSettings:
     asr_window_s: float = 8.0  # speech is recognised in windows of at most this many seconds (cut at pauses)
     modalities: str = "tav"
     channel: str = "mix"  # audio channel: mix (mono downmix), left or right (the first / second channel)
+    # Feature sets (msakit.extract.featuresets): one per modality, and the model directory and
+    # hidden-state layer of the encoder sets.
+    audio_features: str = "descriptors"  # descriptors, egemaps_lld, egemaps_functionals, compare_lld, compare_functionals, speech_encoder
+    vision_features: str = "facemesh"  # facemesh, image_encoder
+    text_features: str = "none"  # none (the transcript only), text_encoder
+    audio_encoder: str = ""  # speech_encoder: a local wav2vec 2.0 / HuBERT / WavLM / data2vec-audio directory
+    audio_layer: str = "last"  # last, N, mean, A-B (hidden states averaged)
+    vision_encoder: str = ""  # image_encoder: a local ViT / DINOv2 / CLIP directory
+    vision_layer: str = "last"
+    text_encoder: str = ""  # text_encoder: a local BERT / RoBERTa / XLNet / ... directory
+    text_layer: str = "last"
 
     def validate(self) -> "ExtractSettings":
         for f in dataclasses.fields(self):
@@ -84,6 +95,9 @@ class ExtractSettings:
         for ok, name, rule in checks:
             if not ok:
                 raise ConfigError(f"extract.{name}={getattr(self, name)!r}: must be {rule}")
+        from msakit.extract import featuresets
+
+        featuresets.check(self)
         return self
 
     @property
@@ -95,9 +109,19 @@ class ExtractSettings:
         package versions (any of them changes the features)."""
         from msakit.extract.asr import MODEL_NAME
 
-        payload = json.dumps({"v": EXTRACTOR_VERSION, "asr": MODEL_NAME, "versions": package_versions(), **dataclasses.asdict(self)},
-                             sort_keys=True)
+        from msakit.extract import featuresets
+
+        # Feature-set settings at their defaults stay out, so the default set's key (and cache) is as before.
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in _SET_FIELDS or v != _SET_FIELDS[k]}
+        extra = featuresets.fingerprint(self)
+        payload = json.dumps({"v": EXTRACTOR_VERSION, "asr": MODEL_NAME, "versions": package_versions(), **settings,
+                              **({"featuresets": extra} if extra else {})}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+_SET_FIELDS = {"audio_features": "descriptors", "vision_features": "facemesh", "text_features": "none", "audio_encoder": "",
+               "audio_layer": "last", "vision_encoder": "", "vision_layer": "last", "text_encoder": "", "text_layer": "last"}
+ENCODER_DIRS = ("audio_encoder", "vision_encoder", "text_encoder")
 
 
 def coerce_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +150,8 @@ def coerce_settings(settings: dict[str, Any]) -> dict[str, Any]:
             value = int(value)
         elif kind == "str" and not isinstance(value, str):
             value = str(value)
+        if name in ENCODER_DIRS and value:
+            value = str(Path(value).expanduser().resolve())  # recorded in the sidecar: the same directory from anywhere
         out[name] = value
     return out
 
@@ -201,7 +227,7 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
     if settings.modalities == "v" and not has_video:
         raise ClipError("no video track (only vision was asked for)", "no_video_track")
     need_video = "v" in settings.modalities and has_video
-    out: dict[str, Any] = {"text": text, "asr": False, "flags": []}
+    out: dict[str, Any] = {"text": text, "asr": False, "flags": [], "audio_set": settings.audio_features}
     if "v" in settings.modalities and not has_video:
         out["vision_absent"] = True
     video_out: dict[str, Any] = {}
@@ -241,15 +267,20 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
     if need_video:
         if not need_audio and video_seconds < settings.min_duration_s:
             raise ClipError(f"too short ({video_seconds:.2f} s of video; the minimum is {settings.min_duration_s} s)", "too_short")
-        rows = video_out["rows"]
-        if not rows:
+        vision = video_out["vision"]
+        if vision is None or not len(vision):
             raise ClipError("the video track holds no decodable frame", "no_frames")
-        vision = np.stack(rows)
         found = float(vision[:, 0].mean())
         if found < settings.min_face_fraction or not found:
-            raise ClipError(f"no face found (in {found:.0%} of {len(rows)} sampled frames; the minimum is {settings.min_face_fraction:.0%})", "no_face")
+            raise ClipError(f"no face found (in {found:.0%} of {len(vision)} sampled frames; the minimum is {settings.min_face_fraction:.0%})", "no_face")
         out["vision"], out["face_frames"] = vision, int(vision[:, 0].sum())
     out["duration_s"] = max(audio_seconds, video_seconds)
+    if settings.text_features != "none" and "t" in settings.modalities:
+        from msakit.extract import featuresets
+
+        clock = time.perf_counter()
+        out["text_features"] = featuresets.module("text", settings.text_features).features(settings, out["text"] or "")
+        timings["text_features"] = timings.get("text_features", 0.0) + time.perf_counter() - clock
     stage("done")
     return out
 
@@ -257,11 +288,11 @@ def extract_clip(path: str | Path, settings: ExtractSettings, text: str | None =
 def _audio_stages(path: Path, settings: ExtractSettings, text: str | None, timings: dict, out: dict) -> float:
     """Decode the sound once, feeding the audio descriptors and the recogniser; fills ``out``
     (``audio``, ``text``, ``asr``, ``flags``) and returns the seconds of audio."""
-    from msakit.extract.audio import AudioFeaturizer
+    from msakit.extract import featuresets
     from msakit.extract.decode import ClipError, iter_audio
 
     clock = time.perf_counter()
-    featurizer = AudioFeaturizer(settings.sample_rate, settings.audio_hop, settings.audio_win) if "a" in settings.modalities else None
+    featurizer = featuresets.module("audio", settings.audio_features).featurizer(settings) if "a" in settings.modalities else None
     recogniser = None
     if text is None and "t" in settings.modalities:
         from msakit.extract.asr import Recogniser, load_model
@@ -302,19 +333,20 @@ def _audio_stages(path: Path, settings: ExtractSettings, text: str | None, timin
 def _video_stages(path: Path, settings: ExtractSettings, timings: dict, stop) -> dict[str, Any]:
     """Decode the sampled frames and run the face mesh on each: ``{"rows", "seconds"}``; stops
     early (with what it has) once ``stop`` is set."""
+    from msakit.extract import featuresets
     from msakit.extract.decode import iter_frames
-    from msakit.extract.face import FaceFeaturizer
 
     clock = time.perf_counter()
-    face = FaceFeaturizer()
+    face = featuresets.module("vision", settings.vision_features).featurizer(settings)
     timings["setup"] = timings.get("setup", 0.0) + time.perf_counter() - clock
-    rows: list[np.ndarray] = []
+    frames = 0
     seconds = 0.0
     try:
         clock = time.perf_counter()
         for t, frame in iter_frames(path, settings.video_fps, settings.max_side):
             middle = time.perf_counter()
-            rows.append(face(frame))
+            face.push(frame)
+            frames += 1
             seconds = t
             end = time.perf_counter()
             timings["decode"] = timings.get("decode", 0.0) + middle - clock
@@ -322,10 +354,13 @@ def _video_stages(path: Path, settings: ExtractSettings, timings: dict, stop) ->
             clock = end
             if stop.is_set():
                 break
+        clock = time.perf_counter()
+        vision = face.finish()  # (batched encoders: the frames not encoded yet)
+        timings["face"] = timings.get("face", 0.0) + time.perf_counter() - clock
     finally:
         face.close()
-    seconds += 1.0 / settings.video_fps if rows else 0.0
-    return {"rows": rows, "seconds": seconds}
+    seconds += 1.0 / settings.video_fps if frames else 0.0
+    return {"vision": vision, "seconds": seconds}
 
 
 def clip_stats(result: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +372,7 @@ def clip_stats(result: dict[str, Any]) -> dict[str, Any]:
         stats["face_frames"], stats["vision_frames"] = int(result["face_frames"]), int(len(result["vision"]))
     if result.get("vision_absent"):
         stats["vision"] = "absent (no video track)"
-    if "audio" in result and len(result["audio"]):
+    if "audio" in result and len(result["audio"]) and result.get("audio_set", "descriptors") == "descriptors":
         stats["voiced_fraction"] = round(float(np.mean(result["audio"][:, AUDIO_NAMES.index("f0_hz")] > 0)), 4)
     if result.get("text") is not None:
         stats["transcript_words"] = len(result["text"].split())
@@ -379,13 +414,14 @@ def _quiet(log: Path | None):
 CLIPS_IN_FLIGHT = 2  # clips extracted at once in one process (threads): benchmarks/results/extract_speed_quiet.md
 
 
-def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log: str | None = None) -> tuple[str, str | None, dict]:
-    """Worker: extract one clip and write its part file (or its failure) atomically."""
+def _part_payload(clip_path: str, text: str | None, settings_dict: dict, log: str | None = None) -> tuple[str | None, bytes, dict]:
+    """Extract one clip: ``(None, the part file's bytes, timings)``, or ``(reason, the failure
+    file's bytes, timings)`` when the clip cannot be used. Runs in any process (a Ray worker too)."""
+    import io
+
     from msakit.extract.decode import ClipError
-    from msakit.outputs import atomic_write
 
     settings = ExtractSettings(**settings_dict)
-    part_path = Path(part)
     timings: dict = {}
     start = time.perf_counter()
     with _quiet(Path(log) if log else None):
@@ -398,18 +434,33 @@ def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log:
             reason = f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}"
     timings["clip_total"] = time.perf_counter() - start
     if reason is not None:
-        atomic_write(part_path.with_suffix(".fail.json"), lambda p: p.write_text(json.dumps({"reason": reason, "timings": timings})))
-        return clip_path, reason, timings
-    arrays = {k: result[k] for k in ("audio", "vision") if k in result}
+        return reason, failure_bytes(reason, timings), timings
+    arrays = {k: result[k] for k in ("audio", "vision", "text_features") if k in result}
     meta = {"text": result["text"], "asr": result["asr"], "duration_s": result["duration_s"], "face_frames": result.get("face_frames"),
             "vision_absent": bool(result.get("vision_absent")), "stats": clip_stats(result), "timings": timings}
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    return None, buffer.getvalue(), timings
 
-    def write(p: Path) -> None:
-        with open(p, "wb") as file:
-            np.savez(file, meta=np.array(json.dumps(meta)), **arrays)
 
-    atomic_write(part_path, write)
-    return clip_path, None, timings
+def failure_bytes(reason: str, timings: dict) -> bytes:
+    """A clip's ``.fail.json`` part: why it could not be used."""
+    return json.dumps({"reason": reason, "timings": timings}).encode()
+
+
+def write_part(part_path: Path, reason: str | None, payload: bytes) -> None:
+    """A clip's part file (or its failure) written atomically beside the others."""
+    from msakit.outputs import atomic_write
+
+    target = part_path.with_suffix(".fail.json") if reason is not None else part_path
+    atomic_write(target, lambda p: p.write_bytes(payload))
+
+
+def _work(clip_path: str, text: str | None, settings_dict: dict, part: str, log: str | None = None) -> tuple[str, str | None, dict]:
+    """Worker: extract one clip and write its part file (or its failure) atomically."""
+    reason, payload, timings = _part_payload(clip_path, text, settings_dict, log)
+    write_part(Path(part), reason, payload)
+    return clip_path, reason, timings
 
 
 # ---- the whole extraction -----------------------------------------------------------------------
@@ -428,6 +479,8 @@ def extract(
     verbose: bool = False,
     on_clip: Callable[[str, str | None], None] | None = None,
     modalities_given: bool = False,
+    engine: str = "local",
+    address: str | None = None,
 ) -> ExtractResult:
     """Extract features of every clip in ``source`` into the MMSA pickle ``output``.
 
@@ -436,13 +489,25 @@ def extract(
     extracted. ``on_clip(clip_id, reason)`` is called as each clip finishes (``reason`` None
     when it was extracted), for callers that show their own progress. ``modalities_given``:
     the caller named ``settings.modalities`` (then ``tav`` too is extracted exactly or refused;
-    see ``check_modalities``).
+    see ``check_modalities``). ``engine="ray"``: the clips are extracted on a Ray cluster
+    (``msakit.extract.ray_engine``; ``address`` None: a local one), ``workers`` of them at once
+    (None: one per CPU of the cluster); the pickle is the same, byte for byte.
     """
     from msakit.outputs import check_outputs
 
     settings = (settings or ExtractSettings()).validate()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r}: use local (this machine's processes) or ray (a Ray cluster)")
+    if address and engine != "ray":
+        raise ConfigError("--address: the address of a Ray cluster goes with --engine ray")
+    if engine == "ray" and workers is None:
+        pass  # one worker per CPU of the cluster
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"--workers {workers!r}: must be a whole number >= 1")
+    if engine == "ray":
+        from msakit.extract.ray_engine import require_ray
+
+        require_ray()  # before any work: refused at once when Ray is missing
     require_video_extra()
     output = Path(output)
     listing = gather(source, layout=layout, kind=kind)
@@ -480,7 +545,18 @@ def extract(
             on_clip(clip.id, reason)
 
     try:
-        if len(todo) == 1:
+        if engine == "ray" and todo:
+            from msakit.extract.ray_engine import map_clips
+
+            def arrived(i: int, result: tuple) -> None:  # on the driver: parts are written here, wherever the clip ran
+                clip, part = todo[i]
+                reason, payload, _ = result
+                write_part(part, reason, payload)
+                finished(clip, reason)
+
+            map_clips(_part_payload, [(c.path, (c.text, settings_dict)) for c, _ in todo], address=address, workers=workers,
+                      on_result=arrived, on_failure=lambda i, reason: (reason, failure_bytes(reason, {}), {}))
+        elif len(todo) == 1:
             clip, part = todo[0]
             finished(clip, _work(str(clip.path), clip.text, settings_dict, str(part), str(log) if log else None)[1])
         elif workers == 1:
@@ -646,8 +722,10 @@ def _assign_splits(clips: list[Clip], fractions, seed: int) -> list[str]:
 def _assemble(clips: list[Clip], keys: list[str], splits_of: list[str], parts: Path, output: Path, settings: ExtractSettings,
               seconds: float, listing: Listing, notes: list[str]) -> ExtractResult:
     from msakit.data.mmsa import write_mmsa_pickle
-    from msakit.extract.face import FEATURE_NAMES as FACE_NAMES
     from msakit.outputs import write_json
+
+    description = describe(settings)
+    vision_dim = description["features"].get("vision", {}).get("dim", 0)
 
     failures, rows = [], {"train": [], "valid": [], "test": []}
     timings: dict[str, float] = {}
@@ -664,9 +742,9 @@ def _assemble(clips: list[Clip], keys: list[str], splits_of: list[str], parts: P
             continue
         with np.load(part) as data:
             meta = json.loads(str(data["meta"]))
-            arrays = {k: data[k] for k in ("audio", "vision") if k in data.files}
+            arrays = {k: data[k] for k in ("audio", "vision", "text_features") if k in data.files}
         if "v" in settings.modalities and "vision" not in arrays:
-            arrays["vision"] = np.zeros((1, len(FACE_NAMES)), np.float32)  # no video track: one all-zero frame (present = 0)
+            arrays["vision"] = np.zeros((1, vision_dim), np.float32)  # no video track: one all-zero frame (present = 0)
             absent += 1
         rows[split].append((clip, meta, arrays))
         _add(timings, meta.get("timings", {}))
@@ -688,9 +766,9 @@ def _assemble(clips: list[Clip], keys: list[str], splits_of: list[str], parts: P
         split: dict[str, Any] = {"id": [c.id for c, _, _ in items]}
         if "t" in settings.modalities:
             split["raw_text"] = [m["text"] or "" for _, m, _ in items]
-        for key in ("audio", "vision"):
-            if key[0] in settings.modalities:
-                arrays = [a[key] for _, _, a in items]
+        for key, source in (("audio", "audio"), ("vision", "vision"), ("text", "text_features")):
+            if key[0] in settings.modalities and (key != "text" or settings.text_features != "none"):
+                arrays = [a[source] for _, _, a in items]
                 frames = max(1, max(len(a) for a in arrays))
                 stacked = np.zeros((len(arrays), frames, arrays[0].shape[1]), np.float32)
                 for i, a in enumerate(arrays):
@@ -707,7 +785,7 @@ def _assemble(clips: list[Clip], keys: list[str], splits_of: list[str], parts: P
         payload[name] = split
     write_mmsa_pickle(output, payload)
     sidecar = sidecar_path(output)
-    info = describe(settings)
+    info = description
     info["dataset"] = {"layout": listing.layout, "kind": listing.kind, "kind_reason": listing.kind_reason}
     info["clips"] = {"extracted": len(extracted), "failed": failures, "splits": {k: len(v) for k, v in rows.items() if v},
                      "missing_on_disk": listing.missing, "unlisted_on_disk": listing.unlisted, "flagged": flagged,
@@ -753,31 +831,30 @@ def package_versions() -> dict[str, str]:
 
 def describe(settings: ExtractSettings) -> dict[str, Any]:
     """The sidecar's description of the features these settings produce (no clip data)."""
-    from msakit.extract import audio, face
+    from msakit.extract import featuresets
     from msakit.extract.asr import MODEL_NAME
 
     features: dict[str, Any] = {}
     if "t" in settings.modalities:
         features["text"] = {"key": "raw_text", "source": f"manifest 'text' column / label.csv, else speech recognition: {MODEL_NAME}"}
+        if settings.text_features != "none":
+            features["text"].update(featuresets.describe(settings, "text"))
     if "a" in settings.modalities:
-        features["audio"] = {"key": "audio", "dim": len(audio.FEATURE_NAMES), "rate_hz": settings.audio_rate_hz,
-                             "window_s": settings.audio_win / settings.sample_rate, "names": audio.FEATURE_NAMES, "units": audio.UNITS,
-                             "library": "numpy (librosa's mel filters, same values; YIN pitch)", "channel": settings.channel}
+        features["audio"] = {"key": "audio", **featuresets.describe(settings, "audio"), "channel": settings.channel}
     if "v" in settings.modalities:
-        features["vision"] = {"key": "vision", "dim": len(face.FEATURE_NAMES), "rate_hz": settings.video_fps, "names": face.FEATURE_NAMES,
-                              "units": face.UNITS, "library": "mediapipe face mesh (468 landmarks), tracking mode",
-                              "no_face": "all features 0 (present = 0)"}
+        features["vision"] = {"key": "vision", **featuresets.describe(settings, "vision")}
     return {"format": "msakit-extractor", "extractor_version": EXTRACTOR_VERSION, "settings": dataclasses.asdict(settings),
             "features": features, "versions": package_versions()}
 
 
 def extract_features(source, output: str | Path, *, workers: int = 1, split_fractions: tuple[float, float, float] | None = None,
                      seed: int = 0, progress: bool = True, layout: str = "auto", kind: str | None = None, overwrite: bool = False,
-                     verbose: bool = False, on_clip: Callable[[str, str | None], None] | None = None, **settings: Any) -> "ExtractResult":
+                     verbose: bool = False, on_clip: Callable[[str, str | None], None] | None = None, engine: str = "local",
+                     address: str | None = None, **settings: Any) -> "ExtractResult":
     """Extract features of clips (a folder, a manifest CSV, a raw dataset release or a list of
     files) into an MMSA pickle plus its ``.extractor.json`` sidecar. ``settings`` are fields of
     ``ExtractSettings`` (e.g. ``video_fps=5``, ``channel="left"``), checked by name and type here.
     Returns an ``ExtractResult``. This is ``msakit.extract(...)``."""
     return extract(source, output, settings=ExtractSettings(**coerce_settings(settings)), workers=workers, split_fractions=split_fractions,
                    seed=seed, progress=progress, layout=layout, kind=kind, overwrite=overwrite, verbose=verbose, on_clip=on_clip,
-                   modalities_given="modalities" in settings)
+                   modalities_given="modalities" in settings, engine=engine, address=address)

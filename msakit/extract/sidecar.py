@@ -51,13 +51,28 @@ def check_compatible(trained: dict, new: dict, where: str) -> None:
     if trained.get("extractor_version") != new.get("extractor_version"):
         raise DataError(f"{where}: extractor version {new.get('extractor_version')} differs from the run's "
                         f"{trained.get('extractor_version')}; extract with the msakit release that made the training features")
+    defaults = {"audio": "descriptors", "vision": "facemesh", "text": "none"}
+    for modality, default in defaults.items():  # the feature sets first: the likeliest mismatch, said plainly
+        if modality not in trained.get("features", {}):
+            continue
+        was = trained.get("settings", {}).get(f"{modality}_features", default)
+        now = new.get("settings", {}).get(f"{modality}_features", default)
+        if was != now:
+            raise DataError(f"{where}: {modality} feature set {now!r} differs from the run's {was!r}; the run was trained on "
+                            f"{was} features: extract with --{modality}-features {was} (predict --video and serve use the run's own settings)")
     for key, value in trained.get("settings", {}).items():
+        if key in ("audio_encoder", "vision_encoder", "text_encoder"):
+            continue  # a moved model directory is fine; its content is compared below (model_sha256)
         if new.get("settings", {}).get(key) != value:
             raise DataError(f"{where}: extractor setting {key}={new.get('settings', {}).get(key)!r} differs from the run's {value!r}")
     for modality, spec in trained.get("features", {}).items():
         other = new.get("features", {}).get(modality)
         if other is None:
             raise DataError(f"{where}: no {modality} features, but the run was trained on them")
+        if spec.get("model_sha256") != other.get("model_sha256"):
+            raise DataError(f"{where}: the {modality} encoder at {other.get('model_dir')} is not the model the run was trained with "
+                            f"(files' sha256 {str(other.get('model_sha256'))[:12]} vs the run's {str(spec.get('model_sha256'))[:12]}, "
+                            f"from {spec.get('model_dir')}); give the run's model directory")
         for key in ("dim", "rate_hz", "names"):
             if spec.get(key) != other.get(key):
                 raise DataError(f"{where}: {modality} feature {key} differs from the run's ({other.get(key)!r:.60} vs {spec.get(key)!r:.60})")

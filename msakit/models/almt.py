@@ -22,7 +22,7 @@ and the ``almt`` section of ``config_regression.json``.
    to both the hyper-modality (source) and the last language state (target), both get learned
    positions, and the target attends to the source; the token's output (d) -> Linear(1) = ``ŷ``.
 Loss: MSE. Optimiser: one group for every parameter, the text encoder included (``lr``),
-decoupled weight decay (AdamW's, applied before each step).
+decoupled weight decay (AdamW's: Adam with ``decoupled_weight_decay`` in its one group).
 
 Modalities: text plus audio and/or vision. Language guides everything (its tokens are the
 AHL queries and the fusion target), and the hyper-modality is learned from audio/vision, so
@@ -205,13 +205,17 @@ class FusionTransformer(nn.Module):
         self.extra = nn.Parameter(torch.zeros(1, 1, dim))
         self.layers = nn.ModuleList([EncoderLayer(dim, heads, head_dim, ff_dim) for _ in range(depth)])
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def encode(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Every target position's output, the token's first (LNLN pools the others)."""
         extra = self.extra.expand(source.shape[0], -1, -1)
         source = torch.cat([extra, source], dim=1) + self.position_source[:, : source.shape[1] + 1]
         target = torch.cat([extra, target], dim=1) + self.position_target[:, : target.shape[1] + 1]
         for layer in self.layers:
             target = layer(target, source)
-        return target[:, 0]
+        return target
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.encode(source, target)[:, 0]
 
 
 @register_model
@@ -278,17 +282,11 @@ class ALMT(MSAModel):
         return ModelOutput(predictions={"m": self.regressor(fused).squeeze(-1)}, features={"m": fused})
 
     def parameter_groups(self) -> list[dict]:
+        """One group; AdamW's decoupled weight decay (``p <- p·(1 − lr·wd)`` at each step), which
+        the trainer's Adam applies per group with ``decoupled_weight_decay``."""
         c = self.config
-        return [{"name": "all", "params": [p for p in self.parameters() if p.requires_grad], "lr": c.lr, "weight_decay": 0.0}]
-
-    @torch.no_grad()
-    def clip_gradients(self) -> None:
-        """AdamW's decoupled weight decay, ``p <- p·(1 − lr·wd)`` for each parameter with a
-        gradient, applied here, just before the trainer's (Adam, no L2) step, as AdamW does."""
-        factor = 1.0 - self.config.lr * self.config.weight_decay
-        params = [p for p in self.parameters() if p.grad is not None]
-        if factor != 1.0 and params:
-            torch._foreach_mul_(params, factor)
+        return [{"name": "all", "params": [p for p in self.parameters() if p.requires_grad], "lr": c.lr,
+                 "weight_decay": c.weight_decay, "decoupled_weight_decay": True}]
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         return [RegressionMSE("m")]

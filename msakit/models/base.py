@@ -56,6 +56,21 @@ class GradientClipping:
 
 
 @dataclass(frozen=True)
+class PretrainingStage:
+    """A run the trainer makes before a model's own epochs (``MSAModel.pretraining_stages``), in
+    ``RUN/stage_<name>``, resumable like any run: the model's configuration with ``model``'s
+    field changes, ``train``'s changes to the train settings, on ``modalities`` only, learning
+    the data's label ``label`` (a unimodal label such as ``"t"`` where every split has it, else
+    the multimodal ``"m"``); its best model goes to ``adopt_pretrained``."""
+
+    name: str
+    modalities: tuple[str, ...]
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    label: str = "m"
+
+
+@dataclass(frozen=True)
 class InputDims:
     """Modalities a model sees and their feature sizes, read from the data, never assumed."""
 
@@ -198,6 +213,15 @@ class MSAModel(nn.Module):
         return 0
 
     def adopt_text_model(self, text_model: "MSAModel") -> None:  # pragma: no cover - only with needs_text_stage
+        raise NotImplementedError
+
+    def pretraining_stages(self) -> list[PretrainingStage]:
+        """Runs the trainer makes, in order, before this model's epochs (KuDA's knowledge
+        pretraining of each unimodal encoder); each stage's best model is handed to
+        ``adopt_pretrained``. Empty: none."""
+        return []
+
+    def adopt_pretrained(self, name: str, model: "MSAModel") -> None:  # pragma: no cover - only with pretraining_stages
         raise NotImplementedError
 
     def fit_to_validation(self, predict, labels) -> dict[str, float] | None:

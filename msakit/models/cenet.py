@@ -54,7 +54,7 @@ from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel, require_text_plus_audio_or_vision
+from msakit.models.base import GradientClipping, InputDims, ModelOutput, MSAModel, require_text_plus_audio_or_vision
 from msakit.objectives import RegressionL1
 from msakit.settings import setting
 
@@ -192,9 +192,9 @@ class CENET(MSAModel):
         ]
         return [{**g, "lr": c.lr, "eps": c.adam_eps} for g in groups if g["params"]]
 
-    def clip_gradients(self) -> None:
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_([p for p in self.parameters() if p.grad is not None], self.config.grad_clip)
+    def gradient_clipping(self) -> GradientClipping | None:
+        """The reference's ``max_grad_norm``: the total gradient norm clipped before each step."""
+        return GradientClipping("norm", self.config.grad_clip, "step") if self.config.grad_clip > 0 else None
 
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         return [RegressionL1("m")]

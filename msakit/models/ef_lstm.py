@@ -13,8 +13,8 @@ one ``layers``-deep LSTM (dropout between layers); its last state -> dropout -> 
 
 Aligned data only (the reference's ``need_data_aligned: true``; early fusion needs one frame of
 each modality per position): unaligned files are refused with the file to use
-(``aligned_50.pkl``). The pairing of re-tokenised text positions with the file's frames is
-MAG-BERT's (``msakit/encoders/aligned_frames.py``).
+(``aligned_50.pkl``); text alone needs no alignment. The pairing of re-tokenised text positions with the file's frames is
+MAG-BERT's (``msakit/encoders/aligned.py``).
 
 Modalities: any non-empty subset of t, a, v (the concatenation holds the ones used).
 
@@ -45,21 +45,12 @@ from torch import nn
 
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
-from msakit.encoders.aligned_frames import MaskedBatchNorm, StackedLSTM, aligned_sequence, valid_mask
-from msakit.errors import ConfigError, DataError
+from msakit.encoders.aligned import MaskedBatchNorm, StackedLSTM, aligned_sequences, attach_text_encoder, refuse_unaligned, valid_positions
+from msakit.errors import ConfigError
 from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel
 from msakit.objectives import RegressionL1
 from msakit.settings import setting
-
-
-def refuse_unaligned(data, model: str) -> None:
-    """Refuse unaligned data (frames at their own rate) for a model that needs one frame per word."""
-    if not getattr(data, "aligned", False):
-        raise DataError(
-            f"{data.source}: {model} needs word-aligned audio/vision (one frame per text token), but this data is "
-            "unaligned (its frames have their own *_lengths); use the aligned file instead (aligned_50.pkl for MOSI/MOSEI; for synthetic data: msakit synth PATH --aligned)"
-        )
 
 
 @dataclass
@@ -98,14 +89,7 @@ class EFLSTM(MSAModel):
         c = config
         if not dims.modalities:
             raise ConfigError(f"{self.name}: data.modalities is empty; use any of t, a, v")
-        width = 0
-        if "t" in dims.modalities:
-            if text_encoder is None:
-                raise ValueError(f"{type(self).__name__} with text needs a text encoder")
-            self.text_model = text_encoder
-            if not c.text_finetune and hasattr(text_encoder, "freeze"):
-                text_encoder.freeze()
-            width += text_encoder.hidden_size
+        width = attach_text_encoder(self, text_encoder, c.text_finetune) if "t" in dims.modalities else 0
         width += (dims.audio_dim or 0) if "a" in dims.modalities else 0
         width += (dims.vision_dim or 0) if "v" in dims.modalities else 0
         self.norm = MaskedBatchNorm(width)
@@ -117,12 +101,12 @@ class EFLSTM(MSAModel):
 
     @classmethod
     def check_data(cls, data, modalities: tuple[str, ...]) -> None:
-        refuse_unaligned(data, "EF-LSTM")
+        refuse_unaligned(data, modalities, "EF-LSTM")
 
     def forward(self, batch) -> ModelOutput:
-        parts, lengths = aligned_sequence(self, batch)
+        parts, lengths = aligned_sequences(self, batch)
         x = torch.cat([parts[s] for s in ("t", "a", "v") if s in parts], dim=-1)
-        x = self.norm(x, valid_mask(lengths, x.shape[1]))
+        x = self.norm(x, valid_positions(lengths, x.shape[1]))
         h = self.dropout(self.lstm(x, lengths))
         hidden = torch.relu(self.linear(h))
         prediction = self.out(self.dropout(hidden)).squeeze(-1)

@@ -55,7 +55,7 @@ from torch import nn
 from msakit.settings import setting
 from msakit.data.types import Split
 from msakit.encoders import TextEncoder
-from msakit.errors import DataError
+from msakit.encoders.aligned import frames_per_token, refuse_unaligned
 from msakit.models._registry import register_model
 from msakit.models.base import InputDims, ModelOutput, MSAModel, require_text_plus_audio_or_vision
 from msakit.objectives import RegressionL1
@@ -71,17 +71,6 @@ class MAGBertConfig:
     head_dropout: float = 0.1  # BERT's hidden_dropout_prob, before the regressor
     lr: float = 2e-5
     weight_decay: float = 0.0
-
-
-def frames_per_token(frames: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """``(B, T, D)`` word-aligned frames -> ``(B, width, D)``: token position i takes frame i;
-    positions at or past the sample's valid length (or past T) get zeros."""
-    batch, steps, dim = frames.shape
-    out = frames.new_zeros(batch, width, dim)
-    n = min(steps, width)
-    out[:, :n] = frames[:, :n]
-    valid = torch.arange(width, device=frames.device)[None, :] < lengths.to(frames.device)[:, None]
-    return out * valid.unsqueeze(-1).to(frames.dtype)
 
 
 class MultimodalAdaptationGate(nn.Module):
@@ -155,11 +144,7 @@ class MAGBert(MSAModel):
     @classmethod
     def check_data(cls, data, modalities: tuple[str, ...]) -> None:
         cls._check_modalities(modalities)
-        if not getattr(data, "aligned", False):
-            raise DataError(
-                f"{data.source}: MAG-BERT needs word-aligned audio/vision (one frame per text token), but this data is "
-                "unaligned (its frames have their own *_lengths); use the aligned file instead (aligned_50.pkl for MOSI/MOSEI; for synthetic data: msakit synth PATH --aligned)"
-            )
+        refuse_unaligned(data, modalities, "MAG-BERT")
 
     def forward(self, batch) -> ModelOutput:
         width = batch.text_ids.shape[1]

@@ -112,8 +112,9 @@ def train(
     before anything trains, to have been made with these settings.
     """
     from msakit.data import load_dataset
+    from msakit.training import distributed
     from msakit.training.checkpoint import has_progress, read_json, write_json
-    from msakit.training.trainer import Trainer
+    from msakit.training.trainer import Trainer, resolve_device
 
     seeds = check_seeds(seeds)
     base = resolve_config(model, kind=kind, data_path=str(data), overrides=overrides)
@@ -127,6 +128,8 @@ def train(
     base = fit_defaults_to_data(base, dataset.modalities, overrides)
     resume = resume or (reuse and run_dir.is_dir())
     configs = {seed: dataclasses.replace(base, train=dataclasses.replace(base.train, seed=int(seed))) for seed in seeds}
+    # torchrun: every process runs this; rank 0 writes (one process: nothing changes)
+    dist = distributed.context(resolve_device(base.train.device).type) if distributed.world_size() > 1 else distributed.DistContext()
     if resume:  # a run made with other settings is never passed off as this one, nor continued
         for seed, config in configs.items():
             if (run_dir / f"seed_{seed}" / "config.json").exists():
@@ -143,9 +146,12 @@ def train(
                 ulgm_labels[seed] = done["ulgm_labels"]
             continue
         can_resume = resume and has_progress(seed_dir)  # also a finished text stage or fusion candidate inside it
-        if resume and not can_resume and (seed_dir / "config.json").exists():
+        stale = resume and not can_resume and (seed_dir / "config.json").exists()
+        dist.barrier()  # every rank has looked before rank 0 removes
+        if stale and dist.is_main:
             # Killed before its first epoch finished: nothing in it is worth keeping.
             shutil.rmtree(seed_dir)
+        dist.barrier()
         trainer = Trainer(config, seed_dir, data=dataset, fit_defaults=False)  # fitted above, with the overrides
         trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
         result = trainer.fit(resume=can_resume)
@@ -160,7 +166,8 @@ def train(
         payload["standard_error_per_seed"] = standard_errors
     if ulgm_labels:
         payload["ulgm_labels"] = {"per_seed": ulgm_labels, "summary": summarize_ulgm_labels(ulgm_labels)}
-    write_json(run_dir / "summary.json", payload)
+    if dist.is_main:
+        write_json(run_dir / "summary.json", payload)
     return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels, standard_errors)
 
 
@@ -270,15 +277,26 @@ def _max_text_tokens(data: dict) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else 128
 
 
+def check_feature_dims(split, meta: dict, context, what: str, model: str) -> None:
+    """The audio/vision widths of ``split`` are those the model was trained on (with
+    ``data.context`` on audio/vision, the model reads twice the data's width)."""
+    modalities = tuple(meta["input_dims"]["modalities"])
+    for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
+        if m in modalities and context.frame_width(m, split.feature_dim(m)) != meta["input_dims"][key]:
+            trained = meta["input_dims"][key] // 2 if context.reads(m) else meta["input_dims"][key]
+            raise ConfigError(f"{what}: {m!r} features have {split.feature_dim(m)} dims but {model} was trained on {trained}; "
+                              "use data with the same feature extractor")
+
+
 def run_context(run: Path, data: dict | None = None):
     """The run's ``data.context``/``data.context_side`` as a ``ContextSpec`` (off for runs made
     before context existed); ``data``: its ``data`` config section, when already read."""
     from msakit.data.context import ContextSpec
 
     data = _run_data_config(run) if data is None else data
-    k, side = data.get("context", 0), data.get("context_side", "both")
+    k, side, modalities = data.get("context", 0), data.get("context_side", "both"), data.get("context_modalities", "t")
     try:
-        return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both")
+        return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both", modalities)
     except ConfigError:
         return ContextSpec()
 
@@ -307,12 +325,9 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
     dataset = load_dataset(data, kind, modalities, splits=(split,), require_labels=require_labels, cache=cache)
     type(model).check_data(dataset, modalities)  # e.g. MAG-BERT refuses unaligned frames here too
     target = dataset[split]
-    for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
-        if m in modalities and target.feature_dim(m) != meta["input_dims"][key]:
-            raise ConfigError(
-                f"{data}: {m!r} features have {target.feature_dim(m)} dims but the model at {run} was "
-                f"trained on {meta['input_dims'][key]}; use data with the same feature extractor"
-            )
+    data_config = _run_data_config(run)  # read once: truncation and context as the run was trained
+    context = run_context(run, data_config)
+    check_feature_dims(target, meta, context, f"{data}", f"the model at {run}")
     from msakit.data.standardize import load_run_standardizer
 
     standardizer = load_run_standardizer(run)  # the training split's statistics, unchanged
@@ -331,9 +346,7 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
             target = dataclasses.replace(target, **{key: frames, f"{key}_lengths": lengths})
     from msakit.encoders.text import text_token_limit
 
-    data_config = _run_data_config(run)  # read once: truncation and context as the run was trained
-    context = run_context(run, data_config)
-    if context.on and "t" in modalities:
+    if context.on and set(context.modalities) & set(modalities):
         from msakit.data.context import video_of
 
         alone = sum(video_of(i) is None for i in target.ids)

@@ -10,12 +10,15 @@ weights by validation MAE of ``ŷ_m``, save a resume checkpoint, stop early afte
 A model that asks for a text stage (``needs_text_stage``: Self-MM's ``model.fusion=text_first``)
 gets its own configuration trained on text alone first, in ``RUN/text_stage`` (a run like any
 other, resumable), hands the result to ``adopt_text_model``, and starts its epochs from there,
-with the adopted model's validation score as epoch 0.
+with the adopted model's validation score as epoch 0. A model that declares pretraining stages
+(``pretraining_stages``: KuDA's knowledge pretraining) gets each trained the same way first, in
+``RUN/stage_<name>``, handed to ``adopt_pretrained``, and recorded in ``results.json``'s ``stages``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -36,6 +39,7 @@ from msakit.errors import ConfigError, DataError, DivergedError, ExistingRunErro
 from msakit.metrics import regression_metrics
 from msakit.models import InputDims, get_model_class
 from msakit.objectives.alignment import CovarianceAlignment, covariance_distances, parse_pairs
+from msakit.training import distributed
 from msakit.training.checkpoint import (
     atomic_write,
     check_state_matches,
@@ -129,6 +133,11 @@ class Trainer:
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
         self.device = resolve_device(t.device)
+        # torchrun: this process's place in the run (msakit.training.distributed); one process: inactive
+        self.dist = distributed.context(self.device.type)
+        self.device = self.dist.device(self.device)
+        if not self.dist.is_main:  # rank 0 alone reports
+            config = self.config = dataclasses.replace(config, train=dataclasses.replace(config.train, progress=False))
         seed_everything(t.seed)
 
         started = time.perf_counter()
@@ -194,6 +203,9 @@ class Trainer:
         model_class.check_data(self.data, self.modalities)
         self.context = check_context(config, self.data, self.modalities)
         dims = InputDims.from_split(self.data["train"], self.modalities)
+        if dims.audio_dim or dims.vision_dim:  # data.context on audio/vision: the neighbours' mean as extra columns
+            dims = dataclasses.replace(dims, audio_dim=dims.audio_dim and self.context.frame_width("a", dims.audio_dim),
+                                       vision_dim=dims.vision_dim and self.context.frame_width("v", dims.vision_dim))
         kwargs, self.tokenizer = {}, None
         if "t" in self.modalities and model_class.uses_text_encoder:
             from msakit.encoders.text import TextEncoder, load_tokenizer, resolve_encoder_path
@@ -228,6 +240,8 @@ class Trainer:
         # CUDA: mixed precision, page-locked batches copied without blocking. CPU: unchanged.
         self.amp_dtype, self.scaler = resolve_precision(t.precision, self.device)
         self.pin_memory = self.device.type == "cuda"
+        self._forward = None  # the model, or DistributedDataParallel over it (wrapped at the first epoch)
+        self.dist.seed_rank(t.seed)
         self.timings["setup_s"] = time.perf_counter() - started - self.timings["load_s"]
 
     def _autocast(self):
@@ -256,8 +270,14 @@ class Trainer:
         builder = self.builders["train"]
         totals: dict[str, float] = {}
         seen, started = 0, time.perf_counter()
+        if self._forward is None:
+            self._forward = self.dist.wrap(self.model)
+        if self.dist.active:  # this rank's share of each global batch
+            batches = self.dist.shard_batches(builder, t.batch_size, seed=t.seed, epoch=epoch, modality_dropout=self.modality_dropout)
+        else:
+            batches = builder.batches(t.batch_size, shuffle=True, seed=t.seed, epoch=epoch, modality_dropout=self.modality_dropout)
         bar = tqdm(
-            builder.batches(t.batch_size, shuffle=True, seed=t.seed, epoch=epoch, modality_dropout=self.modality_dropout),
+            batches,
             total=builder.num_batches(t.batch_size),
             desc=f"epoch {epoch}",
             disable=not t.progress,
@@ -272,9 +292,11 @@ class Trainer:
             if pending == 0:
                 self.optimizer.zero_grad(set_to_none=True)
             with self._autocast():
-                output = self.model(batch)
+                output = self._forward(batch)
             if self.amp_dtype is not None:
                 output = _float_output(output)
+            if self.dist.active:  # every objective sees the whole global batch, on every rank
+                output, batch = self.dist.gather(output, batch)
             terms = {}
             for objective in self.objectives:
                 terms.update(objective(output, batch, epoch))
@@ -329,7 +351,8 @@ class Trainer:
         except OSError as error:
             raise RunDirError(f"{self.run_dir}: cannot create the run directory ({error.strerror or error})") from None
         # Temporary files of a write that a kill interrupted: never valid, often hundreds of MB.
-        remove_partial_files(self.run_dir)
+        if self.dist.is_main:
+            remove_partial_files(self.run_dir)
         if self.candidates:
             return self._fit_choosing(resume, callback)
         state = {"epoch": 0, "best_mae": math.inf, "best_epoch": 0, "stale": 0, "history": []}
@@ -342,28 +365,35 @@ class Trainer:
             self.text_stage = self._text_stage()
             self.model.adopt_text_model(self.text_stage["model"])
             seed_everything(t.seed)  # the second stage starts from the seed, as a run of its own
+            self.dist.seed_rank(t.seed)
             # Killed in (or right after) the text stage: nothing of the second stage to resume.
             restart = resume and not (self.run_dir / "last.pt").exists()
             if restart:
                 self._refuse_other_config()
             resume = resume and not restart
+        if self.model.pretraining_stages():  # e.g. KuDA's knowledge pretraining: each stage a run of its own
+            resume, restart = self._pretraining_stages(resume)
         if resume:
             state = self._load_resume_state()
             # A kill between an epoch's metrics line and its checkpoint leaves a line for an
             # epoch that will run again: keep exactly the epochs the checkpoint holds.
             lines = "".join(json.dumps(record) + "\n" for record in state["history"])
-            atomic_write(self.run_dir / "metrics.jsonl", lambda p: p.write_text(lines))
+            self.dist.barrier()  # every rank has read the run before rank 0 writes
+            if self.dist.is_main:
+                atomic_write(self.run_dir / "metrics.jsonl", lambda p: p.write_text(lines))
         else:
             if (self.run_dir / "config.json").exists() and not restart:  # restart: the same config, checked above
                 raise ExistingRunError(
                     f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, "
                     "or choose a new run directory"
                 )
-            write_json(self.run_dir / "config.json", self.config.to_dict())
-            (self.run_dir / "metrics.jsonl").write_text("")
+            self.dist.barrier()  # every rank has checked the run directory before rank 0 writes
+            if self.dist.is_main:
+                write_json(self.run_dir / "config.json", self.config.to_dict())
+                (self.run_dir / "metrics.jsonl").write_text("")
             if text_stage:  # epoch 0: the frozen text prediction alone (the correction starts at zero)
                 started = time.perf_counter()
-                valid = self.evaluate("valid")
+                valid = self.dist.from_main(self.evaluate("valid"))
                 state.update(best_mae=valid["MAE"], best_epoch=0, text_stage=True)
                 self._save_best()
                 if t.progress:
@@ -377,7 +407,7 @@ class Trainer:
             started = time.perf_counter()
             fitted = self.model.fit_to_validation(lambda: self.predict("valid"), self.data["valid"].labels["m"])
             record.update(fitted or {})
-            valid = self.evaluate("valid")
+            valid = self.dist.from_main(self.evaluate("valid"))  # rank 0's decides for all
             record["valid_seconds"] = time.perf_counter() - started
             record.update({f"valid_{k}": v for k, v in valid.items()})
             improved = valid["MAE"] < state["best_mae"]
@@ -388,8 +418,9 @@ class Trainer:
                 state["stale"] += 1
             state["epoch"] = epoch
             state["history"].append(record)
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            if self.dist.is_main:
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
             self._save_resume_state(state)
             if t.progress:
                 tqdm.write(
@@ -413,7 +444,8 @@ class Trainer:
             self._refuse_existing(resume)
         self._refuse_other_config()  # before "finished": a finished run resumed with other settings says so
         self._refuse_existing(resume)
-        if not saved.exists():
+        self.dist.barrier()  # every rank has checked the run directory before rank 0 writes
+        if not saved.exists() and self.dist.is_main:
             write_json(saved, self.config.to_dict())
         self.model = self.optimizer = None  # each candidate builds its own
         self.objectives = []
@@ -421,21 +453,26 @@ class Trainer:
         for index, (name, model_config) in enumerate(self.candidates.items(), 1):
             sub = self.run_dir / f"fusion_{name}"
             if not (sub / "results.json").exists():
-                if (sub / "config.json").exists() and not (sub / "last.pt").exists() and not (sub / "text_stage").exists():
+                stale = (sub / "config.json").exists() and not (sub / "last.pt").exists() and not (sub / "text_stage").exists()
+                resume_sub = (sub / "config.json").exists() and not stale
+                self.dist.barrier()  # every rank has looked before rank 0 removes
+                if stale and self.dist.is_main:
                     shutil.rmtree(sub)  # msakit's own: started, but not one epoch finished
+                self.dist.barrier()
                 if self.config.train.progress:
                     tqdm.write(f"fusion {index}/{len(self.candidates)}: {name} ({sub})")
                 config = dataclasses.replace(self.config, model_config=model_config)
-                Trainer(config, sub, data=self.raw_data, fit_defaults=False).fit(resume=(sub / "config.json").exists(), callback=callback)
+                Trainer(config, sub, data=self.raw_data, fit_defaults=False).fit(resume=resume_sub, callback=callback)
             results[name] = read_json(sub / "results.json", f"{name} results")
         chosen = min(results, key=lambda name: results[name]["best_valid_MAE"])  # the first of a tie
         winner = self.run_dir / f"fusion_{chosen}"
-        if not (self.run_dir / "best").exists():
+        main = self.dist.is_main  # rank 0 writes; the others wait for it at the end
+        if main and not (self.run_dir / "best").exists():
             shutil.rmtree(self.run_dir / "best.partial", ignore_errors=True)  # a copy a kill interrupted
             shutil.copytree(winner / "best", self.run_dir / "best.partial")
             (self.run_dir / "best.partial").rename(self.run_dir / "best")
         split = results[chosen]["evaluated_split"]
-        for name in (f"{split}_predictions.csv", "metrics.jsonl"):
+        for name in (f"{split}_predictions.csv", "metrics.jsonl") if main else ():
             shutil.copyfile(winner / name, self.run_dir / name)
         result = dict(results[chosen])
         result["fusion"] = {"chosen": chosen, "candidates": {
@@ -446,9 +483,11 @@ class Trainer:
             if "text_stage" in r:  # its own text-only run: what --compare-text-only reads
                 result["text_stage"] = {**r["text_stage"], "run_dir": f"fusion_{name}/{r['text_stage']['run_dir']}"}
         result["train_seconds"] = sum(r["train_seconds"] for r in results.values())
-        write_json(self.run_dir / "results.json", result)
-        for name in results:  # the chosen weights are this run's best/; the others' results stay
-            shutil.rmtree(self.run_dir / f"fusion_{name}" / "best", ignore_errors=True)
+        if main:
+            write_json(self.run_dir / "results.json", result)
+            for name in results:  # the chosen weights are this run's best/; the others' results stay
+                shutil.rmtree(self.run_dir / f"fusion_{name}" / "best", ignore_errors=True)
+        self.dist.barrier()
         if self.config.train.progress:
             tqdm.write("fusion: " + ", ".join(f"{n} valid MAE {r['best_valid_MAE']:.4f}" for n, r in results.items()) + f"; kept {chosen}")
         history = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -476,6 +515,8 @@ class Trainer:
         return (self.model.needs_text_stage() and self.model.second_stage_epochs()) or self.config.train.max_epochs
 
     def _save_best(self) -> None:
+        if not self.dist.is_main:
+            return
         train = self.data["train"]
         widths = {m: int(getattr(train, key).shape[1]) for m, key in (("a", "audio"), ("v", "vision"))
                   if m in self.modalities and getattr(train, key) is not None}
@@ -512,8 +553,11 @@ class Trainer:
         stage_dir = self.run_dir / "text_stage"
         if not (stage_dir / "results.json").exists():
             resume = (stage_dir / "last.pt").exists()  # killed during the text stage: it continues
-            if not resume and stage_dir.exists():
+            stale = not resume and stage_dir.exists()
+            self.dist.barrier()  # every rank has looked before rank 0 removes
+            if stale and self.dist.is_main:
                 shutil.rmtree(stage_dir)  # msakit's own: started, but not one epoch finished
+            self.dist.barrier()
             if self.config.train.progress:
                 tqdm.write(f"text stage: {self.config.model} on text alone first ({stage_dir}), then audio and vision as a correction")
             Trainer(self.text_stage_config(), stage_dir, data=self.data, fit_defaults=False).fit(resume=resume)
@@ -528,7 +572,77 @@ class Trainer:
         model, _, _ = load_model(stage_dir, self.device)
         return {"model": model, "results": read_json(stage_dir / "results.json", "text stage results")}
 
+    # ---- pretraining stages (MSAModel.pretraining_stages) ----------------------------------
+    def _pretraining_stages(self, resume: bool) -> tuple[bool, bool]:
+        """Train (or finish, or read) each stage in ``RUN/stage_<name>`` and hand its best model
+        to ``adopt_pretrained``; then ``(resume, restart)`` for this run's own epochs, as after
+        a text stage: killed before its first epoch, this run starts again."""
+        self._refuse_existing(resume)
+        self.stages = {}
+        for stage in self.model.pretraining_stages():
+            self.stages[stage.name] = self._pretraining_stage(stage)
+            self.model.adopt_pretrained(stage.name, self.stages[stage.name]["model"])
+        seed_everything(self.config.train.seed)  # this run's epochs start from the seed, as a run of their own
+        restart = resume and not (self.run_dir / "last.pt").exists()
+        if restart:
+            self._refuse_other_config()
+        return resume and not restart, restart
+
+    def stage_config(self, stage) -> RunConfig:
+        """This run's configuration changed as ``stage`` says, on its modalities only."""
+        import dataclasses
+
+        from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
+
+        c = self.config
+        dropout = {m: p for m, p in parse_modality_dropout(c.train.modality_dropout).items() if m in stage.modalities}
+        return dataclasses.replace(
+            c,
+            data=dataclasses.replace(c.data, modalities=tuple(stage.modalities)),
+            model_config=dataclasses.replace(c.model_config, **stage.model),
+            train=dataclasses.replace(c.train, **{**stage.train, "modality_dropout": format_modality_dropout(dropout)}),
+            alignment=dataclasses.replace(c.alignment, pairs="none"),
+        )
+
+    def _pretraining_stage(self, stage) -> dict:
+        import dataclasses
+        import shutil
+
+        splits = self.raw_data.splits
+        label = stage.label if all(stage.label in split.labels for split in splits.values()) else "m"
+        data = self.raw_data if label == "m" else dataclasses.replace(
+            self.raw_data, splits={n: dataclasses.replace(s, labels={**s.labels, "m": s.labels[label]}) for n, s in splits.items()})
+        stage_dir, config = self.run_dir / f"stage_{stage.name}", self.stage_config(stage)
+        if not (stage_dir / "results.json").exists():
+            resume = (stage_dir / "last.pt").exists()  # killed during the stage: it continues
+            if not resume and stage_dir.exists():
+                shutil.rmtree(stage_dir)  # msakit's own: started, but not one epoch finished
+            if self.config.train.progress:
+                tqdm.write(f"stage {stage.name}: {self.config.model} on {','.join(stage.modalities)}, learning label {label!r} ({stage_dir})")
+            Trainer(config, stage_dir, data=data, fit_defaults=False).fit(resume=resume)
+        differences = _saved_config_differences(stage_dir / "config.json", config)
+        if differences:
+            raise ConfigError(f"{stage_dir}: stage {stage.name} was trained with another config (differs in {', '.join(differences[:5])}); "
+                              "delete it, or resume with the settings it was started with")
+        if not (stage_dir / "best").exists():
+            raise RunDirError(f"{stage_dir}: stage {stage.name} finished but its model (best/) is gone; delete {stage_dir} to train it again")
+        model, _, _ = load_model(stage_dir, self.device)
+        return {"model": model, "label": label, "results": read_json(stage_dir / "results.json", f"stage {stage.name} results")}
+
+    def _stage_results(self) -> dict:
+        """Each pretraining stage's results, for this run's ``results.json``."""
+        return {
+            name: {"run_dir": f"stage_{name}", "label": s["label"], "metrics": s["results"]["metrics"], "best_epoch": s["results"]["best_epoch"],
+                   "best_valid_MAE": s["results"]["best_valid_MAE"], "epochs_run": s["results"]["epochs_run"]}
+            for name, s in self.stages.items()
+        }
+
     def _finish(self, state: dict) -> RunResult:
+        if not self.dist.is_main:  # rank 0 tests and writes; the others read what it wrote
+            self.dist.barrier()
+            results = read_json(self.run_dir / "results.json", "run results")
+            return RunResult(self.run_dir, results["metrics"], results["evaluated_split"], state["best_epoch"], state["epoch"],
+                             state["history"], results.get("ulgm_labels"))
         started = time.perf_counter()
         best, _, _ = load_model(self.run_dir, self.device)
         split = "test" if "test" in self.data.splits else "valid"
@@ -578,13 +692,20 @@ class Trainer:
             import shutil
 
             shutil.rmtree(self.run_dir / "text_stage" / "best", ignore_errors=True)
+        if getattr(self, "stages", None):
+            results["stages"] = self._stage_results()
         ulgm_labels = self.ulgm_label_comparison(state["epoch"])
         if ulgm_labels is not None:
             results["ulgm_labels"] = ulgm_labels
         write_json(self.run_dir / "results.json", results)
+        for name in getattr(self, "stages", None) or {}:  # their weights are in this run's model: the stages' own copies go
+            import shutil
+
+            shutil.rmtree(self.run_dir / f"stage_{name}" / "best", ignore_errors=True)
         # The resume state (weights + Adam moments, ~3x the model) has no use once the run is
         # finished; best/ holds the model. Dropping it keeps multi-seed sweeps from filling disks.
         (self.run_dir / "last.pt").unlink(missing_ok=True)
+        self.dist.barrier()
         return RunResult(self.run_dir, metrics, split, state["best_epoch"], state["epoch"], state["history"], ulgm_labels)
 
     def ulgm_label_comparison(self, epoch: int) -> dict | None:
@@ -612,7 +733,11 @@ class Trainer:
         }
         if self.scaler is not None:
             payload["scaler"] = self.scaler.state_dict()
-        atomic_write(self.run_dir / "last.pt", lambda p: torch.save(payload, p))
+        if self.dist.active:  # every rank's random numbers (dropout), and how many ranks there were
+            payload["rng_ranks"] = self.dist.gather_objects(payload["rng"])
+            payload["world_size"] = self.dist.world
+        if self.dist.is_main:
+            atomic_write(self.run_dir / "last.pt", lambda p: torch.save(payload, p))
 
     def _load_resume_state(self) -> dict:
         path = self.run_dir / "last.pt"
@@ -648,14 +773,18 @@ class Trainer:
             for objective, objective_state in zip(self.objectives, payload["objectives"]):
                 objective.load_state_dict(objective_state)
             self.optimizer.load_state_dict(payload["optimizer"])
-            _set_rng_state(payload["rng"])
+            started_with = payload.get("world_size", 1)
+            if started_with != self.dist.world:
+                raise ConfigError(f"{path}: the run was started with {started_with} process(es) and is resumed with {self.dist.world}; "
+                                  f"resume it with {started_with} (msakit train --nproc {started_with} ... --resume)")
+            _set_rng_state(payload["rng_ranks"][self.dist.rank] if self.dist.active else payload["rng"])
             if self.scaler is not None and "scaler" in payload:
                 self.scaler.load_state_dict(payload["scaler"])
             state = payload["state"]
             if not isinstance(state, dict) or not {"epoch", "best_mae", "best_epoch", "stale", "history"} <= set(state):
                 raise ValueError("no training state")
             check_resume_state(state, self._max_epochs(), self.config.train.early_stop)
-        except RunDirError:
+        except (RunDirError, ConfigError):
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise RunDirError(
@@ -702,13 +831,14 @@ def check_context(config, data, modalities) -> "ContextSpec":
 
     from msakit.data.context import ContextSpec, check_ids, videos_across_splits
 
-    spec = ContextSpec(config.data.context, config.data.context_side)
+    spec = ContextSpec(config.data.context, config.data.context_side, config.data.context_modalities)
     if not spec.on:
         return spec
-    if "t" not in modalities:
-        raise ConfigError(f"data.context={spec.k}: the neighbours are given to the text encoder, and this run uses no text "
-                          f"(modalities {','.join(modalities)}); use text, or data.context=0")
-    if data.aligned:
+    if not set(spec.modalities) & set(modalities):
+        raise ConfigError(f"data.context={spec.k} with data.context_modalities={','.join(spec.modalities)}: this run uses none of them "
+                          f"(modalities {','.join(modalities)}); name modalities the run uses (e.g. data.context_modalities={','.join(modalities)}), "
+                          "or data.context=0")
+    if spec.reads("t") and "t" in modalities and data.aligned:
         raise ConfigError(f"{data.source}: data.context with word-aligned features: the neighbours' words have no frames; "
                           "use the unaligned file (e.g. unaligned_50.pkl) or data.context=0")
     for name, split in data.splits.items():

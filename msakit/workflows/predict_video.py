@@ -111,6 +111,7 @@ class VideoScorer:
         self.text_only = self.modalities == "t"
         self.withheld = self._withheld_in_training()
         self.context = run_context(self.seed_dir)  # neighbours: the other clips of the same video in a request
+        self.reads_context = self.context.on and bool(set(self.context.modalities) & set(self.modalities))
         trained = run_sidecar(self.seed_dir)
         self.extractor = trained
         if self.text_only:
@@ -133,7 +134,8 @@ class VideoScorer:
             check_compatible(trained, describe(self.settings), str(self.seed_dir))
             # Only what the run reads is extracted (a t+a run on t+a+v features never needs a face, an a+v run no speech).
             used = "".join(m for m in self.settings.modalities if m in self.modalities)
-            self.settings = dataclasses.replace(self.settings, modalities=used).validate()
+            # Precomputed text features (``text_features``) are not what msakit's models read (they encode the transcript themselves).
+            self.settings = dataclasses.replace(self.settings, modalities=used, text_features="none", text_encoder="", text_layer="last").validate()
         self.recogniser = speech_recogniser() if "t" in self.modalities and "t" in self.settings.modalities else None
 
     def _withheld_in_training(self) -> dict[str, float]:
@@ -178,7 +180,7 @@ class VideoScorer:
         reads = _joined([NAMES[m] for m in self.modalities])
         text = (f"{self.title[:1].upper() + self.title[1:]} reading {reads}; scores on the {_DATASET.get(self.kind, self.kind)} scale, "
                 f"{low:g} (negative) to {high:g} (positive)")
-        if self.context.on and "t" in self.modalities:
+        if self.reads_context:
             text += f". It reads each utterance with its neighbours ({self.context.describe()} of the same video)"
         if self.absent_ok:
             text += f". A clip without {' or '.join(NAMES[m] for m in self.absent_ok)} is scored without it, as the model was trained to"
@@ -206,15 +208,26 @@ class VideoScorer:
     def settings_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
 
-    def extract(self, clips: list[ClipInput], *, workers: int = 1, progress: bool = False, timeline: bool = False) -> list[dict]:
+    def extract(self, clips: list[ClipInput], *, workers: int | None = 1, progress: bool = False, timeline: bool = False,
+                engine: str = "local", address: str | None = None) -> list[dict]:
         """``extract_one`` for every clip, in ``workers`` processes when more than one; a clip
-        whose worker fails gets its own error, the others go on."""
+        whose worker fails gets its own error, the others go on. ``engine="ray"``: on the actors
+        of a Ray cluster (``msakit.extract.ray_engine``; ``workers`` None: one per CPU of it)."""
         from tqdm.auto import tqdm
 
         from msakit.extract.pipeline import require_video_extra
 
         require_video_extra()
         settings = self.settings_dict()
+        if engine == "ray":
+            from msakit.extract.ray_engine import map_clips
+
+            with tqdm(total=len(clips), unit="clip", desc="extract (ray)", disable=not progress, dynamic_ncols=True) as bar:
+                results, _ = map_clips(extract_one, [(c.path, (c.transcript, settings, timeline, self.absent_ok)) for c in clips],
+                                       address=address, workers=workers, on_result=lambda i, r: bar.update(1),
+                                       on_failure=lambda i, reason: clip_error("worker_stopped", reason))
+            return results
+        workers = workers or 1
         if workers <= 1 or len(clips) <= 1:
             import os
 
@@ -308,7 +321,7 @@ class VideoScorer:
                 used.append((i, clip, out, absent, warnings))
         rows, used_kind = [], self.kind
         ids = _clip_ids(clips)
-        if used and self.context.on and "t" in self.modalities:
+        if used and self.reads_context:
             members = {}
             for i, clip, *_ in used:
                 members.setdefault(clip.video_id, []).append(i)
@@ -515,13 +528,13 @@ def clip_timeline(out: dict, settings, modalities: str = "tav") -> dict:
     snake_case names; each series has its display ``label`` and ``unit``."""
     timeline: dict[str, Any] = {"duration_s": round(float(out.get("duration_s") or 0.0), 3), "series": {}}
     series = timeline["series"]
-    if "a" in modalities and out.get("audio") is not None and len(out["audio"]):
+    if "a" in modalities and out.get("audio") is not None and len(out["audio"]) and getattr(settings, "audio_features", "descriptors") == "descriptors":
         from msakit.extract.audio import FEATURE_NAMES as AUDIO
 
         audio = out["audio"]
         series["audio_level"] = _series(audio[:, AUDIO.index("level_db")], settings.audio_rate_hz, "audio level", "dBFS")
         series["voiced"] = _series(audio[:, AUDIO.index("f0_hz")] > 0, settings.audio_rate_hz, "voiced", "fraction of frames")
-    if "v" in modalities and out.get("vision") is not None and len(out["vision"]):
+    if "v" in modalities and out.get("vision") is not None and len(out["vision"]) and getattr(settings, "vision_features", "facemesh") == "facemesh":
         from msakit.extract.face import FEATURE_NAMES as FACE
 
         vision = out["vision"]
@@ -556,8 +569,8 @@ def _csv_rows(payload: dict) -> tuple[list[str], list[dict]]:
 
 
 def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str | None = None, device: str = "auto",
-                  workers: int = 1, progress: bool = True, transcripts: list[str | None] | None = None,
-                  overwrite: bool = False, video_ids: list[str | None] | None = None) -> dict:
+                  workers: int | None = 1, progress: bool = True, transcripts: list[str | None] | None = None,
+                  overwrite: bool = False, video_ids: list[str | None] | None = None, engine: str = "local", address: str | None = None) -> dict:
     """Extract ``videos`` with the run's extractor settings, predict, and write ``output`` as CSV
     and JSON (same stem): per clip the score, its class, the modalities it rests on, warnings,
     unimodal scores (models that have them) and the transcript; clips that could not be used are
@@ -568,13 +581,22 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     given, are read as each other's neighbours (a clip alone is scored with empty context, with a
     warning). A text-only run needs no extractor sidecar. Existing output files are refused
     unless ``overwrite``; an output inside the run being read, or onto an input, always is.
-    Returns the JSON payload plus ``"csv"`` and ``"json"`` paths."""
+    ``engine="ray"`` extracts the clips on a Ray cluster (``address``; None: a local one), with
+    the same results as this machine. Returns the JSON payload plus ``"csv"`` and ``"json"`` paths."""
     import csv
     import tempfile
 
     from msakit.errors import ConfigError, MissingFileError
     from msakit.outputs import atomic_write, check_outputs, write_json
 
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r}: use local (this machine's processes) or ray (a Ray cluster)")
+    if address and engine != "ray":
+        raise ConfigError("--address: the address of a Ray cluster goes with --engine ray")
+    if engine == "ray":
+        from msakit.extract.ray_engine import require_ray
+
+        require_ray()
     output = Path(output)
     if output.is_dir():
         raise ConfigError(f"--output {output}: is a directory; give the path of the CSV file to write (e.g. {output / 'predictions.csv'})")
@@ -597,7 +619,7 @@ def predict_video(run_dir: str | Path, videos, output: str | Path, *, kind: str 
     # '' or blank: recognise the speech (as the API does)
     clips = [ClipInput(v, str(v), ((transcripts[i] or "").strip() or None) if transcripts else None, video_ids[i])
              for i, v in enumerate(videos)]
-    extracted = scorer.extract(clips, workers=workers, progress=progress)
+    extracted = scorer.extract(clips, workers=workers, progress=progress, engine=engine, address=address)
     with tempfile.TemporaryDirectory(prefix="msakit-video-") as temp:
         payload = {"run": str(scorer.seed_dir), **scorer.score(clips, extracted, temp)}
     columns, rows = _csv_rows(payload)

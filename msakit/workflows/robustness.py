@@ -144,16 +144,11 @@ class _SeedEvaluator:
 
         self.model, self.tokenizer, self.meta = load_model(seed_dir, device)
         self.modalities = tuple(self.meta["input_dims"]["modalities"])
-        for m, key in (("a", "audio_dim"), ("v", "vision_dim")):
-            if m in self.modalities and split.feature_dim(m) != self.meta["input_dims"][key]:
-                raise ConfigError(
-                    f"{seed_dir}: {m!r} features of the data have {split.feature_dim(m)} dims but the model was trained "
-                    f"on {self.meta['input_dims'][key]}; use data with the same feature extractor"
-                )
         self.max_text_tokens = 128
-        from msakit.training.runs import run_context
+        from msakit.training.runs import check_feature_dims, run_context
 
         self.context = run_context(seed_dir)  # neighbours read as the run was trained to
+        check_feature_dims(split, self.meta, self.context, f"{seed_dir}", "the model")
         config_path = seed_dir / "config.json"
         if config_path.is_file():
             self.max_text_tokens = int(json.loads(config_path.read_text()).get("data", {}).get("max_text_tokens", 128))

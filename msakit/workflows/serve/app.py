@@ -402,7 +402,7 @@ def _model_info(scorer, options: ServeOptions) -> dict:
     return {"model": scorer.model_name, "model_title": scorer.title, "description": scorer.description(), "kind": scorer.kind,
             "scale": list(scorer.scale), "modalities": scorer.modalities, "modalities_used": [NAMES[m] for m in scorer.modalities],
             "absent_ok": [NAMES[m] for m in scorer.absent_ok], "quality": scorer.quality(), "metrics": metrics,
-            "context": {"k": scorer.context.k, "side": scorer.context.side},
+            "context": {"k": scorer.context.k, "side": scorer.context.side, "modalities": list(scorer.context.modalities)},
             "extractor": extractor, "speech_recognition": scorer.recogniser, "note": scorer.note,
             "limits": {"max_mb": options.max_mb, "max_clips": options.max_clips, "workers": options.workers, "queue": options.queue},
             "token_required": bool(options.token)}

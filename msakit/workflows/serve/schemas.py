@@ -113,7 +113,7 @@ class ModelInfo(BaseModel):
     quality: Optional[Quality] = Field(None, description="as the run recorded it on its evaluation split")
     metrics: Optional[dict[str, float]] = None
     context: dict = Field(description="data.context the run was trained with: k neighbours on each side (0: each clip alone), side "
-                                      "both or past; send clips of one video with the same video_id")
+                                      "both or past, the modalities read with them; send clips of one video with the same video_id")
     extractor: dict
     speech_recognition: Optional[Recogniser] = None
     note: Optional[str] = None
