@@ -13,6 +13,10 @@ modality then has the same width ``L`` and the same valid length per sample. The
 "features" are the text encoder's token states, frozen by default (the reference models read
 fixed 768-d BERT states from the file).
 
+``MaskedBatchNorm`` normalises each feature over the valid positions of a batch only, and
+``StackedLSTM`` returns a multi-layer LSTM's top state at each sample's last valid position
+(EF-LSTM).
+
 ``lstm_with_cells`` runs a one-layer ``nn.LSTM`` (PyTorch's fused kernel over the whole
 sequence) and recovers every step's cell state, which MFN's attention reads; an ``nn.LSTM``
 has exactly the parameters of the ``nn.LSTMCell`` the reference steps by hand.
@@ -111,3 +115,34 @@ def lstm_with_cells(lstm: nn.LSTM, x: torch.Tensor) -> tuple[torch.Tensor, torch
         c = f[:, step] * c + i[:, step] * g[:, step]
         cells.append(c)
     return hidden, torch.stack(cells, dim=1)
+
+
+class MaskedBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the feature axis of ``(B, L, D)``, statistics from valid positions only;
+    padded positions come out as zeros. A training batch with a single valid position is
+    normalised with the running statistics (batch statistics of one value do not exist)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        valid = x[mask]
+        if self.training and valid.shape[0] == 1:
+            normed = F.batch_norm(valid, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        else:
+            normed = super().forward(valid)
+        out = x.new_zeros(x.shape)
+        out[mask] = normed
+        return out
+
+
+class StackedLSTM(nn.Module):
+    """``(B, L, D)`` + lengths -> ``(B, hidden)``: a ``layers``-deep unidirectional LSTM (dropout
+    between layers), the top layer's output at each sample's last valid position."""
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.rnn = nn.LSTM(in_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = int(lengths.max())
+        outputs, _ = self.rnn(x[:, :steps])
+        last = (lengths.to(x.device, torch.int64) - 1).clamp(min=0)
+        return outputs[torch.arange(x.shape[0], device=x.device), last]

@@ -1,0 +1,97 @@
+"""The incumbent's classic models (EF-LSTM, LF-DNN, MLF-DNN, MTFN, MLMF, TFR-Net) on synthetic data.
+
+Two comparisons (``msakit compare``, 3 seeds, every model at its own defaults, model selected on
+validation MAE, test metrics mean ± std):
+
+- ``standard``: the default synthetic data (``msakit synth``); EF-LSTM, which needs word-aligned
+  frames, trains on the aligned file of the same samples (``msakit synth --aligned``).
+- ``sims``: a SIMS-shaped set: the same generator with CH-SIMS's feature sizes (audio 33,
+  vision 709) and labels on [-1, 1] (every label, multimodal and unimodal, divided by 3), read
+  as ``kind=sims``; its planted unimodal labels play CH-SIMS's human ``regression_labels_T/A/V``.
+  The multi-task models (MLF-DNN, MTFN, MLMF, trained on them) beside Self-MM (which generates
+  its own unimodal labels with ULGM).
+
+    python benchmarks/classic_models_synthetic.py --part standard --models lf_dnn,mlf_dnn
+    python benchmarks/classic_models_synthetic.py --part sims
+
+Results: ``benchmarks/results/classic_models_<part>/compare.md`` (and ``.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, command_line  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from msakit.data.mmsa import write_mmsa_pickle  # noqa: E402
+from msakit.data.synthetic import SyntheticSpec, make_synthetic_data, write_synthetic  # noqa: E402
+from msakit.workflows.compare import compare  # noqa: E402
+
+PARTS = {
+    "standard": ("ef_lstm", "lf_dnn", "mlf_dnn", "mtfn", "mlmf", "tfr_net"),
+    "sims": ("mlf_dnn", "mtfn", "mlmf", "self_mm"),
+}
+LABEL_KEYS = ("regression_labels", "regression_labels_T", "regression_labels_A", "regression_labels_V")
+
+
+def sims_shaped(path: Path) -> Path:
+    """The default generator with CH-SIMS's feature sizes and every label divided by 3 ([-1, 1])."""
+    raw = make_synthetic_data(SyntheticSpec(audio_dim=33, vision_dim=709))
+    for split in raw.values():
+        for key in LABEL_KEYS:
+            split[key] = (np.asarray(split[key], dtype=np.float32) / 3.0).astype(np.float32)
+    return write_mmsa_pickle(path, raw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=sorted(PARTS), required=True)
+    parser.add_argument("--models", help="a subset of the part's models (comma-separated)")
+    parser.add_argument("--seeds", default="1111,1112,1113")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workdir", default="/tmp/msakit-bench-classic")
+    args = parser.parse_args()
+    models = args.models.split(",") if args.models else list(PARTS[args.part])
+    unknown = set(models) - set(PARTS[args.part])
+    if unknown:
+        parser.error(f"--models: {sorted(unknown)} are not in part {args.part!r} ({', '.join(PARTS[args.part])})")
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    model_data = {}
+    if args.part == "standard":
+        data = work / "synthetic.pkl"
+        if not data.exists():
+            write_synthetic(data, SyntheticSpec())
+        aligned = work / "synthetic_aligned.pkl"
+        if not aligned.exists():
+            write_synthetic(aligned, SyntheticSpec(aligned=True))
+        model_data["ef_lstm"] = aligned
+        kind = "mosi"
+    else:
+        data = work / "sims_shaped.pkl"
+        if not data.exists():
+            sims_shaped(data)
+        kind = "sims"
+    output = RESULTS / f"classic_models_{args.part}"
+    compare(
+        models,
+        data,
+        output_dir=output,
+        kind=kind,
+        seeds=[int(s) for s in args.seeds.split(",")],
+        overrides={"train": {"max_epochs": args.epochs, "num_threads": args.threads, "progress": False}},
+        runs_dir=work / f"runs_{args.part}",
+        command=command_line(),
+        model_data={m: p for m, p in model_data.items() if m in models},
+    )
+    print(f"wrote {output / 'compare.md'}")
+
+
+if __name__ == "__main__":
+    main()
