@@ -376,7 +376,12 @@ def plot_robustness(payload: dict, path: Path) -> None:
             ax.set_ylabel(m + (" (lower is better)" if m == "MAE" else ""))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle(f"{payload['model']}: {payload['split']} metrics under corruption, mean ± std over {len(payload['seeds'])} seed(s)")
+    import textwrap
+
+    title = f"{payload['model']}: {payload['split']} metrics under corruption, mean ± std over {len(payload['seeds'])} seed(s)"
+    width_in = fig.get_size_inches()[0]
+    # wrapped to the figure's width (about 0.6 em per character at 11 pt), so a one-column figure keeps its whole title
+    fig.suptitle("\n".join(textwrap.wrap(title, width=max(20, int(width_in * 72 / (11 * 0.6)) - 2))), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
