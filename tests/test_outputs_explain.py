@@ -64,6 +64,16 @@ def test_evaluate_prints_one_unit_per_table(tmp_path, capsys):
     acc = re.search(r"\| Acc-2 \(has-0\) +\| +([\d.]+) +\| +([\d.]+) +\|", per_seed)
     assert acc and all(float(v) > 1.0 for v in acc.groups()), per_seed  # in %, like the summary table
     assert per_seed.count("Accuracies and F1 in %.") == 1
+    # robustness's clean row is evaluate's result: the run's standardisation applied (it once scored raw features)
+    import msakit
+    from msakit.workflows.robustness import robustness
+
+    assert (tmp_path / "run" / "seed_1" / "best" / "standardizer.json").is_file()
+    evaluated = msakit.evaluate(tmp_path / "run", data, device="cpu")["summary"]
+    payload = robustness(tmp_path / "run", data, grid={"rates": [0.0, 1.0], "missing": "each"}, output_dir=tmp_path / "rob", device="cpu",
+                         progress=False)
+    for metric in ("MAE", "Corr"):
+        assert payload["clean"][metric]["mean"] == pytest.approx(evaluated[metric]["mean"], abs=1e-6), metric
 
 
 @pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="msakit[sweep] (optuna) is not installed")

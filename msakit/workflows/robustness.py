@@ -158,6 +158,14 @@ class _SeedEvaluator:
         if config_path.is_file():
             self.max_text_tokens = int(json.loads(config_path.read_text()).get("data", {}).get("max_text_tokens", 128))
         self.split, self.kind, self.device, self.batch_size, self.seed = split, kind, device, batch_size, corruption_seed
+        from msakit.data.standardize import load_run_standardizer
+
+        # The run's own standardisation (the training split's statistics), as evaluate and predict
+        # apply it: without it a standardised run would be scored on raw features. Noise, frame
+        # drops and word errors corrupt the raw data, which is then standardised; an absent
+        # modality is blanked after standardisation, as training withheld it.
+        self.standardizer = load_run_standardizer(seed_dir)
+        self.clean = self.standardizer.apply(split) if self.standardizer is not None else split
         self._patterns: dict[frozenset, np.ndarray] = {}
 
     def predict(self, split) -> np.ndarray:
@@ -174,7 +182,7 @@ class _SeedEvaluator:
         """Predictions with the modalities in ``absent`` absent for every sample."""
         if absent not in self._patterns:
             n = len(self.split)
-            self._patterns[absent] = self.predict(blank_split(self.split, {m: np.ones(n, bool) for m in absent}))
+            self._patterns[absent] = self.predict(blank_split(self.clean, {m: np.ones(n, bool) for m in absent}))
         return self._patterns[absent]
 
     def missing_composed(self, curve: Curve, rate: float) -> np.ndarray:
@@ -193,7 +201,10 @@ class _SeedEvaluator:
             return self.pattern(frozenset())
         if curve.kind == "missing" and compose_missing:
             return self.missing_composed(curve, x)
-        return self.predict(apply_corruption(self.split, corruption, self.seed))
+        if curve.kind == "missing":
+            return self.predict(apply_corruption(self.clean, corruption, self.seed))
+        corrupted = apply_corruption(self.split, corruption, self.seed)
+        return self.predict(self.standardizer.apply(corrupted) if self.standardizer is not None else corrupted)
 
 
 def robustness(
