@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -225,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda")
     p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
 
-    p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle")
-    p.add_argument("output", help="the pickle to write (an existing file is kept unless --overwrite)")
+    p = sub.add_parser("synth", parents=[common], help="write the synthetic dataset as an MMSA feature pickle, or (--clips N) a tiny labelled clip set")
+    p.add_argument("output", help="the pickle to write, or with --clips the folder of clips (an existing file is kept unless --overwrite)")
+    p.add_argument("--clips", type=int, metavar="N", help="write N short labelled video clips and their manifest.csv into OUTPUT (a folder) "
+                                                          "for msakit extract (needs msakit[video])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, help="training samples (default: 600)")
@@ -429,7 +430,11 @@ def _run(args, command_line: str) -> int | None:
         for note in result.get("warnings", []):
             print(f"warning: {note}", file=sys.stderr)
         print(format_table(result["summary"], title=f"{args.split} metrics of {args.run_dir}"))
-        print(json.dumps(result["per_seed"], indent=2))
+        if len(result["per_seed"]) > 1:  # the same units as the table above (not the fractions of summary.json)
+            from msakit.metrics import format_per_seed
+
+            print()
+            print(format_per_seed(result["per_seed"], title="per seed"))
         if result.get("ulgm_labels"):
             from msakit.training.runs import ulgm_label_table
 
@@ -500,7 +505,10 @@ def _run(args, command_line: str) -> int | None:
                        final_only=args.final_only, sampler_seed=args.sampler_seed, heartbeat_interval=args.heartbeat,
                        prune_after=args.prune_after, command=command_line)
         print((Path(args.output) / "trials.md").read_text())
-        print(f"best valid MAE {result.best_valid_mae} with {result.best_params}; report in {args.output}")
+        from msakit.workflows.sweep import rounded
+
+        best = "none (no trial finished)" if result.best_valid_mae is None else f"{result.best_valid_mae:.4f}"
+        print(f"best valid MAE {best} with {rounded(result.best_params or {})}; report in {args.output}")
     elif args.command == "extract":
         import os
 
@@ -555,6 +563,20 @@ def _run(args, command_line: str) -> int | None:
             raise ConfigError(f"{where}: empty; give a secret string (the page and API then ask for it), or leave it out on 127.0.0.1")
         serve(args.run_dir, host=args.host, port=args.port, token=token,
               max_mb=args.max_mb, workers=args.workers, queue=args.queue, max_clips=args.max_clips, device=args.device, kind=args.kind)
+    elif args.command == "synth" and args.clips is not None:
+        ignored = [flag for flag, given in (("--aligned", args.aligned), ("--raw-scale", args.raw_scale), ("--weak-noisy", args.weak_noisy),
+                                            ("--utterance", args.utterance), ("--n-train", args.n_train is not None),
+                                            ("--n-valid", args.n_valid is not None), ("--n-test", args.n_test is not None)) if given]
+        if ignored:
+            raise ConfigError(f"synth --clips: {ignored[0]} shapes the synthetic pickle, not the clip set; leave it out (the clips' "
+                              "split comes from msakit extract --split-fractions)")
+        from msakit.extract.media import write_labelled_clips
+
+        try:
+            manifest = write_labelled_clips(Path(args.output), args.clips, seed=args.seed, overwrite=args.overwrite)
+        except ModuleNotFoundError as error:
+            raise ConfigError(f"synth --clips needs the video extra ({error.name} is missing): pip install -e \".[video]\"") from None
+        print(f"{args.clips} labelled clips written to {args.output}; their labels, transcripts and videos in {manifest}")
     elif args.command == "synth":
         spec = dict(seed=args.seed, aligned=args.aligned)
         for name in ("n_train", "n_valid", "n_test"):  # the chosen setting's own sizes unless given

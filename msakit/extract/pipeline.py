@@ -168,12 +168,20 @@ class ExtractResult:
     unlisted: list[str] = field(default_factory=list)  # on disk, listed nowhere
     flagged: dict[str, list[str]] = field(default_factory=dict)  # clip id -> flags (degenerate transcript, ...)
     kind: str | None = None
+    splits: dict[str, int] = field(default_factory=dict)  # samples per split, in train/valid/test order
+    labelled: bool = False  # the splits hold labels (a small one is then warned about: its metrics measure nothing)
 
     def report(self, brief: bool = False) -> str:
         """What was extracted, the notes, each clip that could not be used, and the clips listed
         but missing on disk and the files listed nowhere: each path, or with ``brief`` (``msakit
         extract --quiet``) one line counting them and saying where their paths are."""
+        from msakit.metrics import split_sizes
+
         lines = [f"{len(self.extracted)} clip(s) extracted to {self.output}; {len(self.failures)} could not be used"]
+        if self.splits:
+            sizes, warnings = split_sizes(self.splits)
+            lines.append(f"  splits: {sizes}")
+            lines += [f"  warning: {w}" for w in warnings if self.labelled]
         lines += [f"  {note}" for note in self.notes]
         lines += [f"  {f['path']}: {f['reason']}" for f in self.failures]
         if brief and (self.missing or self.unlisted):
@@ -798,7 +806,8 @@ def _assemble(clips: list[Clip], keys: list[str], splits_of: list[str], parts: P
                         "note": "per-stage seconds summed over every clip's own extraction (survives a resume); wall time of this run only"}
     info["notes"] = notes
     write_json(sidecar, info)
-    return ExtractResult(output, sidecar, extracted, failures, seconds, notes, listing.missing, listing.unlisted, flagged, listing.kind)
+    return ExtractResult(output, sidecar, extracted, failures, seconds, notes, listing.missing, listing.unlisted, flagged, listing.kind,
+                         splits={k: len(v) for k, v in rows.items() if v}, labelled=labelled)
 
 
 def _add(total: dict, more: dict) -> None:

@@ -135,6 +135,7 @@ def train(
             if (run_dir / f"seed_{seed}" / "config.json").exists():
                 check_same_config(run_dir / f"seed_{seed}", config)
     per_seed, split, ulgm_labels, standard_errors = {}, "test", {}, {}
+    said = False
     for seed in seeds:
         config = configs[seed]
         seed_dir = run_dir / f"seed_{seed}"
@@ -154,6 +155,9 @@ def train(
         dist.barrier()
         trainer = Trainer(config, seed_dir, data=dataset, fit_defaults=False)  # fitted above, with the overrides
         trainer.timings["load_s"] = load_seconds  # one load, shared by every seed of this call
+        if not said:  # once, when the data has passed every check and the first seed starts
+            _say_split_sizes(data, dataset)
+            said = True
         result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
         standard_errors[seed] = read_json(seed_dir / "results.json", "run results").get("metrics_standard_error")
@@ -169,6 +173,19 @@ def train(
     if dist.is_main:
         write_json(run_dir / "summary.json", payload)
     return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels, standard_errors)
+
+
+def _say_split_sizes(data, dataset) -> None:
+    """One line on stderr with the samples of each split, and a warning when a validation or test
+    split is too small for its metrics to mean anything (``msakit.metrics.MIN_MEASURABLE_SPLIT``)."""
+    import sys
+
+    from msakit.metrics import split_sizes
+
+    sizes, warnings = split_sizes({name: len(split) for name, split in dataset.splits.items()})
+    print(f"note: splits of {data}: {sizes} sample(s); modalities {'+'.join(dataset.modalities)}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def default_run_dir(model: str, data: str | Path) -> Path:

@@ -153,6 +153,14 @@ class _SeedEvaluator:
         if config_path.is_file():
             self.max_text_tokens = int(json.loads(config_path.read_text()).get("data", {}).get("max_text_tokens", 128))
         self.split, self.kind, self.device, self.batch_size, self.seed = split, kind, device, batch_size, corruption_seed
+        from msakit.data.standardize import load_run_standardizer
+
+        # The run's own standardisation (the training split's statistics), as evaluate and predict
+        # apply it: without it a standardised run would be scored on raw features. Noise, frame
+        # drops and word errors corrupt the raw data, which is then standardised; an absent
+        # modality is blanked after standardisation, as training withheld it.
+        self.standardizer = load_run_standardizer(seed_dir)
+        self.clean = self.standardizer.apply(split) if self.standardizer is not None else split
         self._patterns: dict[frozenset, np.ndarray] = {}
 
     def predict(self, split) -> np.ndarray:
@@ -169,7 +177,7 @@ class _SeedEvaluator:
         """Predictions with the modalities in ``absent`` absent for every sample."""
         if absent not in self._patterns:
             n = len(self.split)
-            self._patterns[absent] = self.predict(blank_split(self.split, {m: np.ones(n, bool) for m in absent}))
+            self._patterns[absent] = self.predict(blank_split(self.clean, {m: np.ones(n, bool) for m in absent}))
         return self._patterns[absent]
 
     def missing_composed(self, curve: Curve, rate: float) -> np.ndarray:
@@ -188,7 +196,10 @@ class _SeedEvaluator:
             return self.pattern(frozenset())
         if curve.kind == "missing" and compose_missing:
             return self.missing_composed(curve, x)
-        return self.predict(apply_corruption(self.split, corruption, self.seed))
+        if curve.kind == "missing":
+            return self.predict(apply_corruption(self.clean, corruption, self.seed))
+        corrupted = apply_corruption(self.split, corruption, self.seed)
+        return self.predict(self.standardizer.apply(corrupted) if self.standardizer is not None else corrupted)
 
 
 def robustness(
@@ -371,7 +382,12 @@ def plot_robustness(payload: dict, path: Path) -> None:
             ax.set_ylabel(m + (" (lower is better)" if m == "MAE" else ""))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle(f"{payload['model']}: {payload['split']} metrics under corruption, mean ± std over {len(payload['seeds'])} seed(s)")
+    import textwrap
+
+    title = f"{payload['model']}: {payload['split']} metrics under corruption, mean ± std over {len(payload['seeds'])} seed(s)"
+    width_in = fig.get_size_inches()[0]
+    # wrapped to the figure's width (about 0.6 em per character at 11 pt), so a one-column figure keeps its whole title
+    fig.suptitle("\n".join(textwrap.wrap(title, width=max(20, int(width_in * 72 / (11 * 0.6)) - 2))), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

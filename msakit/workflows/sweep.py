@@ -374,10 +374,13 @@ def sweep(
             def report(epoch: int, record: dict) -> None:
                 # one step per epoch trained: model.fusion=auto trains two candidates one after the other
                 trial.report(record["valid_MAE"], next(steps))
+                trial.set_user_attr("epochs", max(epoch, trial.user_attrs.get("epochs", 0)))  # epochs of the longest candidate
                 if trial.should_prune():
                     trial.set_user_attr("pruned_at_epoch", epoch)
                     for checkpoint in run_dir.rglob("last.pt"):  # never resumed: free the disk
                         checkpoint.unlink(missing_ok=True)
+                    log(f"trial {_position(study, n_trials)}: pruned after epoch {epoch} (valid MAE {record['valid_MAE']:.4f}, "
+                        f"worse than the median of earlier trials there){_best_so_far(study)}  {rounded(params)}")
                     raise optuna.TrialPruned(f"valid MAE {record['valid_MAE']:.4f} after epoch {epoch}")
 
             trainer = Trainer(config, run_dir, data=search_data)
@@ -387,7 +390,8 @@ def sweep(
                 raise AssertionError("a search trial was evaluated on another split than valid")
             trial.set_user_attr("best_epoch", result.best_epoch)
             trial.set_user_attr("valid_Corr", result.metrics.get("Corr"))
-            log(f"trial {trial.number}: valid MAE {result.metrics['MAE']:.4f}  {params}")
+            log(f"trial {_position(study, n_trials)}: valid MAE {result.metrics['MAE']:.4f}{_best_so_far(study, result.metrics['MAE'])}  "
+                f"{rounded(params)}")
             return float(result.metrics["MAE"])
 
         states = optuna.trial.TrialState
@@ -458,6 +462,30 @@ def _final_stage(model, data, kind, best, base, output_dir: Path, seeds) -> dict
     return {"run_dir": str(run_dir), "evaluated_split": result.evaluated_split, "per_seed": {str(k): v for k, v in result.per_seed.items()}, "summary": result.summary}
 
 
+def rounded(params: dict) -> dict:
+    """Settings as printed: floats to 4 significant digits (``1.2356125459252507`` -> ``1.236``)."""
+    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in params.items()}
+
+
+def _position(study, n_trials: int) -> str:
+    """``k/N``: this trial's place among the study's finished (complete or pruned) trials."""
+    import optuna
+
+    done = _count(study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    return f"{min(done + 1, n_trials) if n_trials else done + 1}/{n_trials}"
+
+
+def _best_so_far(study, this: float | None = None) -> str:
+    """``"; best so far 0.7123 (number 3 in trials.md)"`` over the complete trials and ``this`` one's value."""
+    import optuna
+
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
+    best = min(complete, key=lambda t: t.value, default=None)
+    if this is not None and (best is None or this <= best.value):
+        return "; best so far: this one"
+    return f"; best so far {best.value:.4f} (number {best.number} in trials.md)" if best is not None else ""
+
+
 # ---- the report ------------------------------------------------------------------------------
 def trial_rows(study) -> list[dict]:
     rows = []
@@ -468,7 +496,7 @@ def trial_rows(study) -> list[dict]:
             "state": t.state.name,
             "valid_MAE": t.value,
             **{f"param:{k}": v for k, v in t.params.items()},
-            "epochs": len(t.intermediate_values),
+            "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),  # epochs trained (fusion=auto reports 2 candidates' epochs)
             "retry_of": t.system_attrs.get("failed_trial"),  # a trial whose worker died, re-run with its settings
             "seconds": None if duration is None else round(duration, 2),
             "worker": t.user_attrs.get("worker"),
@@ -498,7 +526,7 @@ def write_report(study, output_dir: Path, summary: SweepSummary, timings: dict, 
     if command:
         lines += [f"Command: `{command}`", ""]
     if summary.final:
-        lines += [format_table(summary.final["summary"], title=f"best settings {summary.best_params} retrained over {len(summary.final['per_seed'])} seed(s): {summary.final['evaluated_split']} metrics"), ""]
+        lines += [format_table(summary.final["summary"], title=f"best settings {rounded(summary.best_params or {})} retrained over {len(summary.final['per_seed'])} seed(s): {summary.final['evaluated_split']} metrics"), ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(fmt(r.get(k)) for k in shown) + " |" for r in rows]
     atomic_write(output_dir / "trials.md", lambda p: p.write_text("\n".join(lines) + "\n"))
