@@ -1,6 +1,6 @@
 """Read (and write) MMSA feature pickles: the files most MOSI/MOSEI/SIMS users already hold.
 
-The layout is documented in ``shared/spec/DATA.md``. Real files are not always clean: aligned
+The layout is documented in the user guide (``docs/data.md``). Real files are not always clean: aligned
 files carry no ``*_lengths``, feature arrays contain NaN/inf, labels come in ``(N,)`` or
 ``(N, 1)``, ids may be object arrays. This reader turns all of that into a validated
 ``FeatureData`` (float32 features, int64 lengths in ``[1, T]``, finite float32 labels) so
