@@ -114,6 +114,21 @@ def test_a_folder_extracted_with_egemaps_is_byte_identical_with_1_and_2_workers(
     assert hashlib.sha256(again.output.read_bytes()).digest() == hashlib.sha256(lld.output.read_bytes()).digest()
 
 
+@pytest.mark.parametrize("feature_set", ["egemaps_lld", "compare_lld", "compare_functionals"])
+def test_every_opensmile_set_gives_the_same_bytes_with_1_and_2_workers(feature_set, tmp_path):
+    import msakit
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for clip in (MEDIA / "grid" / "bbaf2n.mpg", MEDIA / "speech" / "librivox_0870.wav"):
+        shutil.copy(_media(clip), folder / clip.name)
+    settings = dict(modalities="a", audio_features=feature_set, progress=False)
+    one = msakit.extract(folder, tmp_path / "one.pkl", workers=1, **settings)
+    two = msakit.extract(folder, tmp_path / "two.pkl", workers=2, **settings)
+    assert not one.failures and len(one.extracted) == 2
+    assert one.output.read_bytes() == two.output.read_bytes()
+
+
 @pytest.mark.bad_input
 def test_without_the_package_the_set_is_refused_in_one_line(monkeypatch):
     import importlib.util
