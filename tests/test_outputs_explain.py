@@ -151,3 +151,38 @@ def test_synth_clips_writes_a_labelled_clip_set_reproducibly_and_keeps_existing_
     assert main(["synth", str(tmp_path / "c"), "--clips", "4", "--aligned"]) == 2
     assert "--aligned shapes the synthetic pickle" in capsys.readouterr().err and not (tmp_path / "c").exists()
     assert main(["synth", str(tmp_path / "d"), "--clips", "1"]) == 2
+
+
+def test_a_sweep_trial_shows_a_progress_bar_of_its_epochs(tmp_path, monkeypatch, tiny_bert_dir):
+    """On a terminal each trial has a bar that ticks once per epoch with the validation MAE
+    (recorded here by a stand-in for tqdm; off a terminal tqdm hides it by itself)."""
+    import tqdm.auto
+
+    bars = []
+    real = tqdm.auto.tqdm
+
+    class Recorder(real):  # every other bar (the trainer's) stays a real, hidden one
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self.ticks, self.postfix, self.closed, self.shown = 0, [], False, kwargs.get("desc", "")
+            bars.append(self)
+
+        def update(self, n=1):
+            self.ticks += n
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix.append(text)
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    data = _tiny_pickle(tmp_path / "d.pkl", n_valid=24)
+    code = main(["sweep", "--model", "late_fusion", "--data", str(data), "--n-trials", "1", "--epochs", "2", "--no-final",
+                 "--sampler-seed", "0", "--output", str(tmp_path / "sweep"), "--set", f"model.text_encoder={tiny_bert_dir}"])
+    assert code == 0
+    trial_bars = [b for b in bars if str(b.shown).startswith("trial ")]
+    assert len(trial_bars) == 1 and trial_bars[0].shown == "trial 1/1"
+    bar = trial_bars[0]
+    assert bar.total == 2 and bar.ticks == 2 and bar.closed and all(p.startswith("valid MAE ") for p in bar.postfix)

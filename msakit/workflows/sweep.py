@@ -370,8 +370,15 @@ def sweep(
             trial.set_user_attr("worker", worker)
 
             steps = itertools.count(1)
+            # Progress inside the trial, one tick per epoch (each fusion candidate of
+            # model.fusion=auto counts its own); shown on a terminal only, gone when it ends.
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=config.train.max_epochs, desc=f"trial {_position(study, n_trials)}", unit="epoch", leave=False, disable=None)
 
             def report(epoch: int, record: dict) -> None:
+                bar.update(1)
+                bar.set_postfix_str(f"valid MAE {record['valid_MAE']:.4f}")
                 # one step per epoch trained: model.fusion=auto trains two candidates one after the other
                 trial.report(record["valid_MAE"], next(steps))
                 trial.set_user_attr("epochs", max(epoch, trial.user_attrs.get("epochs", 0)))  # epochs of the longest candidate
@@ -379,13 +386,18 @@ def sweep(
                     trial.set_user_attr("pruned_at_epoch", epoch)
                     for checkpoint in run_dir.rglob("last.pt"):  # never resumed: free the disk
                         checkpoint.unlink(missing_ok=True)
+                    bar.close()
                     log(f"trial {_position(study, n_trials)}: pruned after epoch {epoch} (valid MAE {record['valid_MAE']:.4f}, "
                         f"worse than the median of earlier trials there){_best_so_far(study)}  {rounded(params)}")
                     raise optuna.TrialPruned(f"valid MAE {record['valid_MAE']:.4f} after epoch {epoch}")
 
             trainer = Trainer(config, run_dir, data=search_data)
             trainer.timings["load_s"] = timings["search_load_s"]  # one load per worker, shared by its trials
-            result = trainer.fit(callback=report)
+            bar.total = max(1, len(trainer.candidates)) * config.train.max_epochs
+            try:
+                result = trainer.fit(callback=report)
+            finally:
+                bar.close()
             if result.evaluated_split != "valid":  # pragma: no cover - guarded above
                 raise AssertionError("a search trial was evaluated on another split than valid")
             trial.set_user_attr("best_epoch", result.best_epoch)
