@@ -371,15 +371,16 @@ def plot_robustness(payload: dict, path: Path) -> None:
             ax = axes[row][col]
             for name in names:
                 c = payload["curves"][name]
-                mean = np.array([p["summary"][m]["mean"] for p in c["points"]])
-                std = np.array([p["summary"][m]["std"] for p in c["points"]])
-                ax.plot(c["x"], mean, marker="o", ms=3, label=f"{name} (nAUC {c['nauc'][m]['mean']:.3g})")
+                scale = 100.0 if m.startswith(("Acc", "F1")) else 1.0  # accuracies in %, as in the tables
+                mean = scale * np.array([p["summary"][m]["mean"] for p in c["points"]])
+                std = scale * np.array([p["summary"][m]["std"] for p in c["points"]])
+                ax.plot(c["x"], mean, marker="o", ms=3, label=f"{name} (nAUC {scale * c['nauc'][m]['mean']:.3g})")
                 ax.fill_between(c["x"], mean - std, mean + std, alpha=0.2)
-            ax.axhline(payload["clean"][m]["mean"], color="k", ls=":", lw=1, label="clean")
+            ax.axhline((100.0 if m.startswith(("Acc", "F1")) else 1.0) * payload["clean"][m]["mean"], color="k", ls=":", lw=1, label="clean")
             ax.set_xlabel("SNR (dB)" if family == "noise" else "rate (missing / dropped / word error)")
             if family == "noise":
                 ax.invert_xaxis()  # left to right: cleaner to noisier
-            ax.set_ylabel(m + (" (lower is better)" if m == "MAE" else ""))
+            ax.set_ylabel(m + (" (lower is better)" if m == "MAE" else " (%)" if m.startswith(("Acc", "F1")) else ""))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     import textwrap
