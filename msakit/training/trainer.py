@@ -688,16 +688,18 @@ class Trainer:
             stage = self.text_stage["results"]
             results["text_stage"] = {"run_dir": "text_stage", "metrics": stage["metrics"], "best_epoch": stage["best_epoch"],
                                      "best_valid_MAE": stage["best_valid_MAE"], "epochs_run": stage["epochs_run"]}
-            # its weights are inside this run's model (the frozen text prediction): no second copy
-            import shutil
-
-            shutil.rmtree(self.run_dir / "text_stage" / "best", ignore_errors=True)
         if getattr(self, "stages", None):
             results["stages"] = self._stage_results()
         ulgm_labels = self.ulgm_label_comparison(state["epoch"])
         if ulgm_labels is not None:
             results["ulgm_labels"] = ulgm_labels
         write_json(self.run_dir / "results.json", results)
+        if getattr(self, "text_stage", None) is not None:
+            # its weights are inside this run's model (the frozen text prediction): no second copy,
+            # removed only now, so a kill before results.json leaves a run that can still resume
+            import shutil
+
+            shutil.rmtree(self.run_dir / "text_stage" / "best", ignore_errors=True)
         for name in getattr(self, "stages", None) or {}:  # their weights are in this run's model: the stages' own copies go
             import shutil
 
