@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", default="", help="modalities given Gaussian noise at each --snr, e.g. a,v")
     p.add_argument("--snr", default="20,10,5,0,-5,-10", help="signal-to-noise ratios in dB for --noise (write --snr=-5,0 when the first is negative)")
     p.add_argument("--word-errors", default="", help="transcript word errors at each rate: drop, replace, or drop,replace")
+    p.add_argument("--incomplete", action="store_true",
+                   help="one curve where every modality loses words or frames at the same rate (LNLN's evaluation of incomplete data)")
     p.add_argument("--seed", type=int, default=0, help="corruption seed (the same for every model seed)")
     p.add_argument("--output", help="directory for robustness.json/.md/.png (default RUN_DIR/robustness)")
 
@@ -546,7 +548,7 @@ def _run(args, command_line: str) -> int | None:
         from msakit.workflows.robustness import robustness
 
         grid = dict(rates=_floats(args.rates, "--rates"), missing=args.missing, frame_drop=args.frame_drop, noise=args.noise,
-                    snrs=_floats(args.snr, "--snr"), word_errors=args.word_errors)
+                    snrs=_floats(args.snr, "--snr"), word_errors=args.word_errors, incomplete=args.incomplete)
         output = Path(args.output) if args.output else Path(args.run_dir) / "robustness"
         robustness(args.run_dir, args.data, kind=args.kind, split=args.split, grid=grid, corruption_seed=args.seed, output_dir=output,
                    device=args.device, command=command_line)

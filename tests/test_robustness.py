@@ -234,3 +234,26 @@ def test_modality_dropout_trains_changes_the_run_and_resumes_bit_identically(sma
     with pytest.raises(ConfigError, match="does not use"):
         text_only = dataclasses.replace(config, data=dataclasses.replace(config.data, modalities=("t",)))
         Trainer(text_only, tmp_path / "other")
+
+
+def test_incomplete_drops_words_and_frames_at_one_rate_and_runs_as_one_curve(trained, small_synthetic, test_split, tmp_path):
+    """LNLN's evaluation: every modality loses elements at the same rate (frames zeroed, words
+    dropped), each with the draws of its own corruption, so the curve is the composition."""
+    half = apply_corruption(test_split, Corruption("incomplete", ("t", "a", "v"), rate=0.5), seed=7)
+    frames = apply_corruption(test_split, Corruption("frames", ("a", "v"), rate=0.5), seed=7)
+    words = apply_corruption(test_split, Corruption("words", ("t",), rate=0.5), seed=7)
+    np.testing.assert_array_equal(half.audio, frames.audio)
+    np.testing.assert_array_equal(half.vision, frames.vision)
+    assert half.raw_text == words.raw_text
+    kept = sum(len(t.split()) for t in half.raw_text) / sum(len(t.split()) for t in test_split.raw_text)
+    assert 0.4 < kept < 0.6
+    zeroed = np.mean(np.all(half.audio == 0, axis=2)[np.any(test_split.audio != 0, axis=2)])
+    assert 0.4 < zeroed < 0.6
+    assert apply_corruption(test_split, Corruption("incomplete", ("t", "a", "v"), rate=0.0)) is test_split
+
+    curves = build_grid(("t", "a", "v"), missing="", incomplete=True)
+    assert [(c.name, c.modalities) for c in curves] == [("incomplete", ("t", "a", "v"))]
+    result = robustness(trained("self_mm"), small_synthetic, curves=curves, output_dir=tmp_path / "out", device="cpu")
+    points = json.loads((tmp_path / "out" / "robustness.json").read_text())["curves"]["incomplete"]["points"]
+    assert len(points) == 11 and points[0]["summary"]["MAE"]["mean"] != points[-1]["summary"]["MAE"]["mean"]
+    assert result is not None

@@ -48,14 +48,15 @@ ABSENT_CONVENTION = (
     "absent audio/vision: all frames zero, length set to the split's full frame count; "
     "absent text: empty transcript (only the tokenizer's special tokens)"
 )
-KINDS = ("missing", "frames", "noise", "words")
+KINDS = ("missing", "frames", "noise", "words", "incomplete")
 WORD_MODES = ("drop", "replace")
 
 
 @dataclass(frozen=True)
 class Corruption:
     """One corruption at one strength. ``modalities`` is the tuple it acts on (``missing``:
-    any of t/a/v; ``frames``/``noise``: a and/or v; ``words``: t)."""
+    any of t/a/v; ``frames``/``noise``: a and/or v; ``words``: t; ``incomplete``: any of t/a/v,
+    frames zeroed and words dropped at the same rate)."""
 
     kind: str
     modalities: tuple[str, ...]
@@ -152,6 +153,16 @@ def apply_corruption(split: Split, corruption: Corruption, seed: int = 0) -> Spl
             noise = _stream(seed, "noise", m).standard_normal(array.shape) * std
             changes[key] = (array + noise * valid[:, :, None]).astype(array.dtype)
         return dataclasses.replace(split, **changes)
+    if c.kind == "incomplete":
+        # LNLN's protocol (Zhang et al., NeurIPS 2024): every modality loses elements at the same
+        # rate, audio/vision frames zeroed and transcript words dropped, each with its own draws.
+        out = split
+        frames = tuple(m for m in c.modalities if m != "t")
+        if frames:
+            out = apply_corruption(out, Corruption("frames", frames, rate=c.rate), seed)
+        if "t" in c.modalities:
+            out = apply_corruption(out, Corruption("words", ("t",), rate=c.rate, mode="drop"), seed)
+        return out
     # words
     rng = _stream(seed, "words", c.mode)
     vocabulary = sorted({w for text in split.raw_text for w in text.split()})

@@ -56,7 +56,8 @@ class Curve:
 
     @property
     def x_label(self) -> str:
-        return "SNR (dB)" if self.kind == "noise" else {"missing": "missing rate", "frames": "frame drop rate", "words": "word error rate"}[self.kind]
+        return "SNR (dB)" if self.kind == "noise" else {"missing": "missing rate", "frames": "frame drop rate", "words": "word error rate",
+                                                           "incomplete": "missing rate (words and frames)"}[self.kind]
 
     def corruption(self, x: float) -> Corruption:
         if self.kind == "noise":
@@ -81,10 +82,12 @@ def build_grid(
     noise: str | list[str] = "",
     snrs: tuple[float, ...] = DEFAULT_SNRS,
     word_errors: str | list[str] = "",
+    incomplete: bool = False,
 ) -> list[Curve]:
     """The curves for a run using ``modalities``. ``missing``: ``each`` (one curve per modality),
     ``all`` (every modality, each independently), or sets like ``t+a``; ``frame_drop``/``noise``:
-    modalities among a, v; ``word_errors``: ``drop`` and/or ``replace``."""
+    modalities among a, v; ``word_errors``: ``drop`` and/or ``replace``; ``incomplete``: one curve
+    where every modality used loses words or frames at the same rate (LNLN's evaluation)."""
     rates = tuple(sorted(float(r) for r in rates))
     if not rates or rates[0] < 0 or rates[-1] > 1:
         raise ConfigError(f"rates {rates}: give rates in [0, 1]")
@@ -118,13 +121,15 @@ def build_grid(
     for mode in _list(word_errors):
         need(("t",), "--word-errors")
         curves.append(Curve(f"words {mode}", "words", ("t",), rates, mode=mode))
+    if incomplete:
+        curves.append(Curve("incomplete", "incomplete", tuple(modalities), rates))
     for c in curves:
         c.corruption(c.xs[0])  # validates modalities, modes, ranges
     names = [c.name for c in curves]
     if len(set(names)) != len(names):
         raise ConfigError(f"the grid repeats a curve: {names}")
     if not curves:
-        raise ConfigError("the grid is empty: ask for at least one curve (--missing, --frame-drop, --noise, --word-errors)")
+        raise ConfigError("the grid is empty: ask for at least one curve (--missing, --frame-drop, --noise, --word-errors, --incomplete)")
     return curves
 
 
