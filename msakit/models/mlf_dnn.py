@@ -27,14 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
-from msakit.data.types import Split
-from msakit.encoders import TextEncoder
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput
 from msakit.models.lf_dnn import LFDNN, LFDNNConfig
-from msakit.models.unimodal_tasks import UnimodalTasksConfig, UnimodalTasksMixin, refuse_without_unimodal_labels
+from msakit.models.unimodal_tasks import UnimodalTasksConfig, UnimodalTasksMixin
 from msakit.settings import setting
 
 
@@ -73,25 +68,7 @@ _TRAIN = {"batch_size": 32, "grad_accumulation": 1, "early_stop": 8}
 class MLFDNN(UnimodalTasksMixin, LFDNN):
     name = "mlf_dnn"
     config_class = MLFDNNConfig
+    TITLE, SINGLE_TASK = "MLF-DNN", "lf_dnn"  # for the refusal of data without unimodal labels
     DATASET_DEFAULTS = {kind: {"train": dict(_TRAIN)} for kind in ("mosi", "mosei", "sims")}
     TEST_OVERRIDES = {**LFDNN.TEST_OVERRIDES, "post_text_dim": 8, "post_audio_dim": 4, "post_video_dim": 8,
                       "post_text_dropout": 0.0, "post_audio_dropout": 0.0, "post_video_dropout": 0.0}
-
-    def __init__(self, config: MLFDNNConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
-        super().__init__(config, dims, text_encoder)
-        self.build_unimodal_heads({s: self.feature_dims[s] for s in dims.modalities})
-
-    @classmethod
-    def check_data(cls, data, modalities: tuple[str, ...]) -> None:
-        refuse_without_unimodal_labels(data, modalities, "MLF-DNN", "lf_dnn")
-
-    def forward(self, batch) -> ModelOutput:
-        output = super().forward(batch)
-        output.predictions.update(self.unimodal_predictions(output.features))
-        return output
-
-    def parameter_groups(self) -> list[dict]:
-        return self.subnet_parameter_groups()
-
-    def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
-        return self.unimodal_objectives()

@@ -30,14 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
-from msakit.data.types import Split
-from msakit.encoders import TextEncoder
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput
 from msakit.models.lmf import LMF, LMFConfig
-from msakit.models.unimodal_tasks import UnimodalTasksConfig, UnimodalTasksMixin, refuse_without_unimodal_labels
+from msakit.models.unimodal_tasks import UnimodalTasksConfig, UnimodalTasksMixin
 from msakit.settings import setting
 
 
@@ -75,24 +70,12 @@ _TRAIN = {"batch_size": 128, "grad_accumulation": 1, "early_stop": 8}
 class MLMF(UnimodalTasksMixin, LMF):
     name = "mlmf"
     config_class = MLMFConfig
+    TITLE, SINGLE_TASK = "MLMF", "lmf"  # for the refusal of data without unimodal labels
     LEGACY_DEFAULTS: dict = {}
     DATASET_DEFAULTS = {kind: {"train": dict(_TRAIN)} for kind in ("mosi", "mosei", "sims")}
     TEST_OVERRIDES = {**LMF.TEST_OVERRIDES, "post_text_dim": 8, "post_audio_dim": 4, "post_video_dim": 8,
                       "post_text_dropout": 0.0, "post_audio_dropout": 0.0, "post_video_dropout": 0.0,
                       "text_weight_decay": 0.0, "audio_weight_decay": 0.0, "video_weight_decay": 0.0}
-
-    def __init__(self, config: MLMFConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
-        super().__init__(config, dims, text_encoder)
-        self.build_unimodal_heads({s: self.feature_dims[s] for s in dims.modalities})
-
-    @classmethod
-    def check_data(cls, data, modalities: tuple[str, ...]) -> None:
-        refuse_without_unimodal_labels(data, modalities, "MLMF", "lmf")
-
-    def forward(self, batch) -> ModelOutput:
-        output = super().forward(batch)
-        output.predictions.update(self.unimodal_predictions(output.features))
-        return output
 
     def parameter_groups(self) -> list[dict]:
         c = self.config
@@ -100,6 +83,3 @@ class MLMF(UnimodalTasksMixin, LMF):
         groups = self.subnet_parameter_groups(exclude={id(p) for p in factors})
         groups.append({"name": "factors", "params": factors, "lr": c.lr_factor, "weight_decay": c.weight_decay})
         return groups
-
-    def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
-        return self.unimodal_objectives()

@@ -32,14 +32,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
-from msakit.data.types import Split
-from msakit.encoders import TextEncoder
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput
 from msakit.models.tfn import TFN, TFNConfig
-from msakit.models.unimodal_tasks import UnimodalTasksConfig, UnimodalTasksMixin, refuse_without_unimodal_labels
+from msakit.models.unimodal_tasks import UnimodalTasksConfig, UnimodalTasksMixin
 
 
 @dataclass
@@ -64,27 +59,9 @@ _TRAIN = {"batch_size": 64, "grad_accumulation": 1, "early_stop": 8}
 class MTFN(UnimodalTasksMixin, TFN):
     name = "mtfn"
     config_class = MTFNConfig
+    TITLE, SINGLE_TASK = "MTFN", "tfn"  # for the refusal of data without unimodal labels
     LEGACY_DEFAULTS: dict = {}
     DATASET_DEFAULTS = {kind: {"train": dict(_TRAIN)} for kind in ("mosi", "mosei", "sims")}
     TEST_OVERRIDES = {**TFN.TEST_OVERRIDES, "post_text_dim": 8, "post_audio_dim": 4, "post_video_dim": 8, "post_fusion_dropout": 0.0,
                       "post_text_dropout": 0.0, "post_audio_dropout": 0.0, "post_video_dropout": 0.0, "weight_decay": 0.0,
                       "text_weight_decay": 0.0, "audio_weight_decay": 0.0, "video_weight_decay": 0.0}
-
-    def __init__(self, config: MTFNConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
-        super().__init__(config, dims, text_encoder)
-        self.build_unimodal_heads({s: self.feature_dims[s] for s in dims.modalities})
-
-    @classmethod
-    def check_data(cls, data, modalities: tuple[str, ...]) -> None:
-        refuse_without_unimodal_labels(data, modalities, "MTFN", "tfn")
-
-    def forward(self, batch) -> ModelOutput:
-        output = super().forward(batch)
-        output.predictions.update(self.unimodal_predictions(output.features))
-        return output
-
-    def parameter_groups(self) -> list[dict]:
-        return self.subnet_parameter_groups()
-
-    def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
-        return self.unimodal_objectives()

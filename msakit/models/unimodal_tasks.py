@@ -70,7 +70,32 @@ def refuse_without_unimodal_labels(data, modalities: tuple[str, ...], model: str
 
 class UnimodalTasksMixin:
     """For an ``MSAModel`` whose config has ``UnimodalTasksConfig``'s fields and whose
-    sub-networks are ``self.subnets`` (``build_tfn_style_subnets``)."""
+    sub-networks are ``self.subnets`` (``build_tfn_style_subnets``): the single-task model's
+    forward plus one head per modality on its encodings, the unimodal-label objective, the
+    reference's optimiser groups, and the refusal of data without unimodal labels. A subclass
+    names itself (``TITLE``) and its single-task model (``SINGLE_TASK``) for that refusal."""
+
+    TITLE: str
+    SINGLE_TASK: str
+
+    def __init__(self, config, dims, text_encoder=None):
+        super().__init__(config, dims, text_encoder)
+        self.build_unimodal_heads({s: self.feature_dims[s] for s in dims.modalities})
+
+    @classmethod
+    def check_data(cls, data, modalities: tuple[str, ...]) -> None:
+        refuse_without_unimodal_labels(data, modalities, cls.TITLE, cls.SINGLE_TASK)
+
+    def forward(self, batch):
+        output = super().forward(batch)
+        output.predictions.update(self.unimodal_predictions(output.features))
+        return output
+
+    def parameter_groups(self) -> list[dict]:
+        return self.subnet_parameter_groups()
+
+    def build_objectives(self, train_split, kind: str) -> list[nn.Module]:
+        return self.unimodal_objectives()
 
     def build_unimodal_heads(self, sizes: dict[str, int]) -> None:
         c = self.config
