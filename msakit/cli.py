@@ -422,7 +422,7 @@ def _run(args, command_line: str) -> int | None:
             show(result.table())
             from msakit.workflows.text_only import side_by_side, text_stages
 
-            text = text_stages(result)  # model.fusion=text_first or auto (the default): its own text-only runs, at no cost
+            text = text_stages(result)  # model.fusion=text_first (or auto_text_stage=own): its own text-only runs, at no cost
             if text is not None:
                 show()
                 show(side_by_side(result, text))

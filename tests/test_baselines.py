@@ -231,12 +231,16 @@ def test_frozen_text_encoder_is_fixed_cached_and_batch_independent(name, tiny_be
     model.train()
     assert not encoder.training and not encoder.backbone.training and model.training
 
+    from msakit.encoders import text as text_module
+
+    text_module._SHARED_STATES.clear()
     ids = torch.tensor([[101, 7, 8, 9, 102, 0, 0], [101, 5, 6, 102, 0, 0, 0], [101, 7, 8, 9, 10, 11, 102]])
     mask = (ids != 0).long()
     batch_states = encoder.token_states(ids, mask)
-    assert len(encoder._cache) == 3
+    assert len(encoder._cache.states) == 3
     alone = encoder.token_states(ids[1:2, :4], mask[1:2, :4])
     assert torch.equal(alone[0], batch_states[1, :4]) and not batch_states[1, 4:].any()
+    text_module._SHARED_STATES.clear()
     fresh = build().text_model  # a new instance (e.g. after a resume) computes the same numbers
     assert torch.equal(fresh.token_states(ids[[2, 0]], mask[[2, 0]]), batch_states[[2, 0]])
 
@@ -246,3 +250,33 @@ def test_frozen_text_encoder_is_fixed_cached_and_batch_independent(name, tiny_be
 
     tuned = build(text_finetune=True).text_model
     assert not tuned.frozen and all(p.requires_grad for p in tuned.parameters())
+
+
+def test_frozen_encoders_of_the_same_weights_share_their_states_and_never_read_stale_ones(tiny_bert_dir):
+    """fusion=auto's text stage and correction (and a sweep's trials) read one frozen encoder:
+    each transcript is encoded once per process; an encoder whose weights change after freeze()
+    (a checkpoint loaded into it) computes its own states."""
+    from msakit.encoders import TextEncoder
+    from msakit.encoders import text as text_module
+
+    text_module._SHARED_STATES.clear()
+    ids = torch.tensor([[101, 7, 8, 9, 102], [101, 5, 6, 102, 0]])
+    mask = (ids != 0).long()
+    first = TextEncoder.from_pretrained(tiny_bert_dir).freeze()
+    states = first(ids, mask)
+    second = TextEncoder.from_pretrained(tiny_bert_dir).freeze()
+    calls = []
+    second.backbone.register_forward_hook(lambda *args: calls.append(1))
+    assert torch.equal(second(ids, mask), states) and not calls  # read from the first one's cache
+
+    changed = TextEncoder.from_pretrained(tiny_bert_dir).freeze()
+    changed.backbone.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        weights = {k: v + 0.01 if v.is_floating_point() else v for k, v in changed.state_dict().items()}
+    changed.load_state_dict(weights)  # after freeze(): other weights, other states
+    assert not torch.equal(changed(ids, mask), states) and len(calls) == 2
+    plain = TextEncoder.from_pretrained(tiny_bert_dir)
+    plain.load_state_dict(weights)
+    plain.eval()
+    single = torch.cat([plain(ids[i : i + 1, : int(mask[i].sum())], mask[i : i + 1, : int(mask[i].sum())]) for i in range(2)])
+    assert torch.allclose(changed(ids, mask), single, atol=1e-6)

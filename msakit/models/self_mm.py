@@ -100,6 +100,17 @@ class SelfMMConfig:
     # fusion=text_first: the correction trains fast (the text encoder is frozen and its output
     # cached per batch), so it may get more epochs than the text stage; early stopping still applies.
     correction_epochs: int = setting(0, min=0, doc="fusion=text_first: the most epochs of the correction stage (0: train.max_epochs)")
+    # fusion=text_first: where the text stage's encoder comes from. "own": fine-tuned on text alone
+    # (a second full training); "concat": the encoder of the concat candidate trained beside it
+    # (fusion=auto only), frozen, so the text stage trains only its heads.
+    text_stage: str = setting("own", choices=("own", "concat"),
+                              doc="fusion=text_first: own: its text stage fine-tunes the text encoder on text alone; "
+                                  "concat: it reads the fusion=auto run's concat encoder, frozen (set by auto_text_stage)")
+    # fusion=auto: the text_first candidate's text stage (above). "concat" costs one training plus
+    # heads on cached text (about 1.2x a concat run); "own" trains the text encoder twice (2.3-2.6x).
+    auto_text_stage: str = setting("concat", choices=("concat", "own"),
+                                   doc="fusion=auto: concat: text_first reuses the concat candidate's text encoder, frozen (about one training); "
+                                       "own: text_first fine-tunes its own on text alone (about 2.5 trainings)")
     # Not in the paper, off by default: "valid" predicts ŷ_m = ŷ_text + α·(ŷ_fused − ŷ_text), α in
     # [0, 1] refitted on the validation split after every epoch (lowest MAE; training itself is
     # unchanged), so audio/vision move the text prediction only as far as that carries over to
@@ -120,7 +131,8 @@ class SelfMM(MSAModel):
     name = "self_mm"
     config_class = SelfMMConfig
     # Settings a run saved before they existed had these values (read by load_model/resume).
-    LEGACY_DEFAULTS = {"fusion": "concat", "blend": "off", "correction_input": "av", "correction_epochs": 0}
+    LEGACY_DEFAULTS = {"fusion": "concat", "blend": "off", "correction_input": "av", "correction_epochs": 0,
+                       "text_stage": "own", "auto_text_stage": "own"}
     FEATURE_DIM_FIELDS = {"m": "post_fusion_dim", "t": "post_text_dim", "a": "post_audio_dim", "v": "post_video_dim"}
     # MMSA's config_regression.json, Self-MM section (see DATA.md).
     DATASET_DEFAULTS = {
@@ -218,10 +230,12 @@ class SelfMM(MSAModel):
 
     @classmethod
     def fusion_candidates(cls, config: SelfMMConfig, modalities: tuple[str, ...]) -> dict[str, SelfMMConfig]:
-        """``fusion=auto`` with text and audio/vision: concat and text_first (in that order: a tie keeps concat)."""
+        """``fusion=auto`` with text and audio/vision: concat and text_first (in that order: a tie keeps concat;
+        text_first's text stage reads concat's encoder unless ``auto_text_stage=own``)."""
         if config.fusion != "auto" or "t" not in modalities or len(modalities) < 2:
             return {}
-        return {name: dataclasses.replace(config, fusion=name) for name in ("concat", "text_first")}
+        return {"concat": dataclasses.replace(config, fusion="concat"),
+                "text_first": dataclasses.replace(config, fusion="text_first", text_stage=config.auto_text_stage)}
 
     def needs_text_stage(self) -> bool:
         return self.text_first
@@ -239,6 +253,8 @@ class SelfMM(MSAModel):
         self.text_to_m[1].load_state_dict(text_model.regressors["m"].state_dict())
         for p in (*self.text_model.parameters(), *self.text_to_m.parameters()):
             p.requires_grad_(False)
+        if hasattr(self.text_model, "freeze"):  # each transcript encoded once, then read from memory
+            self.text_model.freeze()
         self.text_frozen = True
         self.train(self.training)
 

@@ -29,12 +29,17 @@ class TrainSummary:
     ulgm_labels: dict[int, dict] = field(default_factory=dict)
     # Per seed: bootstrap standard errors of the evaluated split's metrics (msakit.metrics.bootstrap_standard_errors).
     standard_errors: dict[int, dict] = field(default_factory=dict)
+    # Per seed: the same for the validation split the run was selected on (runs of before: none).
+    valid_standard_errors: dict[int, dict] = field(default_factory=dict)
 
     def table(self) -> str:
         table = format_table(self.summary, title=f"{self.evaluated_split} metrics over {len(self.per_seed)} seed(s)")
         line = standard_error_line(self.standard_errors, self.evaluated_split)
         if line:
             table += "\n" + line
+        line = standard_error_line(self.valid_standard_errors, "valid") if self.evaluated_split != "valid" else ""
+        if line:  # what selection (early stopping, the fusion choice) could tell apart
+            table += "\n" + line.replace("the valid split", "the valid split the run was selected on", 1)
         if self.ulgm_labels:
             table += "\n\n" + ulgm_label_table(self.ulgm_labels)
         return table
@@ -134,7 +139,7 @@ def train(
         for seed, config in configs.items():
             if (run_dir / f"seed_{seed}" / "config.json").exists():
                 check_same_config(run_dir / f"seed_{seed}", config)
-    per_seed, split, ulgm_labels, standard_errors = {}, "test", {}, {}
+    per_seed, split, ulgm_labels, standard_errors, valid_errors = {}, "test", {}, {}, {}
     said = False
     for seed in seeds:
         config = configs[seed]
@@ -143,6 +148,7 @@ def train(
             done = read_json(seed_dir / "results.json", "results file")
             per_seed[seed], split = done["metrics"], done["evaluated_split"]
             standard_errors[seed] = done.get("metrics_standard_error")
+            valid_errors[seed] = done.get("valid_metrics_standard_error")
             if done.get("ulgm_labels"):
                 ulgm_labels[seed] = done["ulgm_labels"]
             continue
@@ -160,7 +166,8 @@ def train(
             said = True
         result = trainer.fit(resume=can_resume)
         per_seed[seed], split = result.metrics, result.evaluated_split
-        standard_errors[seed] = read_json(seed_dir / "results.json", "run results").get("metrics_standard_error")
+        done = read_json(seed_dir / "results.json", "run results")
+        standard_errors[seed], valid_errors[seed] = done.get("metrics_standard_error"), done.get("valid_metrics_standard_error")
         if result.ulgm_labels:
             ulgm_labels[seed] = result.ulgm_labels
     summary = summarize_seeds(list(per_seed.values()))
@@ -168,11 +175,14 @@ def train(
     standard_errors = {s: e for s, e in standard_errors.items() if isinstance(e, dict)}
     if standard_errors:
         payload["standard_error_per_seed"] = standard_errors
+    valid_errors = {s: e for s, e in valid_errors.items() if isinstance(e, dict)}
+    if valid_errors:
+        payload["valid_standard_error_per_seed"] = valid_errors
     if ulgm_labels:
         payload["ulgm_labels"] = {"per_seed": ulgm_labels, "summary": summarize_ulgm_labels(ulgm_labels)}
     if dist.is_main:
         write_json(run_dir / "summary.json", payload)
-    return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels, standard_errors)
+    return TrainSummary(run_dir, per_seed, summary, split, ulgm_labels, standard_errors, valid_errors)
 
 
 def _say_split_sizes(data, dataset) -> None:

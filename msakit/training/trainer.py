@@ -126,9 +126,14 @@ def _set_rng_state(state: dict) -> None:
 class Trainer:
     """Builds data, model and objectives for one run and trains it in ``run_dir``."""
 
-    def __init__(self, config: RunConfig, run_dir: str | Path, data: FeatureData | None = None, fit_defaults: bool = True):
+    def __init__(self, config: RunConfig, run_dir: str | Path, data: FeatureData | None = None, fit_defaults: bool = True,
+                 text_encoder_from: str | Path | None = None, frozen_text_from: str | Path | None = None):
+        """``text_encoder_from``: the run whose text encoder a ``text_stage=concat`` text stage
+        reads (fusion=auto's concat candidate); ``frozen_text_from``: a run whose text encoder
+        this run's model takes, frozen (that text stage itself)."""
         self.config = config
         self.run_dir = Path(run_dir)
+        self.text_encoder_from = Path(text_encoder_from) if text_encoder_from is not None else None
         t = config.train
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
@@ -214,6 +219,8 @@ class Trainer:
             self.tokenizer = load_tokenizer(encoder_path)
             kwargs["text_encoder"] = TextEncoder.from_pretrained(encoder_path)
         self.model = model_class(config.model_config, dims, **kwargs).to(self.device)
+        if frozen_text_from is not None:
+            self._adopt_frozen_text_encoder(Path(frozen_text_from))
         objectives = self.model.build_objectives(self.data["train"], config.data.kind)
         if pairs:  # plug-and-play: any model exposing per-modality features can be aligned
             objectives.append(CovarianceAlignment(pairs, self.model.exposed_feature_dims()))
@@ -462,7 +469,8 @@ class Trainer:
                 if self.config.train.progress:
                     tqdm.write(f"fusion {index}/{len(self.candidates)}: {name} ({sub})")
                 config = dataclasses.replace(self.config, model_config=model_config)
-                Trainer(config, sub, data=self.raw_data, fit_defaults=False).fit(resume=resume_sub, callback=callback)
+                source = self.run_dir / "fusion_concat" if name != "concat" else None  # a text_stage=concat text stage reads it
+                Trainer(config, sub, data=self.raw_data, fit_defaults=False, text_encoder_from=source).fit(resume=resume_sub, callback=callback)
             results[name] = read_json(sub / "results.json", f"{name} results")
         chosen = min(results, key=lambda name: results[name]["best_valid_MAE"])  # the first of a tie
         winner = self.run_dir / f"fusion_{chosen}"
@@ -480,7 +488,7 @@ class Trainer:
                    "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"], "train_seconds": r.get("train_seconds"),
                    "total_seconds": (r.get("timings") or {}).get("total_s")} for name, r in results.items()}}
         for name, r in results.items():
-            if "text_stage" in r:  # its own text-only run: what --compare-text-only reads
+            if "text_stage" in r:  # with text_stage=own, its own text-only run: what --compare-text-only reads
                 result["text_stage"] = {**r["text_stage"], "run_dir": f"fusion_{name}/{r['text_stage']['run_dir']}"}
         result["train_seconds"] = sum(r["train_seconds"] for r in results.values())
         if main:
@@ -546,6 +554,15 @@ class Trainer:
             alignment=dataclasses.replace(c.alignment, pairs="none"),
         )
 
+    def _adopt_frozen_text_encoder(self, source: Path) -> None:
+        """The text encoder of the run in ``source`` (its best model), frozen: each transcript
+        is encoded once and read from memory after, so only the heads train."""
+        if not hasattr(getattr(self.model, "text_model", None), "freeze"):
+            raise ConfigError(f"{self.config.model}: its text encoder cannot be taken from another run (no text encoder here)")
+        trained, _, _ = load_model(source, self.device)
+        self.model.text_model.load_state_dict(trained.text_model.state_dict())
+        self.model.text_model.freeze()
+
     def _text_stage(self) -> dict:
         """Train (or finish, or read) the text stage in ``RUN/text_stage``; its best model and results."""
         import shutil
@@ -560,7 +577,12 @@ class Trainer:
             self.dist.barrier()
             if self.config.train.progress:
                 tqdm.write(f"text stage: {self.config.model} on text alone first ({stage_dir}), then audio and vision as a correction")
-            Trainer(self.text_stage_config(), stage_dir, data=self.data, fit_defaults=False).fit(resume=resume)
+            shared = getattr(self.config.model_config, "text_stage", "own") == "concat"
+            if shared and self.text_encoder_from is None:
+                raise ConfigError("model.text_stage=concat reads the concat candidate of a model.fusion=auto run; "
+                                  "use model.fusion=auto, or model.text_stage=own with fusion=text_first")
+            Trainer(self.text_stage_config(), stage_dir, data=self.data, fit_defaults=False,
+                    frozen_text_from=self.text_encoder_from if shared else None).fit(resume=resume)
         differences = _saved_config_differences(stage_dir / "config.json", self.text_stage_config())
         if differences:
             raise ConfigError(
@@ -657,6 +679,13 @@ class Trainer:
         uncertainty = bootstrap_standard_errors(predictions["m"], self.data[split].labels["m"], self.config.data.kind, groups=videos,
                                                 seed=self.config.train.seed)
         write_predictions_csv(self.run_dir / f"{split}_predictions.csv", self.data[split].ids, self.data[split].labels["m"], predictions)
+        # The split the run was selected on: its metrics with the best weights, and how little a
+        # small validation split (MOSI's: 229 utterances of 10 speakers) can tell two epochs apart.
+        valid_predictions = predictions if split == "valid" else self.predict("valid", best)
+        valid_labels = self.data["valid"].labels["m"]
+        valid_metrics = regression_metrics(valid_predictions["m"], valid_labels, self.config.data.kind)
+        valid_uncertainty = bootstrap_standard_errors(valid_predictions["m"], valid_labels, self.config.data.kind,
+                                                      groups=[(video_of(i) or (i,))[0] for i in self.data["valid"].ids], seed=self.config.train.seed)
         results = {
             "model": self.config.model,
             "data": self.data.source,
@@ -673,6 +702,8 @@ class Trainer:
             "covariance_distance": covariance_distances({k: torch.from_numpy(v) for k, v in features.items()}),
             "best_epoch": state["best_epoch"],
             "best_valid_MAE": state["best_mae"],
+            "valid_metrics": valid_metrics,
+            "valid_metrics_standard_error": valid_uncertainty,
             "epochs_run": state["epoch"],
             "train_seconds": sum(r["train_seconds"] for r in state["history"]),
             "precision": "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch."),
@@ -687,7 +718,9 @@ class Trainer:
         if getattr(self, "text_stage", None) is not None:
             stage = self.text_stage["results"]
             results["text_stage"] = {"run_dir": "text_stage", "metrics": stage["metrics"], "best_epoch": stage["best_epoch"],
-                                     "best_valid_MAE": stage["best_valid_MAE"], "epochs_run": stage["epochs_run"]}
+                                     "best_valid_MAE": stage["best_valid_MAE"], "epochs_run": stage["epochs_run"],
+                                     # own: the model's text-only run; concat: heads on auto's concat encoder (not a text-only run)
+                                     "text_encoder": getattr(self.config.model_config, "text_stage", "own")}
         if getattr(self, "stages", None):
             results["stages"] = self._stage_results()
         ulgm_labels = self.ulgm_label_comparison(state["epoch"])

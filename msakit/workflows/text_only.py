@@ -35,8 +35,8 @@ def compare_text_only(
     resume: bool = False,
 ) -> tuple[TrainSummary, TrainSummary]:
     """Train ``model`` as asked, then the same model and settings on text alone (in
-    ``run_dir/text_only``; with ``model.fusion=text_first`` or ``auto`` (Self-MM's default) each run's text stage is that run, and
-    nothing trains twice); return both summaries. ``side_by_side`` prints them together, so
+    ``run_dir/text_only``; with ``model.fusion=text_first``, or ``auto`` with ``auto_text_stage=own``, each run's text stage is
+    that run, and nothing trains twice); return both summaries. ``side_by_side`` prints them together, so
     a multimodal result that loses to text alone is visible."""
     multimodal = train(model, data, kind=kind, seeds=seeds, run_dir=run_dir, overrides=overrides, resume=resume)
     staged = text_stages(multimodal)
@@ -49,7 +49,8 @@ def compare_text_only(
 
 def text_stages(multimodal: TrainSummary) -> TrainSummary | None:
     """The text-only side read from the runs' text stages (``model.fusion=text_first``: the
-    same run as ``--text-only`` would train, bit for bit), or None when a seed has none."""
+    same run as ``--text-only`` would train, bit for bit), or None when a seed has none, or its
+    text stage read another run's encoder (fusion=auto's default: heads on the concat encoder)."""
     import json
 
     from msakit.metrics import summarize_seeds
@@ -58,7 +59,7 @@ def text_stages(multimodal: TrainSummary) -> TrainSummary | None:
     for seed in multimodal.per_seed:
         results = multimodal.run_dir / f"seed_{seed}" / "results.json"
         stage = json.loads(results.read_text()).get("text_stage") if results.exists() else None
-        if stage is None:
+        if stage is None or stage.get("text_encoder", "own") != "own":
             return None
         per_seed[seed] = stage["metrics"]
     return TrainSummary(multimodal.run_dir, per_seed, summarize_seeds(list(per_seed.values())), multimodal.evaluated_split)
