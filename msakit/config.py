@@ -60,6 +60,12 @@ class TrainConfig:
     # in an epoch, e.g. "a:0.3,v:0.3" (or a dict from Python); drawn from (seed, epoch) in the
     # data path, for any model. "" = off. See msakit/data/corruption.py.
     modality_dropout: str = ""
+    # What chooses the epochs (and fusion=auto's candidate): "valid" (the validation split), or
+    # "kfold:K": K folds of the training split's videos, each once the validation of a run on the
+    # others; the epoch counts with the lowest mean fold MAE are then trained on the whole training
+    # split, and the validation split only reports (msakit/training/selection.py).
+    select: str = setting("valid", doc="valid: early stopping (and fusion=auto's choice) on the validation split; "
+                                       "kfold:K: on K video-grouped folds of the training split, then one run on all of it")
 
 
 @dataclass
@@ -89,6 +95,9 @@ class RunConfig:
         from msakit.data.corruption import format_modality_dropout
 
         self.train.modality_dropout = format_modality_dropout(self.train.modality_dropout)  # checks it; canonical form
+        from msakit.data.folds import parse_select
+
+        parse_select(self.train.select)
         if hasattr(self.model_config, "validate"):
             self.model_config.validate()
         return self

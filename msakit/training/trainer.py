@@ -35,6 +35,7 @@ from msakit.config import RunConfig, config_differences, config_from_dict, fit_d
 from msakit.errors import ConfigError
 from msakit.data import MODALITIES, FeatureData, load_dataset
 from msakit.data.batching import BatchBuilder
+from msakit.data.folds import parse_select
 from msakit.errors import ConfigError, DataError, DivergedError, ExistingRunError, MissingFileError, MsakitError, RunDirError
 from msakit.metrics import regression_metrics
 from msakit.models import InputDims, get_model_class
@@ -45,6 +46,7 @@ from msakit.training.checkpoint import (
     check_state_matches,
     load_model,
     read_json,
+    has_progress,
     remove_partial_files,
     save_best_model,
     write_json,
@@ -127,12 +129,15 @@ class Trainer:
     """Builds data, model and objectives for one run and trains it in ``run_dir``."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, data: FeatureData | None = None, fit_defaults: bool = True,
-                 text_encoder_from: str | Path | None = None, frozen_text_from: str | Path | None = None):
+                 text_encoder_from: str | Path | None = None, frozen_text_from: str | Path | None = None,
+                 selection: dict | None = None):
         """``text_encoder_from``: the run whose text encoder a ``text_stage=concat`` text stage
         reads (fusion=auto's concat candidate); ``frozen_text_from``: a run whose text encoder
-        this run's model takes, frozen (that text stage itself)."""
+        this run's model takes, frozen (that text stage itself); ``selection``: the epochs (and
+        candidate) that ``train.select=kfold:K`` chose for this run and its stages."""
         self.config = config
         self.run_dir = Path(run_dir)
+        self.selection = selection
         self.text_encoder_from = Path(text_encoder_from) if text_encoder_from is not None else None
         t = config.train
         if t.num_threads > 0:
@@ -360,11 +365,18 @@ class Trainer:
         # Temporary files of a write that a kill interrupted: never valid, often hundreds of MB.
         if self.dist.is_main:
             remove_partial_files(self.run_dir)
+        restart = False  # text stage (or folds) done, this run never saved an epoch: it starts again
+        if self.selection is None and parse_select(t.select):
+            self._cross_validate(resume)
+            if not self.candidates:  # killed after the folds, before this run's first epoch: it starts
+                restart = resume and not (self.run_dir / "last.pt").exists()
+                if restart:
+                    self._refuse_other_config()
+                resume = resume and not restart
         if self.candidates:
             return self._fit_choosing(resume, callback)
         state = {"epoch": 0, "best_mae": math.inf, "best_epoch": 0, "stale": 0, "history": []}
         text_stage = self.model.needs_text_stage()
-        restart = False  # text stage done, second stage never saved an epoch: it starts again
         if text_stage:
             # model.fusion=text_first: this configuration on text alone first (RUN/text_stage),
             # then its text prediction, frozen, under the audio/vision correction trained here.
@@ -374,7 +386,7 @@ class Trainer:
             seed_everything(t.seed)  # the second stage starts from the seed, as a run of its own
             self.dist.seed_rank(t.seed)
             # Killed in (or right after) the text stage: nothing of the second stage to resume.
-            restart = resume and not (self.run_dir / "last.pt").exists()
+            restart = restart or (resume and not (self.run_dir / "last.pt").exists())
             if restart:
                 self._refuse_other_config()
             resume = resume and not restart
@@ -408,7 +420,8 @@ class Trainer:
                                f"({time.perf_counter() - started:.1f} s)  *best")
 
         epoch = state["epoch"]
-        while epoch < self._max_epochs() and state["stale"] < t.early_stop:
+        keep_last = self._fixed_epochs() is not None  # kfold-chosen epochs: the last one is the run's
+        while epoch < self._max_epochs() and (keep_last or state["stale"] < t.early_stop):
             epoch += 1
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             started = time.perf_counter()
@@ -417,7 +430,7 @@ class Trainer:
             valid = self.dist.from_main(self.evaluate("valid"))  # rank 0's decides for all
             record["valid_seconds"] = time.perf_counter() - started
             record.update({f"valid_{k}": v for k, v in valid.items()})
-            improved = valid["MAE"] < state["best_mae"]
+            improved = keep_last or valid["MAE"] < state["best_mae"]
             if improved:
                 state.update(best_mae=valid["MAE"], best_epoch=epoch, stale=0)
                 self._save_best()
@@ -433,7 +446,7 @@ class Trainer:
                 tqdm.write(
                     f"epoch {epoch:3d}  loss {record['train_loss']:.4f}  valid MAE {valid['MAE']:.4f}  "
                     f"Corr {valid['Corr']:.4f}  {record['train_samples_per_s']:.1f} samples/s"
-                    + ("  *best" if improved else "")
+                    + ("  *best" if improved and not keep_last else "")
                 )
             if callback is not None:
                 callback(epoch, record)
@@ -457,7 +470,14 @@ class Trainer:
         self.model = self.optimizer = None  # each candidate builds its own
         self.objectives = []
         results = {}
+        forced = self.selection.get("choice") if self.selection else None  # train.select=kfold:K chose already
+        needed = [name for name, c in self.candidates.items()
+                  if forced is None or name == forced or (name == "concat" and getattr(self.candidates[forced], "text_stage", "own") == "concat")]
+        from msakit.training.selection import narrowed
+
         for index, (name, model_config) in enumerate(self.candidates.items(), 1):
+            if name not in needed:
+                continue
             sub = self.run_dir / f"fusion_{name}"
             if not (sub / "results.json").exists():
                 stale = (sub / "config.json").exists() and not (sub / "last.pt").exists() and not (sub / "text_stage").exists()
@@ -470,9 +490,10 @@ class Trainer:
                     tqdm.write(f"fusion {index}/{len(self.candidates)}: {name} ({sub})")
                 config = dataclasses.replace(self.config, model_config=model_config)
                 source = self.run_dir / "fusion_concat" if name != "concat" else None  # a text_stage=concat text stage reads it
-                Trainer(config, sub, data=self.raw_data, fit_defaults=False, text_encoder_from=source).fit(resume=resume_sub, callback=callback)
+                Trainer(config, sub, data=self.raw_data, fit_defaults=False, text_encoder_from=source,
+                        selection=narrowed(self.selection, f"fusion_{name}")).fit(resume=resume_sub, callback=callback)
             results[name] = read_json(sub / "results.json", f"{name} results")
-        chosen = min(results, key=lambda name: results[name]["best_valid_MAE"])  # the first of a tie
+        chosen = forced or min(results, key=lambda name: results[name]["best_valid_MAE"])  # the first of a tie
         winner = self.run_dir / f"fusion_{chosen}"
         main = self.dist.is_main  # rank 0 writes; the others wait for it at the end
         if main and not (self.run_dir / "best").exists():
@@ -491,6 +512,8 @@ class Trainer:
             if "text_stage" in r:  # with text_stage=own, its own text-only run: what --compare-text-only reads
                 result["text_stage"] = {**r["text_stage"], "run_dir": f"fusion_{name}/{r['text_stage']['run_dir']}"}
         result["train_seconds"] = sum(r["train_seconds"] for r in results.values())
+        if self.selection is not None:
+            result["selection"] = self.selection
         if main:
             write_json(self.run_dir / "results.json", result)
             for name in results:  # the chosen weights are this run's best/; the others' results stay
@@ -519,8 +542,56 @@ class Trainer:
                 raise ConfigError(f"{self.run_dir}: the run was started with another config (differs in {', '.join(differences[:5])})")
 
     def _max_epochs(self) -> int:
-        """This run's epoch limit: ``train.max_epochs``, or the model's own for its second stage."""
+        """This run's epoch limit: the kfold-chosen count, ``train.max_epochs``, or the model's own for its second stage."""
+        fixed = self._fixed_epochs()
+        if fixed is not None:
+            return fixed
         return (self.model.needs_text_stage() and self.model.second_stage_epochs()) or self.config.train.max_epochs
+
+    def _fixed_epochs(self) -> int | None:
+        return None if self.selection is None else self.selection["epochs"].get("")
+
+    def _cross_validate(self, resume: bool) -> None:
+        """``train.select=kfold:K``: the run as configured on each fold (msakit/training/selection.py),
+        then the epochs (and candidate) it will train on the whole training split."""
+        from msakit.data.folds import video_folds
+        from msakit.training import selection
+
+        t = self.config.train
+        folds_dir = self.run_dir / selection.FOLDS_DIR
+        if not resume and (folds_dir.exists() or (self.run_dir / "config.json").exists()):
+            raise ExistingRunError(f"{self.run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose a new run directory")
+        count = parse_select(t.select)
+        rows, grouped_by = video_folds(self.raw_data["train"].ids, count, t.seed, f"{self.raw_data.source}'s training split")
+        config = dataclasses.replace(self.config, train=dataclasses.replace(t, select="valid"))
+        dirs = []
+        for k, valid_rows in enumerate(rows, 1):
+            sub = folds_dir / f"fold_{k}"
+            dirs.append(sub)
+            if (sub / "results.json").exists():
+                continue
+            resume_sub = has_progress(sub)
+            self.dist.barrier()  # every rank has looked before rank 0 removes
+            if not resume_sub and sub.exists() and self.dist.is_main:
+                import shutil
+
+                shutil.rmtree(sub)  # msakit's own: started, but not one epoch finished
+            self.dist.barrier()
+            if t.progress:
+                tqdm.write(f"select: fold {k}/{count} ({len(valid_rows)} of {len(self.raw_data['train'])} training samples held out, "
+                           f"whole {grouped_by}) in {sub}")
+            Trainer(config, sub, data=selection.fold_data(self.raw_data, valid_rows, k, count), fit_defaults=False).fit(resume=resume_sub)
+            if self.dist.is_main:  # its curves and results are what selection reads; its weights have no use
+                import shutil
+
+                shutil.rmtree(sub / "best", ignore_errors=True)
+        self.selection = selection.choose(dirs, t.select, grouped_by, [len(r) for r in rows])
+        if self.dist.is_main:
+            write_json(folds_dir / "selection.json", self.selection)
+        if t.progress:
+            chosen = ", ".join(f"{stage or 'the run'}: {epochs} epoch(s)" for stage, epochs in self.selection["epochs"].items())
+            tqdm.write(f"select: {chosen}" + (f"; kept {self.selection['choice']}" if self.selection["choice"] else "")
+                       + " (lowest mean validation MAE over the folds); now on the whole training split")
 
     def _save_best(self) -> None:
         if not self.dist.is_main:
@@ -581,8 +652,10 @@ class Trainer:
             if shared and self.text_encoder_from is None:
                 raise ConfigError("model.text_stage=concat reads the concat candidate of a model.fusion=auto run; "
                                   "use model.fusion=auto, or model.text_stage=own with fusion=text_first")
+            from msakit.training.selection import narrowed
+
             Trainer(self.text_stage_config(), stage_dir, data=self.data, fit_defaults=False,
-                    frozen_text_from=self.text_encoder_from if shared else None).fit(resume=resume)
+                    frozen_text_from=self.text_encoder_from if shared else None, selection=narrowed(self.selection, "text_stage")).fit(resume=resume)
         differences = _saved_config_differences(stage_dir / "config.json", self.text_stage_config())
         if differences:
             raise ConfigError(
@@ -641,7 +714,9 @@ class Trainer:
                 shutil.rmtree(stage_dir)  # msakit's own: started, but not one epoch finished
             if self.config.train.progress:
                 tqdm.write(f"stage {stage.name}: {self.config.model} on {','.join(stage.modalities)}, learning label {label!r} ({stage_dir})")
-            Trainer(config, stage_dir, data=data, fit_defaults=False).fit(resume=resume)
+            from msakit.training.selection import narrowed
+
+            Trainer(config, stage_dir, data=data, fit_defaults=False, selection=narrowed(self.selection, stage_dir.name)).fit(resume=resume)
         differences = _saved_config_differences(stage_dir / "config.json", config)
         if differences:
             raise ConfigError(f"{stage_dir}: stage {stage.name} was trained with another config (differs in {', '.join(differences[:5])}); "
@@ -723,6 +798,8 @@ class Trainer:
                                      "text_encoder": getattr(self.config.model_config, "text_stage", "own")}
         if getattr(self, "stages", None):
             results["stages"] = self._stage_results()
+        if self.selection is not None:  # train.select=kfold:K: what chose this run's epochs
+            results["selection"] = self.selection
         ulgm_labels = self.ulgm_label_comparison(state["epoch"])
         if ulgm_labels is not None:
             results["ulgm_labels"] = ulgm_labels
