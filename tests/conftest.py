@@ -134,7 +134,8 @@ def save_tiny_speech_encoder(directory: Path, kind: str = "wav2vec2", seed: int 
 
     config = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
                   conv_kernel=(10, 4, 4), conv_stride=(5, 4, 4), feat_extract_norm="layer", num_conv_pos_embeddings=16,
-                  num_conv_pos_embedding_groups=2, vocab_size=8, **changes)
+                  num_conv_pos_embedding_groups=2, vocab_size=8)
+    config.update(changes)
     Config, Model = {"wav2vec2": (T.Wav2Vec2Config, T.Wav2Vec2Model), "hubert": (T.HubertConfig, T.HubertModel)}[kind]
     torch.manual_seed(seed)
     Model(Config(**config)).save_pretrained(str(directory))

@@ -17,6 +17,7 @@ import pytest
 
 import msakit
 from msakit.data.synthetic import SyntheticSpec, write_synthetic
+from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError, DataError, MsakitError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,3 +217,73 @@ def test_predict_video_scores_a_clip_with_the_waveform_set(tiny_bert_dir, tiny_s
     predictions, split, _ = predict_split(tmp_path / "run" / "seed_1111", tmp_path / "feats.pkl", None, "train", "cpu")
     (index,) = [i for i, name in enumerate(split.ids) if "clip3" in name]
     assert row["score"] == pytest.approx(float(predictions["m"][index]), abs=1e-4)
+
+
+@pytest.mark.parametrize("norm", ["layer", "group"])
+def test_a_clip_scores_the_same_alone_and_in_a_padded_batch(audio_only_signal, tiny_bert_dir, tmp_path, norm):
+    """Layer-norm encoders read a padded batch under an attention mask; group-norm ones (wav2vec
+    2.0 base) each clip unpadded: either way a clip's outputs do not depend on its batch."""
+    import torch
+
+    from conftest import save_tiny_speech_encoder
+    from msakit.config import resolve_config
+    from msakit.training.trainer import Trainer
+
+    speech = save_tiny_speech_encoder(tmp_path / norm, feat_extract_norm=norm)
+    trainer = Trainer(resolve_config("mmml", data_path=str(audio_only_signal), overrides=_overrides(tiny_bert_dir, speech)), tmp_path / "run")
+    model, builder = trainer.model.eval(), trainer.builders["test"]
+    lengths = np.asarray(builder.split.audio_lengths)
+    rows = [int(np.argmin(lengths)), int(np.argmax(lengths)), 3, 5]
+    assert lengths[rows[0]] < lengths[rows[1]]  # the shortest clip is padded in the batch
+    with torch.no_grad():
+        together = model(builder.make_batch(np.array(rows))).predictions
+        for k, row in enumerate(rows):
+            alone = model(builder.make_batch(np.array([row]))).predictions
+            for name in ("m", "t", "a"):
+                assert float(alone[name][0]) == pytest.approx(float(together[name][k]), abs=1e-5), (norm, name, row)
+    assert model.group_norm is (norm == "group")
+
+
+def test_forward_and_backward_under_bf16_autocast(audio_only_signal, tiny_bert_dir, tiny_speech_encoder_dir, tmp_path):
+    """What ``train.precision=bf16`` does on CUDA (torch.autocast), here on the CPU: the mixed
+    dtypes meet (encoder states, learned tokens, masks) and the losses and gradients are finite."""
+    import torch
+
+    from msakit.config import resolve_config
+    from msakit.training.trainer import Trainer
+
+    trainer = Trainer(resolve_config("mmml", data_path=str(audio_only_signal), overrides=_overrides(tiny_bert_dir, tiny_speech_encoder_dir)),
+                      tmp_path / "run")
+    model = trainer.model.train()
+    batch = next(trainer.builders["train"].batches(8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(batch)
+    loss = sum(v.float() for o in trainer.objectives for v in o(output, batch, 1).values())
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.speech.feature_extractor.conv_layers[0].conv.weight.grad.abs().sum() > 0  # the waveform path is trained end to end
+
+
+def test_parameter_count_at_the_published_size():
+    """roberta-large + data2vec-audio-large + 5 CME layers, built on the meta device (no memory,
+    no weights): 837,131,779 parameters. The reference has 839,756,291: 2,624,512 more, which are
+    RoBERTa's pooler (1,049,600; msakit's encoders drop it), its unimodal heads' second input
+    half (2 × 1,024: they read the utterance and its context's pooled vectors, concatenated) and
+    its fused head's (1,572,864: four CLS vectors, 4,096 wide, where msakit has two)."""
+    import torch
+    import transformers as T
+
+    from msakit.models.base import InputDims
+    from msakit.models.mmml import MMML, MMMLConfig
+
+    large = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+    with torch.device("meta"):
+        text = TextEncoder(T.RobertaModel(T.RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, **large),
+                                          add_pooling_layer=False))
+        speech = T.Data2VecAudioConfig(**large).to_diff_dict() | {"model_type": "data2vec-audio"}
+        model = MMML(MMMLConfig(), InputDims(("t", "a"), 1, None), text_encoder=text,
+                     architecture={"speech_encoder_config": speech, "sample_rate": 16000, "normalise": True})
+    count = sum(p.numel() for p in model.parameters())
+    assert count == 837_131_779
+    pooler, unimodal, fused = 1024 * 1024 + 1024, 2 * 1024, 2048 * 768
+    assert count + pooler + unimodal + fused == 839_756_291

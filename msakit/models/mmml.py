@@ -31,12 +31,14 @@ backward pass; on CUDA the trainer's ``train.precision`` gives mixed precision. 
 to their first ``max_audio_seconds`` (6 s, the reference's 96,000 samples) in the model; batches are
 not bucketed by length (each batch is padded to its longest clip, at most the cut).
 
-Parameter count, roberta-large + data2vec-audio-large (hidden 1024 both), 5 CME layers (the
-reference's run.py default): reference 355.4M + 313.3M encoders + 5 × 25.2M CME + heads; msakit builds
-the same shapes (CME layer: two cross-attention, two self-attention blocks and two FFNs of
-4096 per layer, 25,198,592 parameters) plus no projections when both sizes equal ``fusion_dim``.
-Tiny configuration of the tests (a 2-layer 32-wide BERT, a 2-layer 32-wide wav2vec 2.0, one CME
-layer of width 32): see ``tests/test_mmml.py`` (``test_parameter_count``).
+Parameter count at the published size (roberta-large + data2vec-audio-large, both 1024 wide, 5 CME
+layers, the reference's run.py default; built from those configurations): msakit 837,131,779,
+reference 839,756,291. The 2,624,512 more are RoBERTa's pooler (1,049,600; msakit's encoders drop
+it), the second input half of the reference's unimodal heads (2 × 1,024: they read the utterance's
+and its context's pooled vectors) and of its fused head's first layer (1,572,864: four CLS vectors
+where msakit has two). Each CME layer has the reference's 33,593,344. Tiny configuration of the
+tests (fusion width 32, one CME layer, FFN 64, head 32): fusion and heads 27,907, the tiny
+wav2vec 2.0 28,304, the tiny BERT about 22k (``tests/test_mmml.py``).
 
 Deliberate differences from the reference:
 - Text context through msakit's ``data.context`` (the neighbours tokenised with the utterance as a
@@ -52,7 +54,7 @@ Deliberate differences from the reference:
 - Adam (the trainer's) with three learning rates (text, speech, fusion; all 5e-6 by default as
   the reference's single AdamW rate) instead of AdamW with weight decay 0.01.
 - A speech encoder with group normalisation in its feature encoder (wav2vec 2.0 base) encodes each
-  clip unpadded, one at a time, as its authors advise (padding changes group-norm statistics);
+  clip unpadded, one at a time (padding would change its group-norm statistics, and such models take no attention mask);
   layer-norm encoders (large models, HuBERT, WavLM, data2vec-audio) encode the batch with an
   attention mask.
 """
