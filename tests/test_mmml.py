@@ -56,6 +56,8 @@ def test_learns_a_signal_carried_only_by_the_waveform(audio_only_signal, tiny_be
     assert mae < 0.6 * constant and mae < 0.6 * text_mae, (mae, text_mae, constant)
     assert np.mean(np.sign(fused) == np.sign(labels)) > 0.85
     assert result.summary["MAE"]["mean"] == pytest.approx(mae, abs=1e-4)
+    # The waveform is not z-scored (the model normalises each clip; clipping would cut loud peaks).
+    assert json.loads((seed_dir / "best" / "standardizer.json").read_text())["modalities"] == {}
     # best/ rebuilds the speech encoder from its recorded architecture: the encoder directory is not needed.
     meta = json.loads((seed_dir / "best" / "model.json").read_text())
     assert meta["model_architecture"]["speech_encoder_config"]["model_type"] == "wav2vec2"

@@ -25,6 +25,9 @@ waveform: features made with ``msakit extract --audio-features waveform`` (one c
 sample). Any other audio (descriptors, COVAREP, an aligned file) is refused in one line; so is a
 missing or invalid ``model.speech_encoder_dir`` (a local wav2vec 2.0 / HuBERT / WavLM /
 data2vec-audio directory, checked as the ``speech_encoder`` feature set checks its directory).
+The waveform is not z-scored by ``data.standardize`` (``UNSTANDARDIZED``): the model normalises
+each clip to zero mean and unit variance, as the encoder's feature extractor does, and the
+standardiser's clipping at ±``data.standardize_clip`` would cut a loud clip's peaks.
 
 Memory: ``model.gradient_checkpointing`` (default on) recomputes both encoders' layers in the
 backward pass; on CUDA the trainer's ``train.precision`` gives mixed precision. Waveforms are cut
@@ -213,6 +216,9 @@ class MMML(MSAModel):
         "mosei": {"train": {"batch_size": 8}},
         "sims": {"model": {"lr_text": 1e-5, "lr_audio": 1e-5, "lr_other": 1e-5}, "train": {"batch_size": 8}},
     }
+    # The waveform is read as it is: each clip is normalised in the model, and data.standardize's
+    # clipping at ±standardize_clip training-split deviations would cut a loud clip's peaks.
+    UNSTANDARDIZED = ("a",)
     # Tiny sizes for the every-model test (its synthetic data carries a waveform: see TEST_SETUP).
     TEST_OVERRIDES = {"fusion_layers": 1, "fusion_heads": 2, "fusion_ff": 64, "head_hidden": 32, "dropout": 0.0, "fusion_dropout": 0.0,
                       "lr_text": 1e-3, "lr_audio": 1e-3, "lr_other": 1e-3}

@@ -185,7 +185,9 @@ class Trainer:
         if config.data.standardize and set(self.modalities) & {"a", "v"}:
             from msakit.data.standardize import Standardizer
 
-            self.standardizer = Standardizer.fit(self.data["train"], self.modalities, config.data.standardize_clip, config.data.empty_as_absent)
+            # A model may read a modality as it is (UNSTANDARDIZED: mmml's waveform, which z-score clipping would distort).
+            scaled = tuple(m for m in self.modalities if m not in getattr(get_model_class(config.model), "UNSTANDARDIZED", ()))
+            self.standardizer = Standardizer.fit(self.data["train"], scaled, config.data.standardize_clip, config.data.empty_as_absent)
         # All-zero audio/vision samples (data.empty_as_absent): found on the raw frames, before
         # standardisation, and given to the batches as absent (ULGM skips them).
         self.empty = {name: {} for name in self.data.splits}
