@@ -158,15 +158,15 @@ def test_trains_under_two_process_ddp(audio_only_signal, tiny_bert_dir, tmp_path
     BertModel.from_pretrained(str(tiny_bert_dir), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).save_pretrained(str(bert))
     speech = save_tiny_speech_encoder(tmp_path / "speech", hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
                                       feat_proj_dropout=0.0, final_dropout=0.0)
-    overrides = _overrides(bert, speech, max_epochs=3)
+    overrides = _overrides(bert, speech, max_epochs=2)
     sets = [f"--set=model.{k}={v}" for k, v in overrides["model"].items()] + ["--set=train.batch_size=16", "--set=data.modalities=t,a"]
     done = subprocess.run([sys.executable, "-m", "msakit.cli", "train", "--nproc", "2", "--model", "mmml", "--data", str(audio_only_signal),
-                           "--run-dir", str(tmp_path / "two"), "--epochs", "3", "--device", "cpu", "--quiet", *sets],
+                           "--run-dir", str(tmp_path / "two"), "--epochs", "2", "--device", "cpu", "--quiet", *sets],
                           env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run written to") == 1, done.stdout
     two = tmp_path / "two" / "seed_1111"
-    assert len((two / "metrics.jsonl").read_text().splitlines()) == 3 and (two / "best" / "model.safetensors").is_file()
+    assert len((two / "metrics.jsonl").read_text().splitlines()) == 2 and (two / "best" / "model.safetensors").is_file()
     import torch
 
     threads = torch.get_num_threads()
@@ -176,8 +176,9 @@ def test_trains_under_two_process_ddp(audio_only_signal, tiny_bert_dir, tmp_path
     finally:
         torch.set_num_threads(threads)
     r2, r1 = (json.loads((run / "results.json").read_text())["metrics"] for run in (two, tmp_path / "one"))
-    assert r2["MAE"] == pytest.approx(r1["MAE"], abs=1e-3) and r2["Corr"] == pytest.approx(r1["Corr"], abs=1e-3)
-    np.testing.assert_allclose(_column(two, "prediction"), _column(tmp_path / "one", "prediction"), atol=1e-3)
+    # Measured: predictions agree to 1e-6 (the CSV's last digit), MAE to 1e-8.
+    assert r2["MAE"] == pytest.approx(r1["MAE"], abs=1e-4) and r2["Corr"] == pytest.approx(r1["Corr"], abs=1e-4)
+    np.testing.assert_allclose(_column(two, "prediction"), _column(tmp_path / "one", "prediction"), atol=1e-4)
     assert r2["Corr"] > 0.5
 
 

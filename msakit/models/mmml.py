@@ -222,7 +222,7 @@ class MMML(MSAModel):
     # Tiny sizes for the every-model test (its synthetic data carries a waveform: see TEST_SETUP).
     TEST_OVERRIDES = {"fusion_layers": 1, "fusion_heads": 2, "fusion_ff": 64, "head_hidden": 32, "dropout": 0.0, "fusion_dropout": 0.0,
                       "lr_text": 1e-3, "lr_audio": 1e-3, "lr_other": 1e-3}
-    TEST_SETUP = {"synthetic": {"waveform_rate": 16000}, "data": {"modalities": "t,a"},
+    TEST_SETUP = {"synthetic": {"waveform_rate": 16000, "waveform_seconds": 0.1}, "data": {"modalities": "t,a"},
                   "fixtures": {"speech_encoder_dir": "tiny_speech_encoder_dir"}}
 
     def __init__(self, config: MMMLConfig, dims: InputDims, text_encoder: TextEncoder | None = None, architecture: dict | None = None):
