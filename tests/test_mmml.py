@@ -290,3 +290,18 @@ def test_parameter_count_at_the_published_size():
     assert count == 837_131_779
     pooler, unimodal, fused = 1024 * 1024 + 1024, 2 * 1024, 2048 * 768
     assert count + pooler + unimodal + fused == 839_756_291
+
+
+def test_a_clip_shorter_than_the_receptive_field_gives_finite_outputs(audio_only_signal, tiny_bert_dir, tiny_speech_encoder_dir, tmp_path):
+    import torch
+
+    from msakit.config import resolve_config
+    from msakit.training.trainer import Trainer
+
+    trainer = Trainer(resolve_config("mmml", data_path=str(audio_only_signal), overrides=_overrides(tiny_bert_dir, tiny_speech_encoder_dir)),
+                      tmp_path / "run")
+    model, batch = trainer.model.eval(), trainer.builders["test"].make_batch(np.array([0, 1]))
+    batch.audio_lengths = torch.tensor([30, int(batch.audio_lengths[1])])  # 30 samples: under the 85-sample receptive field
+    with torch.no_grad():
+        predictions = model(batch).predictions
+    assert all(bool(torch.isfinite(v).all()) for v in predictions.values())

@@ -291,8 +291,9 @@ class MMML(MSAModel):
             states = [self.speech(x[i : i + 1, : max(int(lengths[i]), self.receptive_field)]).last_hidden_state[0] for i in range(len(x))]
             longest = max(s.shape[0] for s in states)
             hidden = torch.stack([F.pad(s, (0, 0, 0, longest - s.shape[0])) for s in states])
-        else:
-            hidden = self.speech(x, attention_mask=valid.long()).last_hidden_state
+        else:  # a clip shorter than the receptive field is read as zero-padded to it (one frame)
+            seen = torch.arange(width, device=x.device)[None, :] < torch.clamp(lengths, min=self.receptive_field)[:, None]
+            hidden = self.speech(x, attention_mask=seen.long()).last_hidden_state
         frames = frames.clamp(max=hidden.shape[1])
         pad = torch.arange(hidden.shape[1], device=x.device)[None, :] >= frames[:, None]
         return hidden, pad
