@@ -305,3 +305,29 @@ def test_a_clip_shorter_than_the_receptive_field_gives_finite_outputs(audio_only
     with torch.no_grad():
         predictions = model(batch).predictions
     assert all(bool(torch.isfinite(v).all()) for v in predictions.values())
+
+
+def test_training_batches_hold_clips_of_similar_length(audio_only_signal, tiny_bert_dir, tiny_speech_encoder_dir, tmp_path):
+    """mmml asks for length buckets: the shuffled order, cut into windows of k batches, each sorted
+    by waveform length; a permutation that depends only on (seed, epoch), padded much less."""
+    from msakit.config import resolve_config
+    from msakit.data.batching import BatchBuilder
+    from msakit.training.trainer import Trainer
+
+    trainer = Trainer(resolve_config("mmml", data_path=str(audio_only_signal), overrides=_overrides(tiny_bert_dir, tiny_speech_encoder_dir)),
+                      tmp_path / "run")
+    assert trainer.builders["train"].buckets == ("a", 16, 50) and trainer.builders["valid"].buckets is None
+    split = trainer.builders["train"].split
+    lengths = np.asarray(split.audio_lengths)
+    plain, bucketed = BatchBuilder(split, ("a",)), BatchBuilder(split, ("a",), buckets=("a", 16, 3))
+
+    def padding(order):
+        return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in (order[i : i + 16] for i in range(0, len(order), 16)))
+
+    for epoch in (1, 2):
+        order = bucketed.order(True, 7, epoch)
+        assert sorted(order.tolist()) == list(range(len(split)))
+        np.testing.assert_array_equal(order, bucketed.order(True, 7, epoch))
+        assert padding(order) < 0.5 * padding(plain.order(True, 7, epoch)), (padding(order), padding(plain.order(True, 7, epoch)))
+    assert not np.array_equal(bucketed.order(True, 7, 1), bucketed.order(True, 7, 2))
+    np.testing.assert_array_equal(bucketed.order(False, 7, 1), np.arange(len(split)))  # evaluation order untouched

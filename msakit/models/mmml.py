@@ -31,8 +31,10 @@ standardiser's clipping at ±``data.standardize_clip`` would cut a loud clip's p
 
 Memory: ``model.gradient_checkpointing`` (default on) recomputes both encoders' layers in the
 backward pass; on CUDA the trainer's ``train.precision`` gives mixed precision. Waveforms are cut
-to their first ``max_audio_seconds`` (6 s, the reference's 96,000 samples) in the model; batches are
-not bucketed by length (each batch is padded to its longest clip, at most the cut).
+to their first ``max_audio_seconds`` (6 s, the reference's 96,000 samples) in the model; training
+batches hold clips of similar length (``length_buckets``: windows of 50 batches of the shuffled
+order sorted by length, the window's batches shuffled; deterministic given the seed and epoch), so
+each is padded little (to its longest clip, at most the cut).
 
 Parameter count at the published size (roberta-large + data2vec-audio-large, both 1024 wide, 5 CME
 layers, the reference's run.py default; built from those configurations): msakit 837,131,779,
@@ -96,6 +98,7 @@ class MMMLConfig:
     fusion_dropout: float = 0.1
     head_hidden: int = setting(768, min=1, doc="hidden units of the fused head")
     dropout: float = 0.3  # reference config.dropout (before every head)
+    length_buckets: int = setting(50, min=0, doc="training batches of similar waveform length: windows of this many batches sorted by length (0: off)")
     tasks: str = setting("mta", choices=("mta", "m"), doc="losses: fused + text + audio (mta) or the fused alone (m)")
     loss: str = setting("l1", choices=("l1", "mse"), doc="each task's loss")
     lr_text: float = 5e-6
@@ -331,6 +334,10 @@ class MMML(MSAModel):
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         loss = RegressionL1 if self.config.loss == "l1" else RegressionMSE
         return [loss(target) for target in ("m", "t", "a")] if self.config.tasks == "mta" else [loss("m")]
+
+    def length_buckets(self, batch_size: int) -> tuple[str, int, int] | None:
+        """Training batches of similar waveform length (``msakit.data.batching``): less padding."""
+        return ("a", batch_size, self.config.length_buckets) if self.config.length_buckets else None
 
     def checkpoint_architecture(self) -> dict:
         """What ``best/model.json`` keeps to rebuild the speech encoder without its directory."""

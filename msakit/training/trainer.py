@@ -234,9 +234,10 @@ class Trainer:
             raise ConfigError(f"train.modality_dropout={t.modality_dropout!r}: the run does not use {unused} (it uses {list(self.modalities)})")
         from msakit.encoders.text import text_token_limit
 
+        buckets = self.model.length_buckets(t.batch_size) if hasattr(self.model, "length_buckets") else None  # training batches only
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, config.data.max_text_tokens),
-                               empty=self.empty[name], context=self.context)
+                               empty=self.empty[name], context=self.context, buckets=buckets if name == "train" else None)
             for name, split in self.data.splits.items()
         }
         # CUDA: mixed precision, page-locked batches copied without blocking. CPU: unchanged.
