@@ -58,6 +58,8 @@ Deliberate differences from the reference:
   generator or leave layers unused under DDP; runs are reproducible and DDP-safe).
 - Adam (the trainer's) with three learning rates (text, speech, fusion; all 5e-6 by default as
   the reference's single AdamW rate) instead of AdamW with weight decay 0.01.
+- Training batches of similar waveform length (``length_buckets``; the reference shuffles freely,
+  padding every clip to 96,000 samples).
 - A speech encoder with group normalisation in its feature encoder (wav2vec 2.0 base) encodes each
   clip unpadded, one at a time (padding would change its group-norm statistics, and such models take no attention mask);
   layer-norm encoders (large models, HuBERT, WavLM, data2vec-audio) encode the batch with an
