@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of extractor settings ([extract] table: feature sets, "
                                                     "model directories, layers, ...); --set and the options below override it")
     p.add_argument("--audio-features", metavar="SET[:DIR]", help="descriptors (default), egemaps_lld, egemaps_functionals, compare_lld, "
-                                                                 "compare_functionals, or speech_encoder:DIR (a local wav2vec 2.0 / HuBERT / WavLM / data2vec-audio directory)")
+                                                                 "compare_functionals, waveform (the 16 kHz signal itself, for mmml), or speech_encoder:DIR (a local wav2vec 2.0 / HuBERT / WavLM / data2vec-audio directory)")
     p.add_argument("--vision-features", metavar="SET[:DIR]", help="facemesh (default) or image_encoder:DIR (a local ViT / DINOv2 / CLIP directory, on the aligned face crop)")
     p.add_argument("--text-features", metavar="SET[:DIR]", help="none (default: the transcript only) or text_encoder:DIR (hidden states of a local BERT / RoBERTa / XLNet directory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; clips listed but missing on disk and files listed nowhere "

@@ -124,3 +124,24 @@ def clip_run(tmp_path_factory, tiny_bert_dir) -> Path:
     msakit.extract(root / "manifest.csv", root / "feats.pkl", workers=1, progress=False)
     overrides = {"model": {"text_encoder": str(tiny_bert_dir)}, "train": {"batch_size": 16, "max_epochs": 1, "progress": False}}
     return msakit.train("self_mm", root / "feats.pkl", run_dir=root / "run", overrides=overrides).run_dir
+
+
+def save_tiny_speech_encoder(directory: Path, kind: str = "wav2vec2", seed: int = 0, **changes) -> Path:
+    """A 2-layer, 32-wide speech encoder (random weights) saved like any local model directory:
+    three convolutions (stride 80 samples, receptive field 85), layer-normalised."""
+    import torch
+    import transformers as T
+
+    config = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
+                  conv_kernel=(10, 4, 4), conv_stride=(5, 4, 4), feat_extract_norm="layer", num_conv_pos_embeddings=16,
+                  num_conv_pos_embedding_groups=2, vocab_size=8)
+    config.update(changes)
+    Config, Model = {"wav2vec2": (T.Wav2Vec2Config, T.Wav2Vec2Model), "hubert": (T.HubertConfig, T.HubertModel)}[kind]
+    torch.manual_seed(seed)
+    Model(Config(**config)).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_speech_encoder_dir(tmp_path_factory) -> Path:
+    return save_tiny_speech_encoder(tmp_path_factory.mktemp("tiny_wav2vec2"))

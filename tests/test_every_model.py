@@ -5,6 +5,10 @@ run directory with the predictions it wrote.
 Parametrized over ``msakit.models.available_models()``, so a new model is tested by being
 registered. Tiny sizes: a model's class may carry ``TEST_OVERRIDES`` (model settings for a
 fast run); ``LOCAL_OVERRIDES`` below covers models written before that attribute existed.
+A model that reads other inputs than the default synthetic features may carry ``TEST_SETUP``:
+``synthetic`` (``SyntheticSpec`` changes for its own copy of the layouts, e.g. a waveform as
+audio), ``data`` (data settings) and ``fixtures`` (model setting -> the conftest fixture whose
+path it takes, e.g. a tiny local encoder directory).
 """
 
 from __future__ import annotations
@@ -28,12 +32,8 @@ LEARN_EPOCHS = {"mag_bert": 8, "mctn": 12}
 LOCAL_OVERRIDES = {"late_fusion": {"lr_other": 1e-2}, "mag_bert": {"lr": 1e-3}, "mmmie": {"frame_stride": 3, "model_dim": 16, "transformer_ff_dim": 32, "lr_other": 5e-3}}
 
 
-@pytest.fixture(scope="module")
-def layouts(tmp_path_factory):
-    """The same small synthetic data as an unaligned file (per-modality lengths) and an aligned
-    one (no ``*_lengths`` keys: MMSA's aligned layout, lengths from the text mask)."""
-    directory = tmp_path_factory.mktemp("every_model")
-    unaligned = write_synthetic(directory / "unaligned.pkl", SyntheticSpec(n_train=192, n_valid=48, n_test=96, max_audio_frames=20, max_vision_frames=24, seed=5))
+def _write_layouts(directory, **changes):
+    unaligned = write_synthetic(directory / "unaligned.pkl", SyntheticSpec(n_train=192, n_valid=48, n_test=96, max_audio_frames=20, max_vision_frames=24, seed=5, **changes))
     raw = safe_load(unaligned)
     for split in raw.values():
         split.pop("audio_lengths"), split.pop("vision_lengths")
@@ -41,12 +41,22 @@ def layouts(tmp_path_factory):
     return {"unaligned": unaligned, "aligned": aligned}
 
 
-def _overrides(model: str, tiny_bert_dir, **train) -> dict:
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    """The same small synthetic data as an unaligned file (per-modality lengths) and an aligned
+    one (no ``*_lengths`` keys: MMSA's aligned layout, lengths from the text mask)."""
+    return _write_layouts(tmp_path_factory.mktemp("every_model"))
+
+
+def _overrides(model: str, tiny_bert_dir, request=None, **train) -> dict:
     cls = get_model_class(model)
-    settings = {"text_encoder": str(tiny_bert_dir), **LOCAL_OVERRIDES.get(model, {}), **getattr(cls, "TEST_OVERRIDES", {})}
+    setup = getattr(cls, "TEST_SETUP", {})
+    fixtures = {name: str(request.getfixturevalue(fixture)) for name, fixture in setup.get("fixtures", {}).items()}
+    settings = {"text_encoder": str(tiny_bert_dir), **LOCAL_OVERRIDES.get(model, {}), **getattr(cls, "TEST_OVERRIDES", {}), **fixtures}
     return {
         "model": settings,
         "train": {"batch_size": 16, "grad_accumulation": 1, "early_stop": 100, "progress": False, "num_threads": 1, **train},
+        **({"data": setup["data"]} if "data" in setup else {}),
     }
 
 
@@ -58,13 +68,15 @@ def _train_or_refusal(model, data, run_dir, overrides):
 
 
 @pytest.mark.parametrize("model", available_models())
-def test_model_learns_trains_on_both_layouts_and_reloads(model, layouts, tiny_bert_dir, tmp_path):
+def test_model_learns_trains_on_both_layouts_and_reloads(model, layouts, tiny_bert_dir, tmp_path, request):
     # The first layout the model accepts is trained long enough to learn (4 epochs) and
     # reloaded; the other only has to train (2 epochs) or be refused in one line.
+    if "synthetic" in getattr(get_model_class(model), "TEST_SETUP", {}):
+        layouts = _write_layouts(tmp_path / "data", **get_model_class(model).TEST_SETUP["synthetic"])
     results, refusals = {}, {}
     for layout in ("unaligned", "aligned"):
         epochs = LEARN_EPOCHS.get(model, 4) if not results else 2
-        result, refusals[layout] = _train_or_refusal(model, layouts[layout], tmp_path / layout, _overrides(model, tiny_bert_dir, max_epochs=epochs))
+        result, refusals[layout] = _train_or_refusal(model, layouts[layout], tmp_path / layout, _overrides(model, tiny_bert_dir, request, max_epochs=epochs))
         if result is not None:
             results[layout] = result
     for layout, refusal in refusals.items():

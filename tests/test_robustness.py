@@ -19,11 +19,14 @@ from msakit.models import available_models, get_model_class
 from msakit.workflows.robustness import build_grid, nauc, robustness
 
 
-def _overrides(model, tiny_bert_dir, **train):
+def _overrides(model, tiny_bert_dir, request=None, **train):
     fields = {f.name for f in dataclasses.fields(get_model_class(model).config_class)}
     model_overrides = {"text_encoder": str(tiny_bert_dir)} if "text_encoder" in fields else {}
     model_overrides.update(getattr(get_model_class(model), "TEST_OVERRIDES", {}))  # a model's tiny sizes (and stage lengths)
-    return {"model": model_overrides, "train": {"batch_size": 16, "max_epochs": 1, "progress": False, **train}}
+    setup = getattr(get_model_class(model), "TEST_SETUP", {})  # other inputs (see test_every_model.py)
+    model_overrides.update({name: str(request.getfixturevalue(fixture)) for name, fixture in setup.get("fixtures", {}).items()})
+    return {"model": model_overrides, "train": {"batch_size": 16, "max_epochs": 1, "progress": False, **train},
+            **({"data": setup["data"]} if "data" in setup else {})}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,10 @@ def data_for(small_synthetic, tmp_path_factory):
     plain = load_dataset(small_synthetic)
 
     def choose(model):
+        changes = getattr(get_model_class(model), "TEST_SETUP", {}).get("synthetic")
+        if changes:  # a model that reads other inputs: the same small data with them
+            return write_synthetic(tmp_path_factory.mktemp(f"data_{model}") / "small.pkl",
+                                   SyntheticSpec(n_train=96, n_valid=32, n_test=40, max_audio_frames=24, max_vision_frames=30, seed=3, **changes))
         try:
             get_model_class(model).check_data(plain, plain.modalities)
         except DataError:
@@ -47,7 +54,7 @@ def data_for(small_synthetic, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_bert_dir, data_for, tmp_path_factory):
+def trained(tiny_bert_dir, data_for, tmp_path_factory, request):
     """One tiny run per model (1 epoch), trained on first use."""
     runs = {}
 
@@ -55,7 +62,7 @@ def trained(tiny_bert_dir, data_for, tmp_path_factory):
         key = (model, tuple(seeds))
         if key not in runs:
             run_dir = tmp_path_factory.mktemp(f"run_{model}")
-            msakit.train(model, data_for(model), seeds=list(seeds), run_dir=run_dir, overrides=_overrides(model, tiny_bert_dir))
+            msakit.train(model, data_for(model), seeds=list(seeds), run_dir=run_dir, overrides=_overrides(model, tiny_bert_dir, request))
             runs[key] = run_dir
         return runs[key]
 
@@ -167,7 +174,9 @@ def test_nauc_is_the_curves_average():
 def test_every_model_runs_through_the_default_grid(model, trained, data_for, tmp_path):
     run = trained(model)
     payload = robustness(run, data_for(model), output_dir=tmp_path, progress=False)
-    assert list(payload["curves"]) == ["missing t", "missing a", "missing v", "missing all"]
+    used = json.loads(next(run.glob("seed_*/best/model.json")).read_text())["input_dims"]["modalities"]
+    assert list(payload["curves"]) == [f"missing {m}" for m in used] + ["missing all"]
+    assert len(used) == 3 or getattr(get_model_class(model), "TEST_SETUP", {}).get("data", {}).get("modalities")
     for curve in payload["curves"].values():
         assert curve["x"] == [round(0.1 * i, 1) for i in range(11)]
         assert curve["points"][0]["summary"]["MAE"]["mean"] == payload["clean"]["MAE"]["mean"]

@@ -7,6 +7,11 @@ the text encoder's work. Audio and vision are trimmed to the batch's longest val
 
 The shuffle order of epoch ``n`` depends only on ``(seed, n)``, so a run resumed at epoch
 ``n`` sees exactly the batches an uninterrupted run would have seen.
+
+Length buckets (``buckets=(m, batch_size, k)``, asked for by a model such as ``mmml``): the
+shuffled order is cut into windows of ``k`` batches, each window sorted by modality ``m``'s
+length (longest first) and cut into batches, and the window's batches shuffled; so a batch holds
+clips of similar length and is padded little, and the order still depends only on ``(seed, n)``.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class BatchBuilder:
     """Holds one split, tokenized, and cuts it into batches for the chosen modalities."""
 
     def __init__(self, split: Split, modalities: tuple[str, ...], tokenizer=None, max_text_tokens: int = 128,
-                 empty: dict[str, np.ndarray] | None = None, context=None):
+                 empty: dict[str, np.ndarray] | None = None, context=None, buckets: tuple[str, int, int] | None = None):
         """``empty[m]`` (bool over the split's rows, ``data.empty_as_absent``): samples whose
         ``m`` is all zeros; every batch marks them absent (their frames are already zero).
         ``context`` (a ``msakit.data.context.ContextSpec``): each transcript is tokenized with its
@@ -81,6 +86,7 @@ class BatchBuilder:
             )
         self.split = split
         self.modalities = modalities
+        self.buckets = buckets  # (modality, batch size, batches per window): see the module docstring
         self.empty = {m: np.asarray(e, dtype=bool) for m, e in (empty or {}).items() if np.any(e)}
         self.token_ids: list[list[int]] | None = None
         if "t" in modalities:
@@ -110,7 +116,19 @@ class BatchBuilder:
     def order(self, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
         if not shuffle:
             return np.arange(len(self.split))
-        return np.random.default_rng([seed, epoch]).permutation(len(self.split))
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(self.split))
+        if not self.buckets:
+            return order
+        modality, size, per_window = self.buckets
+        lengths = np.asarray(self.split.audio_lengths if modality == "a" else self.split.vision_lengths)
+        out = []
+        for start in range(0, len(order), size * per_window):
+            window = order[start : start + size * per_window]
+            window = window[np.argsort(-lengths[window], kind="stable")]
+            batches = [window[i : i + size] for i in range(0, len(window), size)]
+            out.extend(batches[i] for i in rng.permutation(len(batches)))
+        return np.concatenate(out)
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                 modality_dropout: dict[str, float] | None = None) -> Iterator[Batch]:

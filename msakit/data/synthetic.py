@@ -78,6 +78,11 @@ class SyntheticSpec:
     speaker_gain: float = 0.0  # std of log of a speaker's per-column a/v gain
     vision_zero_rate: float = 0.0  # mean share of samples whose vision vector is all zeros (no face)
     arousal: float = 0.0  # audio also carries |y_m| (intensity, not sign) along its own direction
+    # > 0: the audio is a mono waveform at this rate (Hz) instead of frames, one column, one row per
+    # sample (the ``waveform`` feature set's layout), ``waveform_seconds`` long at most: a tone whose
+    # pitch carries y_a (see ``_waveforms``). Off by default (the default output is unchanged).
+    waveform_rate: int = 0
+    waveform_seconds: float = 0.25
     split_shift: float = 0.0  # std (per column) of one a/v offset common to all of valid's, and another to test's, samples
 
 
@@ -191,6 +196,22 @@ def _zero_vision_rows(speaker, n_speakers, rate, rng) -> np.ndarray:
     return rng.random(len(speaker)) < per_speaker[speaker]
 
 
+def _waveforms(y: np.ndarray, spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, T, 1)`` float32 waveforms and their lengths in samples: per sample a tone of
+    ``800·2^(y/1.5)`` Hz (200 Hz at y = −3, 3.2 kHz at y = +3), random phase, random level
+    (0.1..1, uninformative) and white noise at a tenth of the level, lasting 60..100 % of
+    ``waveform_seconds``."""
+    longest = max(1, int(round(spec.waveform_seconds * spec.waveform_rate)))
+    lengths = rng.integers(int(0.6 * longest), longest + 1, size=len(y)).clip(1)
+    out = np.zeros((len(y), longest, 1), dtype=np.float32)
+    t = np.arange(longest) / spec.waveform_rate
+    for i, value in enumerate(y):
+        level = rng.uniform(0.1, 1.0)
+        tone = np.sin(2 * np.pi * 800.0 * 2.0 ** (value / 1.5) * t[: lengths[i]] + rng.uniform(0, 2 * np.pi))
+        out[i, : lengths[i], 0] = level * (tone + 0.1 * rng.standard_normal(lengths[i]))
+    return out, lengths
+
+
 def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
     """The synthetic dataset as an MMSA-format dict (``train``/``valid``/``test``)."""
     spec = spec or SyntheticSpec()
@@ -236,6 +257,8 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
         if spec.raw_scale:
             audio = _to_raw_scale(audio, audio_lengths, raw_columns["a"])
             vision = _to_raw_scale(vision, vision_lengths, raw_columns["v"])
+        if spec.waveform_rate > 0:  # its own generator: every other draw is unchanged
+            audio, audio_lengths = _waveforms(unimodal["a"], spec, np.random.default_rng([spec.seed, 16000, index]))
         if speakers_on and spec.vision_zero_rate > 0:  # no face found: the extractor writes zeros
             vision[_zero_vision_rows(speaker, n_speakers, spec.vision_zero_rate, speaker_rng)] = 0.0
         # text_bert mirrors the real layout (ids, mask, segments); msakit re-tokenizes raw_text,

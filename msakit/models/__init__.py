@@ -13,5 +13,6 @@ from msakit.models import confede, dlf, dmd  # noqa: E402,F401
 from msakit.models import kuda, lnln  # noqa: E402,F401
 from msakit.models import graph_mfn, mctn, mfm, mfn  # noqa: E402,F401
 from msakit.models import ef_lstm, lf_dnn, mlf_dnn, mlmf, mtfn, tfr_net  # noqa: E402,F401
+from msakit.models import mmml  # noqa: E402,F401
 
 __all__ = ["InputDims", "ModelOutput", "MSAModel", "available_models", "get_model_class", "register_model"]

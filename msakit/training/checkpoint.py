@@ -51,6 +51,8 @@ def save_best_model(directory: Path, model, kind: str, tokenizer=None, absent_fr
         "input_dims": dataclasses.asdict(model.dims),
         "text_encoder_config": model.text_model.config_dict() if hasattr(model, "text_model") else None,
     }
+    if hasattr(model, "checkpoint_architecture"):  # encoders a model builds itself (mmml's speech encoder)
+        meta["model_architecture"] = model.checkpoint_architecture()
     if absent_frames:
         meta["absent_frames"] = {m: int(n) for m, n in absent_frames.items()}
     write_json(directory / "model.json", meta)
@@ -100,6 +102,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
             raise RunDirError(f"{directory / 'tokenizer'}: missing; the run's tokenizer is part of the run: copy the whole run directory")
         kwargs["text_encoder"] = TextEncoder.from_config_dict(meta["text_encoder_config"], source=str(meta_path))
         tokenizer = load_tokenizer(directory / "tokenizer")
+    if meta.get("model_architecture") is not None:
+        kwargs["architecture"] = meta["model_architecture"]
     model = model_class(config, dims, **kwargs)
     weights = directory / "model.safetensors"
     try:

@@ -195,7 +195,9 @@ class Trainer:
         if config.data.standardize and set(self.modalities) & {"a", "v"}:
             from msakit.data.standardize import Standardizer
 
-            self.standardizer = Standardizer.fit(self.data["train"], self.modalities, config.data.standardize_clip, config.data.empty_as_absent)
+            # A model may read a modality as it is (UNSTANDARDIZED: mmml's waveform, which z-score clipping would distort).
+            scaled = tuple(m for m in self.modalities if m not in getattr(get_model_class(config.model), "UNSTANDARDIZED", ()))
+            self.standardizer = Standardizer.fit(self.data["train"], scaled, config.data.standardize_clip, config.data.empty_as_absent)
         # All-zero audio/vision samples (data.empty_as_absent): found on the raw frames, before
         # standardisation, and given to the batches as absent (ULGM skips them).
         self.empty = {name: {} for name in self.data.splits}
@@ -244,9 +246,10 @@ class Trainer:
             raise ConfigError(f"train.modality_dropout={t.modality_dropout!r}: the run does not use {unused} (it uses {list(self.modalities)})")
         from msakit.encoders.text import text_token_limit
 
+        buckets = self.model.length_buckets(t.batch_size) if hasattr(self.model, "length_buckets") else None  # training batches only
         self.builders = {
             name: BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, config.data.max_text_tokens),
-                               empty=self.empty[name], context=self.context)
+                               empty=self.empty[name], context=self.context, buckets=buckets if name == "train" else None)
             for name, split in self.data.splits.items()
         }
         # CUDA: mixed precision, page-locked batches copied without blocking. CPU: unchanged.

@@ -42,7 +42,7 @@ NAMES = {"t": "text", "a": "audio", "v": "vision"}
 MODEL_TITLES = {
     "almt": "ALMT", "cenet": "CENet", "dma": "the msakit flagship (Self-MM with covariance alignment)", "late_fusion": "late fusion",
     "lmf": "LMF", "mag_bert": "MAG-BERT", "misa": "MISA", "mmim": "MMIM", "mmmie": "MMMIE", "mult": "MulT", "self_mm": "Self-MM",
-    "tetfn": "TETFN", "tfn": "TFN",
+    "tetfn": "TETFN", "tfn": "TFN", "mmml": "MMML",
 }
 # Clip errors that mean "this clip has no such modality" (so a run trained without it can go on).
 _LACKS = {"no_video_track": "v", "no_face": "v", "no_frames": "v", "no_audio_track": "a"}

@@ -10,6 +10,8 @@ set                        modality  module
 ``compare_functionals``    audio     ``compare``: openSMILE ComParE 2016, 6373 functionals per clip
 ``speech_encoder``         audio     ``speech_encoder``: hidden states of a local wav2vec 2.0 / HuBERT /
                                      WavLM / data2vec-audio directory (``audio_encoder``, ``audio_layer``)
+``waveform``               audio     ``waveform``: the 16 kHz mono signal itself, one column, one row per
+                                     sample (for models that read raw audio: ``mmml``)
 ``facemesh`` (default)     vision    ``facemesh``: MediaPipe face mesh measures and landmarks
 ``image_encoder``          vision    ``image_encoder``: a local ViT / CLIP vision / DINOv2 directory on the
                                      aligned face crop (``vision_encoder``, ``vision_layer``)
@@ -36,7 +38,7 @@ from types import ModuleType
 from msakit.errors import ConfigError
 
 AUDIO = {"descriptors": "descriptors", "egemaps_lld": "egemaps", "egemaps_functionals": "egemaps", "compare_lld": "compare",
-         "compare_functionals": "compare", "speech_encoder": "speech_encoder"}
+         "compare_functionals": "compare", "speech_encoder": "speech_encoder", "waveform": "waveform"}
 VISION = {"facemesh": "facemesh", "image_encoder": "image_encoder"}
 TEXT = {"none": None, "text_encoder": "text_encoder"}
 REGISTRY = {"audio": AUDIO, "vision": VISION, "text": TEXT}

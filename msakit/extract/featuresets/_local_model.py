@@ -26,10 +26,13 @@ _LOCK = threading.Lock()
 
 def config_of(directory: str, setting: str, kinds: dict[str, str], what: str) -> dict:
     """The directory's ``config.json`` after every check, in one line each: ``setting`` names the
-    extractor setting (e.g. ``audio_encoder``), ``kinds`` the accepted ``model_type`` values."""
-    where = f"extract.{setting}={directory!r}"
+    extractor setting (e.g. ``audio_encoder``) or, dotted, another setting (``model.speech_encoder_dir``:
+    a model that loads the directory itself), ``kinds`` the accepted ``model_type`` values."""
+    name = setting if "." in setting else f"extract.{setting}"
+    where = f"{name}={directory!r}"
     if not directory:
-        raise ConfigError(f"extract.{setting}: {what} feature set needs a local model directory; give --set {setting}=DIR "
+        user = "" if "." in setting else " feature set"
+        raise ConfigError(f"{name}: {what}{user} needs a local model directory; give --set {setting}=DIR "
                           "(a transformers directory: config.json and weights)")
     path = Path(directory)
     if not path.is_dir():
