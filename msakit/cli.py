@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="[MODEL:]SECTION.KEY=VALUE",
                    help="override a setting for every model, or for one model with a MODEL: prefix (e.g. tfn:model.post_fusion_dim=32)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: each model and seed a task on a Ray cluster (the runs directory must be shared by its machines)")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster to join (HOST:6379, ray://HOST:10001 or auto; default: a local one)")
 
     p = sub.add_parser("sweep", parents=[common], help="search settings with Optuna on validation MAE; retrain the best over seeds; table + figures")
     p.add_argument("--model", default="dma", choices=available_models(), metavar="MODEL", help="one of %(choices)s (default %(default)s)")
@@ -494,7 +497,7 @@ def _run(args, command_line: str) -> int | None:
             overrides["train"]["progress"] = "false"
         compare(models, args.data, output_dir=args.output, kind=args.kind, seeds=args.seeds, overrides=overrides,
                 model_overrides={m: parse_set_options(items) for m, items in per_model.items()}, text_only=args.text_only,
-                runs_dir=args.runs_dir, command=command_line, model_data=_model_data(args.model_data))
+                runs_dir=args.runs_dir, command=command_line, model_data=_model_data(args.model_data), engine=args.engine, address=args.address)
         print((Path(args.output) / "compare.md").read_text())
     elif args.command == "sweep":
         from msakit.workflows.sweep import sweep

@@ -26,7 +26,10 @@ text-only run then differ by the correction alone.
 
 ``"auto"`` (not in the paper) trains both ``"concat"`` and ``"text_first"`` as runs of their own
 (``RUN/fusion_concat/``, ``RUN/fusion_text_first/``) and keeps the one with the lower validation
-MAE (the trainer does it: ``fusion_candidates``). Where audio and vision carry little that
+MAE (the trainer does it: ``fusion_candidates``). The text encoder is fine-tuned once: text_first's
+text stage takes the concat candidate's fine-tuned encoder, frozen (each transcript encoded once),
+and trains only its heads on text alone (``auto_text_stage="concat"``, about 1.2x one concat
+training; ``"own"`` gives text_first its own text-only fine-tuning, about 2.5x). Where audio and vision carry little that
 transfers to unseen speakers, text_first wins on validation and the run cannot fall far below its
 own text-only run; where they carry much of the label, concat wins. With text alone it is concat.
 """

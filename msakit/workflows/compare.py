@@ -72,6 +72,8 @@ def compare(
     runs_dir: str | Path | None = None,
     command: str | None = None,
     model_data: dict[str, str | Path] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> dict:
     """Train each model in ``models`` over ``seeds`` on ``data`` and write the comparison.
 
@@ -80,8 +82,10 @@ def compare(
     another file of the same samples (MAG-BERT needs the word-aligned layout of the data: pass
     the aligned file here); its row names the file. Runs go to ``runs_dir`` (default
     ``output_dir/runs``), one directory per row; finished seeds there are reused. ``command``,
-    the call that made the table, is recorded in the JSON and the markdown. Returns the JSON
-    payload."""
+    the call that made the table, is recorded in the JSON and the markdown. ``engine="ray"``
+    trains the model × seed runs as tasks on a Ray cluster first (``address``, or a local one;
+    the runs directory must be one every machine sees), then makes the table from them as the
+    local engine would. Returns the JSON payload."""
     from msakit.training.runs import train
     from msakit.data import load_dataset
     from msakit.models import get_model_class
@@ -124,13 +128,21 @@ def compare(
         "rows": {},
     }
     del dataset
-    split = None
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"compare: --engine {engine!r}: use local or ray")
+    plan = []
     for label, name, modalities in rows:
         run_overrides = _merge(base, (model_overrides or {}).get(name))
         if modalities:
             run_overrides.setdefault("data", {})["modalities"] = modalities
-        run_dir = runs_dir / (name + ("_text_only" if modalities else ""))
-        row_data = model_data.get(name, str(data))
+        plan.append((label, name, run_overrides, runs_dir / (name + ("_text_only" if modalities else "")), model_data.get(name, str(data))))
+    if engine == "ray":
+        _train_on_ray([(label, name, row_data, kind, int(seed), run_dir, run_overrides)
+                       for label, name, run_overrides, run_dir, row_data in plan for seed in seeds
+                       if not (run_dir / f"seed_{seed}" / "results.json").exists()], address)
+    split = None
+    for label, name, modalities in rows:
+        run_overrides, run_dir, row_data = next(p[2:] for p in plan if p[0] == label)
         print(f"[compare] {label}: {len(seeds)} seed(s) in {run_dir}", flush=True)
         try:
             # Finished seeds are reused; one made with other settings stops the comparison (RunDirError).
@@ -159,6 +171,49 @@ def compare(
     payload["complete"] = True
     _write_outputs(payload, output_dir)
     return payload
+
+
+def _train_one(name: str, data: str, kind: str, seed: int, run_dir: Path, overrides: dict) -> str | None:
+    """One model and seed of a comparison (a Ray task): None when trained, else the refusal."""
+    from msakit.training.runs import train
+
+    try:
+        train(name, data, kind=kind, seeds=[seed], run_dir=run_dir, overrides=overrides, reuse=True)
+    except (ConfigError, DataError) as refusal:
+        return str(refusal)
+    return None
+
+
+def _train_on_ray(tasks: list[tuple], address: str | None) -> None:
+    """Every ``(label, model, data, kind, seed, run_dir, overrides)`` as a task of its own, spread
+    over the cluster (``train.num_threads`` CPUs each, or one; a GPU each where the cluster has
+    them and the runs are not on the CPU); progress as they finish. A task whose worker dies is
+    retried, and continues from the run's last saved epoch."""
+    if not tasks:
+        return
+    from msakit.extract.ray_engine import connect
+
+    ray, started = connect(address)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        pending = {}
+        for label, name, data, kind, seed, run_dir, overrides in tasks:
+            train_settings = overrides.get("train", {})
+            cpus = max(1, int(train_settings.get("num_threads", 0) or 1))
+            on_gpu = gpus >= 1 and str(train_settings.get("device", "auto")) != "cpu"
+            remote = ray.remote(num_cpus=cpus, num_gpus=1 if on_gpu else 0, max_retries=3)(_train_one)
+            pending[remote.remote(name, data, kind, seed, run_dir, overrides)] = (label, seed)
+        print(f"[compare] {len(tasks)} run(s) on Ray ({int(ray.cluster_resources().get('CPU', 0))} CPU(s), {int(gpus)} GPU(s))", flush=True)
+        done_count = 0
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            label, seed = pending.pop(done[0])
+            refusal = ray.get(done[0])
+            done_count += 1
+            print(f"[compare] {done_count}/{len(tasks)} {label} seed {seed}: " + (f"refused: {refusal}" if refusal else "trained"), flush=True)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _write_outputs(payload: dict, output_dir: Path) -> None:
