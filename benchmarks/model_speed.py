@@ -1,6 +1,8 @@
 """Per-sample training speed of every msakit model that has a counterpart in MMSA 2.2.1 (TFN, LMF,
-MulT, MISA, MAG-BERT, MMIM, Self-MM) or MMSA's git master (ALMT, TETFN, CENET), each against a reference-style run of the same model on
-the same machine, side by side. (MulT's re-implemented fairseq-style forward is the one of
+MulT, MISA, MAG-BERT, MMIM, Self-MM, and the classic EF-LSTM, LF-DNN, MLF-DNN, MTFN, MLMF, TFR-Net,
+MFN, Graph-MFN, MFM, MCTN), MMSA's git master (ALMT, TETFN, CENET) or its authors' repository
+(LNLN, KuDA, DMD, DLF, ConFEDE), each against a reference-style run of the same model on the same
+machine, side by side. (MulT's re-implemented fairseq-style forward is the one of
 ``mult_speed.py``, which times the forward alone with one Adam step per batch on both sides;
 here MulT gets its trainer's full step.)
 
@@ -26,7 +28,12 @@ what differs is the framework's way of running them:
   the MMILB networks in a first pass over the data: two forward/backward passes per sample per
   epoch), and PyTorch's default Adam (the per-tensor loop on CPU).
 Text encoder on both sides: msakit's packaged MiniLM (or fixed 384-d features), so the
-comparison is about running the model, not about BERT against MiniLM.
+comparison is about running the model, not about BERT against MiniLM. The aligned-only models
+(MAG-BERT, EF-LSTM, MFN, Graph-MFN, MFM, MCTN) and DMD/DLF (their configs ask for the aligned
+file) run on the aligned layout; MLF-DNN, MTFN and MLMF on the SIMS-shaped set (``msakit synth
+--kind sims``, ``kind=sims``), whose human unimodal labels they train on. Where the reference
+steps through positions in Python (MFN, Graph-MFN, MFM's inner MFN: an ``LSTMCell`` loop over
+all 50 positions) its side does too, with msakit's weights.
 
 Before timing, both sides' predictions are compared in eval mode on unpadded input (every
 sample of full length, text and frames of one length). Then training batches alternate
