@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 import tempfile
@@ -941,23 +942,29 @@ class SameModelStyle:
     PyTorch's default Adam over the reference's groups."""
 
     def __init__(self, model: nn.Module, objectives: list[nn.Module], accumulation: int, built_as: str, make_batch=unmasked_batch,
-                 clip: tuple[str, float] | None = None, loop=None, extra_step_every: int = 0):
+                 clip: tuple[str, float] | None = None, loop=None, extra_step_every: int = 0, fixed: FixedText | None = None):
         self.model, self.objectives, self.accumulation, self.built_as = model, objectives, accumulation, built_as
+        self.fixed = fixed  # the reference's fixed text features (msakit's side may keep its frozen encoder)
         self.make_batch, self.clip, self.loop, self.extra_step_every = make_batch, clip, loop, extra_step_every
         self.pending = self.batches = 0
         self.optimizer = default_adam(model.parameter_groups())
 
     @contextlib.contextmanager
     def reference_paths(self):
-        if self.loop is None:
-            yield
-            return
-        owner, function = self.loop
-        owner.forward = function  # an instance attribute: the class's forward, shadowed while the reference runs
+        m = self.model
+        text = m.text_model if self.fixed is not None else None
+        if text is not None:
+            m.text_model = self.fixed
+        if self.loop is not None:
+            owner, function = self.loop
+            owner.forward = function  # an instance attribute: the class's forward, shadowed while the reference runs
         try:
             yield
         finally:
-            del owner.forward
+            if self.loop is not None:
+                del owner.forward
+            if text is not None:
+                m.text_model = text
 
     def predict(self, ref: RefBatch) -> torch.Tensor:
         with self.reference_paths():
@@ -989,29 +996,30 @@ class SameModelStyle:
 
 def classic_reference(case: "Case", trainer: Trainer, fixed: FixedText | None, kind: str) -> object:
     model, accumulation = trainer.model, trainer.config.train.grad_accumulation
+    style = functools.partial(SameModelStyle, fixed=fixed)
     objectives = model.build_objectives(trainer.data["train"], kind)
     if case.model in ("lf_dnn", "mlf_dnn", "mtfn", "mlmf"):
         return SubnetStyle(model, fixed, objectives)
     common = "fixed features and the 50 aligned frames, all 50 positions run (nothing masked or packed)"
     if case.model == "ef_lstm":
-        return SameModelStyle(model, objectives, accumulation, f"{common}, one deep LSTM, its state at position 50, L1, default Adam per batch")
+        return style(model, objectives, accumulation, f"{common}, one deep LSTM, its state at position 50, L1, default Adam per batch")
     if case.model == "mfn":
         loop = (model.fusion, lambda sequences, lengths: mfn_loop(model.fusion, sequences))
-        return SameModelStyle(model, objectives, accumulation, f"{common}, the reference's LSTMCell loop over 50 steps (attention and memory per step), L1, "
+        return style(model, objectives, accumulation, f"{common}, the reference's LSTMCell loop over 50 steps (attention and memory per step), L1, "
                               "default Adam per batch", loop=loop)
     if case.model == "graph_mfn":
         loop = (model, lambda batch: graph_mfn_loop(model, batch))
-        return SameModelStyle(model, objectives, accumulation, f"{common}, the reference's LSTMCell loop over 50 steps (graph, efficacies to the CPU, memory "
+        return style(model, objectives, accumulation, f"{common}, the reference's LSTMCell loop over 50 steps (graph, efficacies to the CPU, memory "
                               "per step), L1, default Adam per batch", loop=loop)
     if case.model == "mfm":
         loop = (model.fusion, lambda sequences, lengths: mfn_loop(model.fusion, sequences))
-        return SameModelStyle(model, objectives, accumulation, f"{common}, the inner MFN as the reference's LSTMCell loop, the decoders over all 50 "
+        return style(model, objectives, accumulation, f"{common}, the inner MFN as the reference's LSTMCell loop, the decoders over all 50 "
                               "steps, L1 + reconstruction + MMD, default Adam per batch", loop=loop)
     if case.model == "mctn":
-        return SameModelStyle(model, objectives, accumulation, f"{common}, seq2seq translations over all 50 steps, L1 + 0.1 translation MSEs, norm clip "
+        return style(model, objectives, accumulation, f"{common}, seq2seq translations over all 50 steps, L1 + 0.1 translation MSEs, norm clip "
                               f"{model.config.grad_clip} of all parameters, default Adam per batch", clip=("norm", model.config.grad_clip))
     if case.model == "tfr_net":
-        return SameModelStyle(model, objectives, accumulation, "stock MiniLM forward over 50 tokens (fine-tuned) for the incomplete and the complete "
+        return style(model, objectives, accumulation, "stock MiniLM forward over 50 tokens (fine-tuned) for the incomplete and the complete "
                               "text, file-width frames, nothing masked, L1 + reconstruction, value clip after each backward, default Adam per batch "
                               "and once more every 4 batches (its update_epochs loop)", make_batch=padded_batch,
                               clip=("value", model.config.grad_clip), extra_step_every=4)
@@ -1047,16 +1055,13 @@ CASES = {
     "dmd": [Case("DMD", "dmd", "minilm", aligned=True)],
     "dlf": [Case("DLF", "dlf", "minilm", aligned=True)],
     "confede": [Case("ConFEDE", "confede", "minilm")],
-    "ef_lstm": [Case("EF-LSTM", "ef_lstm", "fixed", aligned=True)],
-    "lf_dnn": [Case("LF-DNN", "lf_dnn", "fixed")],
-    "mlf_dnn": [Case("MLF-DNN", "mlf_dnn", "fixed", kind="sims")],
-    "mtfn": [Case("MTFN", "mtfn", "fixed", kind="sims")],
-    "mlmf": [Case("MLMF", "mlmf", "fixed", kind="sims")],
+    # The classic models read fixed features in MMSA (use_bert false); msakit's default is the frozen
+    # MiniLM with cached token states ("frozen"), and "fixed" puts the same features on both sides.
+    **{model: [Case(label, model, text, **where) for text in ("frozen", "fixed")] for model, label, where in (
+        ("ef_lstm", "EF-LSTM", {"aligned": True}), ("lf_dnn", "LF-DNN", {}), ("mlf_dnn", "MLF-DNN", {"kind": "sims"}),
+        ("mtfn", "MTFN", {"kind": "sims"}), ("mlmf", "MLMF", {"kind": "sims"}), ("mfn", "MFN", {"aligned": True}),
+        ("graph_mfn", "Graph-MFN", {"aligned": True}), ("mfm", "MFM", {"aligned": True}), ("mctn", "MCTN", {"aligned": True}))},
     "tfr_net": [Case("TFR-Net", "tfr_net", "minilm")],
-    "mfn": [Case("MFN", "mfn", "fixed", aligned=True)],
-    "graph_mfn": [Case("Graph-MFN", "graph_mfn", "fixed", aligned=True)],
-    "mfm": [Case("MFM", "mfm", "fixed", aligned=True)],
-    "mctn": [Case("MCTN", "mctn", "fixed", aligned=True)],
 }
 
 
@@ -1216,8 +1221,8 @@ def markdown(payload: dict) -> str:
         "models on its aligned layout, MLF-DNN/MTFN/MLMF on the SIMS-shaped set of `msakit synth --kind sims`). "
         "Both sides share one set of weights and alternate batch by batch; see `benchmarks/model_speed.py` for how each reference side is built.",
         "",
-        "| model | text | batch | msakit samples/s | reference-style samples/s | msakit speed / reference | msakit s/epoch (implied) | predictions on unpadded input, max abs diff | reference side |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | text | batch | msakit samples/s | reference-style samples/s | msakit speed / reference | msakit s/epoch (implied) | msakit text cache fill, ms per training sample, once | predictions on unpadded input, max abs diff | reference side |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["results"]:
         for name in r["msakit_speed_over"]:
@@ -1227,6 +1232,7 @@ def markdown(payload: dict) -> str:
             lines.append(
                 f"| {label} | {text} | {r['batch_size']} | {r['samples_per_s']['msakit']:.1f} | {r['samples_per_s'][name]:.1f} | "
                 f"**{r['msakit_speed_over'][name]:.2f}x** | {payload['train_samples'] / r['samples_per_s']['msakit']:.1f} | "
+                f"{'-' if r['cache_warm_ms_per_sample_once'] is None else format(r['cache_warm_ms_per_sample_once'], '.1f')} | "
                 f"{_difference(r['unpadded_max_abs_difference'][name])} | {r['reference_built_as'][name]} |"
             )
     lines += [
