@@ -289,3 +289,7 @@ def test_synth_kind_sims_refuses_settings_that_are_not_sims_shaped(other, tmp_pa
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "--kind sims" in error and other in error
     assert not (tmp_path / "x.pkl").exists()
+    if other == "--aligned":  # and the clip set has no kind
+        assert main(["synth", str(tmp_path / "clips"), "--clips", "4", "--kind", "sims"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "\n" not in error and "--kind" in error and "--clips" in error
