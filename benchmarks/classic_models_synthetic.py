@@ -5,7 +5,7 @@ validation MAE, test metrics mean ± std):
 
 - ``standard``: the default synthetic data (``msakit synth``); EF-LSTM, which needs word-aligned
   frames, trains on the aligned file of the same samples (``msakit synth --aligned``).
-- ``sims``: a SIMS-shaped set: the same generator with CH-SIMS's feature sizes (audio 33,
+- ``sims``: a SIMS-shaped set (``msakit synth --kind sims``, ``sims_spec()``): the same generator with CH-SIMS's feature sizes (audio 33,
   vision 709) and labels on [-1, 1] (every label, multimodal and unimodal, divided by 3), read
   as ``kind=sims``; its planted unimodal labels play CH-SIMS's human ``regression_labels_T/A/V``.
   The multi-task models (MLF-DNN, MTFN, MLMF, trained on them) beside Self-MM (which generates
@@ -26,26 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, command_line  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-from msakit.data.mmsa import write_mmsa_pickle  # noqa: E402
-from msakit.data.synthetic import SyntheticSpec, make_synthetic_data, write_synthetic  # noqa: E402
+from msakit.data.synthetic import SyntheticSpec, sims_spec, write_synthetic  # noqa: E402
 from msakit.workflows.compare import compare  # noqa: E402
 
 PARTS = {
     "standard": ("ef_lstm", "lf_dnn", "mlf_dnn", "mtfn", "mlmf", "tfr_net"),
     "sims": ("mlf_dnn", "mtfn", "mlmf", "self_mm"),
 }
-LABEL_KEYS = ("regression_labels", "regression_labels_T", "regression_labels_A", "regression_labels_V")
-
-
-def sims_shaped(path: Path) -> Path:
-    """The default generator with CH-SIMS's feature sizes and every label divided by 3 ([-1, 1])."""
-    raw = make_synthetic_data(SyntheticSpec(audio_dim=33, vision_dim=709))
-    for split in raw.values():
-        for key in LABEL_KEYS:
-            split[key] = (np.asarray(split[key], dtype=np.float32) / 3.0).astype(np.float32)
-    return write_mmsa_pickle(path, raw)
 
 
 def main() -> None:
@@ -76,7 +63,7 @@ def main() -> None:
     else:
         data = work / "sims_shaped.pkl"
         if not data.exists():
-            sims_shaped(data)
+            write_synthetic(data, sims_spec())  # msakit synth sims_shaped.pkl --kind sims
         kind = "sims"
     output = RESULTS / f"classic_models_{args.part}"
     compare(

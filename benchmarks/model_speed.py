@@ -1,6 +1,8 @@
 """Per-sample training speed of every msakit model that has a counterpart in MMSA 2.2.1 (TFN, LMF,
-MulT, MISA, MAG-BERT, MMIM, Self-MM) or MMSA's git master (ALMT, TETFN, CENET), each against a reference-style run of the same model on
-the same machine, side by side. (MulT's re-implemented fairseq-style forward is the one of
+MulT, MISA, MAG-BERT, MMIM, Self-MM, and the classic EF-LSTM, LF-DNN, MLF-DNN, MTFN, MLMF, TFR-Net,
+MFN, Graph-MFN, MFM, MCTN), MMSA's git master (ALMT, TETFN, CENET) or its authors' repository
+(LNLN, KuDA, DMD, DLF, ConFEDE), each against a reference-style run of the same model on the same
+machine, side by side. (MulT's re-implemented fairseq-style forward is the one of
 ``mult_speed.py``, which times the forward alone with one Adam step per batch on both sides;
 here MulT gets its trainer's full step.)
 
@@ -26,7 +28,12 @@ what differs is the framework's way of running them:
   the MMILB networks in a first pass over the data: two forward/backward passes per sample per
   epoch), and PyTorch's default Adam (the per-tensor loop on CPU).
 Text encoder on both sides: msakit's packaged MiniLM (or fixed 384-d features), so the
-comparison is about running the model, not about BERT against MiniLM.
+comparison is about running the model, not about BERT against MiniLM. The aligned-only models
+(MAG-BERT, EF-LSTM, MFN, Graph-MFN, MFM, MCTN) and DMD/DLF (their configs ask for the aligned
+file) run on the aligned layout; MLF-DNN, MTFN and MLMF on the SIMS-shaped set (``msakit synth
+--kind sims``, ``kind=sims``), whose human unimodal labels they train on. Where the reference
+steps through positions in Python (MFN, Graph-MFN, MFM's inner MFN: an ``LSTMCell`` loop over
+all 50 positions) its side does too, with msakit's weights.
 
 Before timing, both sides' predictions are compared in eval mode on unpadded input (every
 sample of full length, text and frames of one length). Then training batches alternate
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 import tempfile
@@ -60,13 +68,14 @@ from speed_harness import TEXT_PAD, FixedText, alternate, max_abs_difference, ra
 from msakit.config import resolve_config  # noqa: E402
 from msakit.data.batching import Batch  # noqa: E402
 from msakit.data.mmsa import read_mmsa_pickle  # noqa: E402
-from msakit.data.synthetic import SyntheticSpec, write_synthetic  # noqa: E402
+from msakit.data.synthetic import SyntheticSpec, sims_spec, write_synthetic  # noqa: E402
 from msakit.models.base import ModelOutput  # noqa: E402
 from msakit.objectives.infomax import gaussian_entropy_term  # noqa: E402
 from msakit.training.trainer import Trainer  # noqa: E402
 
 EPOCH = 2  # objectives see a mid-training epoch (Self-MM's ULGM updates labels from epoch 2)
-MODELS = ("tfn", "lmf", "mult", "misa", "mag_bert", "mmim", "self_mm", "almt", "tetfn", "cenet", "lnln", "kuda")
+MODELS = ("tfn", "lmf", "mult", "misa", "mag_bert", "mmim", "self_mm", "almt", "tetfn", "cenet", "lnln", "kuda", "dmd", "dlf", "confede",
+          "ef_lstm", "lf_dnn", "mlf_dnn", "mtfn", "mlmf", "tfr_net", "mfn", "graph_mfn", "mfm", "mctn")
 
 
 @dataclass
@@ -665,6 +674,358 @@ class CENETStyle:
         loss.item()  # as the reference's trainer logs it
 
 
+class DecoupledStyle:
+    """mdswyz/DMD ``trains/singleTask/DMD.py`` (and pwang322/DLF's ``DLF.py``, built on it) with
+    their ``model/*.py`` input stage: text through the stock MiniLM forward over all 50 positions
+    (fine-tuned), BERT's states of the padding tokens kept (msakit zeroes them), the 50-wide
+    aligned frames, every position attended to (the reference's ``attn_mask`` is MulT's causal
+    mask, the same on both sides); the same network and losses (their own instances); gradient
+    values clipped after every backward; PyTorch's default Adam over every parameter (the graph
+    units included), a step every ``update_epochs`` (10) batches."""
+
+    def __init__(self, model: nn.Module, objectives: list[nn.Module], accumulation: int, what: str):
+        self.model, self.objectives, self.accumulation, self.pending = model, objectives, accumulation, 0
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=model.config.lr)
+        self.built_as = (f"{what}: stock MiniLM forward over 50 tokens (fine-tuned), padding tokens' states kept, 50-wide aligned frames, "
+                         f"same losses, value clip {model.config.grad_clip} after each backward, default Adam every {accumulation} batches")
+
+    @contextlib.contextmanager
+    def reference_inputs(self):
+        from msakit.models.dmd import ORDER, fixed_length
+
+        m = self.model
+
+        def project(batch: Batch) -> dict[str, torch.Tensor]:
+            c = m.config
+            states = F.dropout(m.text_model.token_states(batch.text_ids, batch.text_mask), c.text_dropout, m.training)
+            inputs = {"t": fixed_length(states, full_width(len(batch), states), c.text_length),  # nothing zeroed
+                      "a": fixed_length(batch.audio, batch.audio_lengths, c.audio_length),
+                      "v": fixed_length(batch.vision, batch.vision_lengths, c.video_length)}
+            return {s: m.projections[s](inputs[s].transpose(1, 2)) if s in m.projections else inputs[s].transpose(1, 2) for s in ORDER}
+
+        m._project = project  # an instance attribute: the class's input stage, shadowed while the reference runs
+        try:
+            yield
+        finally:
+            del m._project
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        with self.reference_inputs():
+            return self.model(padded_batch(ref)).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        m = self.model
+        if self.pending == 0:
+            self.optimizer.zero_grad()
+        batch = padded_batch(ref)
+        with self.reference_inputs():
+            output = m(batch)
+        loss = sum(sum(o(output, batch, EPOCH).values()) for o in self.objectives)
+        loss.backward()
+        nn.utils.clip_grad_value_([p for p in m.parameters() if p.requires_grad], m.config.grad_clip)
+        self.pending += 1
+        if self.pending == self.accumulation:
+            self.optimizer.step()
+            self.pending = 0
+        loss.item()  # as the reference's trainer logs it
+
+
+class ConFEDEStyle:
+    """XpastaX/ConFEDE ``MOSI/train/constrastive/TVA_fusion_train.py`` + ``TVA_fusion.py`` +
+    ``dataloader/MOSI.py`` (fusion stage): per step the batch's transcripts tokenized inside the
+    forward (``padding=True``) and the stock MiniLM forward (here fine-tuned, as msakit's default),
+    audio/vision at the file's width with a key-padding mask and the mean over *every* position;
+    the 6 retrieved partners of each sample (2 similar same-label, 2 + 2 other-label) run
+    through the network in a second forward and enter the MSE and the contrastive term;
+    AdamW (decay 1e-3 but biases and LayerNorm weights) with a linear warm-up schedule stepped
+    per batch; and every second epoch an eval-mode pass over the training set refreshes the
+    similarity ranking (counted here as half an eval-mode forward per sample: every second step,
+    one over the batch)."""
+
+    built_as = ("per step: tokenizing in the forward, stock MiniLM forward (fine-tuned), file-width frames with key-padding mask and "
+                "mean over all positions, the 6 partners per sample in a second forward (7 samples run per trained sample), "
+                "same losses over all, AdamW + linear warm-up per batch, plus half an eval forward per sample (ranking refresh)")
+
+    def __init__(self, model: nn.Module, objectives: list[nn.Module], inputs: "ReferenceInputs", texts: list[str], tokenizer, steps: int,
+                 partners: bool = True):
+        self.model, self.objectives, self.inputs, self.texts, self.tokenizer = model, objectives, inputs, texts, tokenizer
+        self.partners = partners
+        if not partners:  # to separate the framework's way of running from ConFEDE's retrieval design
+            self.built_as = ("as the reference side but without the partners' forward and the ranking refresh (partners from the batch, "
+                             "as msakit): tokenizing in the forward, stock MiniLM, file-width frames, AdamW + warm-up per batch")
+        self.rng, self.steps = np.random.default_rng(0), 0
+        no_decay = ("bias", "LayerNorm.weight", "norm.weight")
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW([
+            {"params": [p for n, p in named if not any(k in n for k in no_decay)], "weight_decay": 1e-3},
+            {"params": [p for n, p in named if any(k in n for k in no_decay)], "weight_decay": 0.0},
+        ], lr=model.config.lr)
+        warm = max(1, steps // 25)  # num_warm_up = 1 epoch of the 25
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (25 * warm - s) / max(1, 24 * warm)))
+
+    def frames(self, encoder: nn.Module, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        frames = frames[:, : encoder.positions.shape[1] - 1]
+        b, n, _ = frames.shape
+        x = torch.cat([encoder.cls_token.expand(b, -1, -1), encoder.proj(frames)], dim=1) + encoder.positions[:, : n + 1]
+        valid = torch.arange(n + 1)[None, :] < (lengths.clamp(min=1, max=n) + 1)[:, None]
+        return encoder.norm(encoder.transformer(encoder.dropout(x), src_key_padding_mask=~valid)).mean(dim=1)  # padding averaged in
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, ref: RefBatch) -> ModelOutput:
+        from msakit.models.confede import ORDER
+
+        m = self.model
+        text = m.text_model.backbone(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state[:, 0]
+        embedded = {"t": m.text_proj(text), "v": self.frames(m.frame_encoders["v"], ref.vision, ref.vision_lengths),
+                    "a": self.frames(m.frame_encoders["a"], ref.audio, ref.audio_lengths)}
+        sim = {s: m.similarity[s](embedded[s]) for s in ORDER}
+        dis = {s: m.dissimilarity[s](embedded[s]) for s in ORDER}
+        fused = torch.cat([sim[s] for s in ORDER] + [dis[s] for s in ORDER], dim=-1)
+        logits = {f"{kind}_{s}": m.mono_decoder(feats[s]).squeeze(-1) for kind, feats in (("sim", sim), ("dis", dis)) for s in ORDER}
+        pairing = torch.cat([embedded[s] for s in ORDER], dim=-1).detach()
+        return ModelOutput({"m": m.decoder(fused).squeeze(-1)}, {}, {"similarity": sim, "dissimilarity": dis, "logits": logits, "pairing": pairing})
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        return self.forward(ref.ids, ref.mask, ref).predictions["m"]
+
+    def run(self, rows: np.ndarray) -> tuple[ModelOutput, RefBatch]:
+        ref = self.inputs.take(rows)
+        encoded = self.tokenizer([self.texts[r] for r in rows], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        return self.forward(encoded["input_ids"], encoded["attention_mask"], ref), ref
+
+    def step(self, ref: RefBatch) -> None:
+        rows = ref.index.numpy()
+        if not self.partners:
+            self.optimizer.zero_grad()
+            output, _ = self.run(rows)
+            loss = sum(sum(o(output, ref, EPOCH).values()) for o in self.objectives)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss.item()
+            return
+        if self.steps % 2 == 1:  # the ranking refresh, amortised: one eval-mode pass over the training set every second epoch
+            self.model.eval()
+            with torch.no_grad():
+                self.run(rows)
+            self.model.train()
+        self.steps += 1
+        self.optimizer.zero_grad()
+        anchors, _ = self.run(rows)
+        partners, partner_ref = self.run(self.rng.integers(0, len(self.texts), 6 * len(rows)))
+        output = ModelOutput(
+            {"m": torch.cat([anchors.predictions["m"], partners.predictions["m"]])}, {},
+            {"similarity": {s: torch.cat([anchors.extras["similarity"][s], partners.extras["similarity"][s]]) for s in "tva"},
+             "dissimilarity": {s: torch.cat([anchors.extras["dissimilarity"][s], partners.extras["dissimilarity"][s]]) for s in "tva"},
+             "logits": {k: torch.cat([anchors.extras["logits"][k], partners.extras["logits"][k]]) for k in anchors.extras["logits"]},
+             "pairing": torch.cat([anchors.extras["pairing"], partners.extras["pairing"]])})
+        labels = Batch(index=torch.cat([ref.index, partner_ref.index]), labels={"m": torch.cat([ref.labels["m"], partner_ref.labels["m"]])})
+        loss = sum(sum(o(output, labels, EPOCH).values()) for o in self.objectives)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        loss.item()  # as the reference's trainer logs it
+
+
+# ---- the classic models MMSA 2.2.1 ships (issue 32) ---------------------------------------------
+class SubnetStyle(TFNStyle):
+    """LF-DNN, MLF-DNN, MTFN, MLMF as MMSA 2.2.1 runs them (``singleTask/LF_DNN.py``,
+    ``multiTask/MLF_DNN.py``, ``MTFN.py``, ``MLMF.py`` and their trainers): TFN's sub-networks
+    as ``TFNStyle`` runs them (text LSTM over all 50 positions, audio/vision means over the
+    padded file array precomputed), then msakit's own fusion and heads (the same arithmetic);
+    the model's losses (multi-task: weighted L1 on the fused and the human unimodal labels);
+    default Adam over the reference's groups, a step per batch."""
+
+    MODULES = ("msakit.models.tfn", "msakit.models.lmf", "msakit.models.lf_dnn")
+
+    def __init__(self, model: nn.Module, fixed: FixedText, objectives: list[nn.Module]):
+        super().__init__(model, fixed)
+        self.objectives, self.current = objectives, None
+        multi = hasattr(model, "unimodal_heads")
+        self.built_as = ("text LSTM over all 50 positions of fixed features, audio/vision means over the padded file array precomputed "
+                         f"as MMSA's loader does, same fusion{' and unimodal heads' if multi else ''}, "
+                         f"{'weighted L1 on the fused and unimodal labels' if multi else 'L1'}, default Adam per batch")
+
+    @contextlib.contextmanager
+    def reference_encoding(self, ref: RefBatch):
+        modules = [sys.modules[name] for name in self.MODULES]
+        saved = [module.encode_tfn_style for module in modules]
+        for module in modules:
+            module.encode_tfn_style = lambda model, batch: self.encode(ref)
+        try:
+            yield
+        finally:
+            for module, original in zip(modules, saved):
+                module.encode_tfn_style = original
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        with self.reference_encoding(ref):
+            return self.model(ref.as_batch()).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        self.optimizer.zero_grad()
+        batch = ref.as_batch()
+        with self.reference_encoding(ref):
+            output = self.model(batch)
+        loss = sum(sum(o(output, batch, EPOCH).values()) for o in self.objectives)
+        loss.backward()
+        self.optimizer.step()
+        loss.item()  # as the reference's trainer logs it
+
+
+def unmasked_batch(ref: RefBatch) -> Batch:
+    """The reference's aligned inputs as a msakit batch with nothing masked: every one of the 50
+    text positions counted (fixed features: zeros at padding, as the feature file) and every
+    frame of the file's width, so msakit's aligned models step through the padding to position
+    50 and read the states there, as the reference does."""
+    b = len(ref)
+    return Batch(index=ref.index, labels=ref.labels, text_ids=ref.ids, text_mask=torch.ones_like(ref.mask), audio=ref.audio,
+                 audio_lengths=full_width(b, ref.audio), vision=ref.vision, vision_lengths=full_width(b, ref.vision))
+
+
+def lstm_cell(lstm: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``LSTMCell`` step with the weights of a one-layer ``nn.LSTM`` (the reference's cells)."""
+    return torch.lstm_cell(x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+
+
+def mfn_loop(fusion: nn.Module, sequences: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """MMSA 2.2.1 ``MFN.forward``: an ``LSTMCell`` per modality, the delta-memory attention and
+    the gated memory, one Python step per position (all 50), with msakit's MFN weights."""
+    order, memory = fusion.order, fusion.memory
+    b, steps = sequences[order[0]].shape[:2]
+    h = {s: sequences[s].new_zeros(b, fusion.lstms[s].hidden_size) for s in order}
+    c = {s: torch.zeros_like(h[s]) for s in order}
+    mem = sequences[order[0]].new_zeros(b, memory.memory_dim)
+    for t in range(steps):
+        previous = torch.cat([c[s] for s in order], dim=1)
+        for s in order:
+            h[s], c[s] = lstm_cell(fusion.lstms[s], sequences[s][:, t], (h[s], c[s]))
+        c_star = torch.cat([previous] + [c[s] for s in order], dim=1)
+        attended = torch.softmax(fusion.attention(c_star), dim=1) * c_star
+        proposal = torch.tanh(memory.proposal(attended))
+        both = torch.cat([attended, mem], dim=1)
+        mem = torch.sigmoid(memory.gamma1(both)) * mem + torch.sigmoid(memory.gamma2(both)) * proposal
+    return dict(h), mem
+
+
+def graph_mfn_loop(model: nn.Module, batch: Batch) -> ModelOutput:
+    """MMSA 2.2.1 ``Graph_MFN.forward``: per position (all 50) an ``LSTMCell`` per modality, the
+    singleton vertices, the dynamic fusion graph (its efficacies copied to the CPU at every step,
+    as the reference records them) and the gated memory, with msakit's Graph-MFN weights."""
+    from msakit.encoders.aligned import aligned_sequences
+
+    sequences, _ = aligned_sequences(model, batch)
+    order, memory = model.order, model.memory
+    b, steps = sequences[order[0]].shape[:2]
+    h = {s: sequences[s].new_zeros(b, model.lstms[s].hidden_size) for s in order}
+    c = {s: torch.zeros_like(h[s]) for s in order}
+    mem = sequences[order[0]].new_zeros(b, memory.memory_dim)
+    for t in range(steps):
+        singletons = []
+        for s in order:
+            previous = h[s]
+            h[s], c[s] = lstm_cell(model.lstms[s], sequences[s][:, t], (h[s], c[s]))
+            singletons.append(F.relu(model.singletons[s](torch.cat([previous, h[s]], dim=1))))
+        top, efficacies = model.graph(singletons)
+        efficacies.detach().cpu()
+        proposal = torch.tanh(memory.proposal(top))
+        both = torch.cat([top, mem], dim=1)
+        mem = torch.sigmoid(memory.gamma1(both)) * mem + torch.sigmoid(memory.gamma2(both)) * proposal
+    fused = torch.cat([h[s] for s in order] + [mem], dim=-1)
+    return ModelOutput(predictions={"m": model.head(fused).squeeze(-1)}, features={"m": fused, **h})
+
+
+class SameModelStyle:
+    """The model's own forward on the reference's inputs (``make_batch``: nothing masked, text
+    padded to 50 and frames at the file's width), the reference's per-step Python loops where it
+    has them (``loop``), the model's losses (own instances), the reference trainer's clipping and
+    PyTorch's default Adam over the reference's groups."""
+
+    def __init__(self, model: nn.Module, objectives: list[nn.Module], accumulation: int, built_as: str, make_batch=unmasked_batch,
+                 clip: tuple[str, float] | None = None, loop=None, extra_step_every: int = 0, fixed: FixedText | None = None):
+        self.model, self.objectives, self.accumulation, self.built_as = model, objectives, accumulation, built_as
+        self.fixed = fixed  # the reference's fixed text features (msakit's side may keep its frozen encoder)
+        self.make_batch, self.clip, self.loop, self.extra_step_every = make_batch, clip, loop, extra_step_every
+        self.pending = self.batches = 0
+        self.optimizer = default_adam(model.parameter_groups())
+
+    @contextlib.contextmanager
+    def reference_paths(self):
+        m = self.model
+        text = m.text_model if self.fixed is not None else None
+        if text is not None:
+            m.text_model = self.fixed
+        if self.loop is not None:
+            owner, function = self.loop
+            owner.forward = function  # an instance attribute: the class's forward, shadowed while the reference runs
+        try:
+            yield
+        finally:
+            if self.loop is not None:
+                del owner.forward
+            if text is not None:
+                m.text_model = text
+
+    def predict(self, ref: RefBatch) -> torch.Tensor:
+        with self.reference_paths():
+            return self.model(self.make_batch(ref)).predictions["m"]
+
+    def step(self, ref: RefBatch) -> None:
+        m = self.model
+        if self.pending == 0:
+            self.optimizer.zero_grad()
+        batch = self.make_batch(ref)
+        with self.reference_paths():
+            output = m(batch)
+        loss = sum(sum(o(output, batch, EPOCH).values()) for o in self.objectives)
+        loss.backward()
+        params = [p for p in m.parameters() if p.requires_grad]
+        if self.clip and self.clip[0] == "value":
+            nn.utils.clip_grad_value_(params, self.clip[1])
+        self.pending += 1
+        if self.pending == self.accumulation:
+            if self.clip and self.clip[0] == "norm":
+                nn.utils.clip_grad_norm_(params, self.clip[1])
+            self.optimizer.step()
+            self.pending = 0
+        self.batches += 1
+        if self.extra_step_every and self.batches % self.extra_step_every == 0:
+            self.optimizer.step()  # TFR-Net's trainer: a step every batch and one more every update_epochs batches
+        loss.item()  # as the reference's trainer logs it
+
+
+def classic_reference(case: "Case", trainer: Trainer, fixed: FixedText | None, kind: str) -> object:
+    model, accumulation = trainer.model, trainer.config.train.grad_accumulation
+    style = functools.partial(SameModelStyle, fixed=fixed)
+    objectives = model.build_objectives(trainer.data["train"], kind)
+    if case.model in ("lf_dnn", "mlf_dnn", "mtfn", "mlmf"):
+        return SubnetStyle(model, fixed, objectives)
+    common = "fixed features and the 50 aligned frames, all 50 positions run (nothing masked or packed)"
+    if case.model == "ef_lstm":
+        return style(model, objectives, accumulation, f"{common}, one deep LSTM, its state at position 50, L1, default Adam per batch")
+    if case.model == "mfn":
+        loop = (model.fusion, lambda sequences, lengths: mfn_loop(model.fusion, sequences))
+        return style(model, objectives, accumulation, f"{common}, the reference's LSTMCell loop over 50 steps (attention and memory per step), L1, "
+                              "default Adam per batch", loop=loop)
+    if case.model == "graph_mfn":
+        loop = (model, lambda batch: graph_mfn_loop(model, batch))
+        return style(model, objectives, accumulation, f"{common}, the reference's LSTMCell loop over 50 steps (graph, efficacies to the CPU, memory "
+                              "per step), L1, default Adam per batch", loop=loop)
+    if case.model == "mfm":
+        loop = (model.fusion, lambda sequences, lengths: mfn_loop(model.fusion, sequences))
+        return style(model, objectives, accumulation, f"{common}, the inner MFN as the reference's LSTMCell loop, the decoders over all 50 "
+                              "steps, L1 + reconstruction + MMD, default Adam per batch", loop=loop)
+    if case.model == "mctn":
+        return style(model, objectives, accumulation, f"{common}, seq2seq translations over all 50 steps, L1 + 0.1 translation MSEs, norm clip "
+                              f"{model.config.grad_clip} of all parameters, default Adam per batch", clip=("norm", model.config.grad_clip))
+    if case.model == "tfr_net":
+        return style(model, objectives, accumulation, "stock MiniLM forward over 50 tokens (fine-tuned) for the incomplete and the complete "
+                              "text, file-width frames, nothing masked, L1 + reconstruction, value clip after each backward, default Adam per batch "
+                              "and once more every 4 batches (its update_epochs loop)", make_batch=padded_batch,
+                              clip=("value", model.config.grad_clip), extra_step_every=4)
+    raise ValueError(case.model)
+
+
 # ---- one case ------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -675,6 +1036,7 @@ class Case:
     # warmed first and its one-off cost timed apart) against the reference reading fixed features.
     text: str
     aligned: bool = False
+    kind: str = "mosi"  # "sims": the SIMS-shaped synthetic set (msakit synth --kind sims), read as CH-SIMS
 
 
 CASES = {
@@ -690,6 +1052,16 @@ CASES = {
     "cenet": [Case("CENET", "cenet", "minilm")],
     "lnln": [Case("LNLN", "lnln", "minilm")],
     "kuda": [Case("KuDA", "kuda", "minilm")],
+    "dmd": [Case("DMD", "dmd", "minilm", aligned=True)],
+    "dlf": [Case("DLF", "dlf", "minilm", aligned=True)],
+    "confede": [Case("ConFEDE", "confede", "minilm")],
+    # The classic models read fixed features in MMSA (use_bert false); msakit's default is the frozen
+    # MiniLM with cached token states ("frozen"), and "fixed" puts the same features on both sides.
+    **{model: [Case(label, model, text, **where) for text in ("frozen", "fixed")] for model, label, where in (
+        ("ef_lstm", "EF-LSTM", {"aligned": True}), ("lf_dnn", "LF-DNN", {}), ("mlf_dnn", "MLF-DNN", {"kind": "sims"}),
+        ("mtfn", "MTFN", {"kind": "sims"}), ("mlmf", "MLMF", {"kind": "sims"}), ("mfn", "MFN", {"aligned": True}),
+        ("graph_mfn", "Graph-MFN", {"aligned": True}), ("mfm", "MFM", {"aligned": True}), ("mctn", "MCTN", {"aligned": True}))},
+    "tfr_net": [Case("TFR-Net", "tfr_net", "minilm")],
 }
 
 
@@ -722,7 +1094,16 @@ def build_reference_sides(case: Case, trainer: Trainer, fixed: FixedText | None)
         return {"reference": LNLNStyle(model, trainer.tokenizer.unk_token_id)}
     if case.model == "kuda":
         return {"reference": KuDAStyle(model)}
-    raise ValueError(case.model)
+    if case.model in ("dmd", "dlf"):
+        objectives = model.build_objectives(trainer.data["train"], "mosi")
+        return {"reference": DecoupledStyle(model, objectives, trainer.config.train.grad_accumulation, case.label)}
+    if case.model == "confede":
+        builder = trainer.builders["train"]
+        steps = (len(builder) + trainer.config.train.batch_size - 1) // trainer.config.train.batch_size
+        inputs, texts = ReferenceInputs(trainer), list(builder.split.raw_text)
+        return {name: ConFEDEStyle(model, model.build_objectives(trainer.data["train"], "mosi"), inputs, texts, trainer.tokenizer, steps, partners)
+                for name, partners in (("reference", True), ("reference_no_partners", False))}
+    return {"reference": classic_reference(case, trainer, fixed, case.kind)}
 
 
 def prepare_case(case: Case, data, workdir: Path, threads: int = 1, model_overrides: dict | None = None):
@@ -731,7 +1112,7 @@ def prepare_case(case: Case, data, workdir: Path, threads: int = 1, model_overri
     overrides = {"train": {"num_threads": threads, "progress": False, "seed": 1111}, "model": dict(model_overrides or {})}
     if case.text == "minilm" and case.model in ("tfn", "lmf", "mult"):
         overrides["model"].setdefault("text_finetune", True)  # their default is a frozen encoder
-    config = resolve_config(case.model, kind="mosi", data_path=data.source, overrides=overrides)
+    config = resolve_config(case.model, kind=case.kind, data_path=data.source, overrides=overrides)
     trainer = Trainer(config, workdir / f"run_{case.model}_{case.text}", data=data)
     fixed = None
     if case.text == "fixed":  # the reference reads fixed text features: so does msakit's model here
@@ -807,6 +1188,7 @@ def run_case(case: Case, data, workdir: Path, args) -> dict:
         "batch_size": batch_size,
         "grad_accumulation": config.train.grad_accumulation,
         "aligned_data": case.aligned,
+        "data_kind": case.kind,
         "timed_batches": args.batches,
         "warmup_batches": args.warmup,
         "unpadded_check_length": check_length,
@@ -823,6 +1205,9 @@ def run_case(case: Case, data, workdir: Path, args) -> dict:
     return result
 
 
+VARIANTS = {"reference_own_lengths": "reference, frames' own lengths", "reference_no_partners": "reference without the partner passes"}
+
+
 def _difference(value) -> str:
     return "n/a (the sides read different text states)" if value is None else f"{value:.1e}"
 
@@ -832,20 +1217,22 @@ def markdown(payload: dict) -> str:
         "# Training speed per sample: msakit against the reference framework's way of running each model",
         "",
         f"Made by `{payload['command']}` (commit {payload['commit']}, {payload['date']}), on {payload['machine']['cpu']}, "
-        f"{payload['threads']} torch thread; default synthetic data ({payload['train_samples']} training samples; MAG-BERT on its aligned layout). "
+        f"{payload['threads']} torch thread; default synthetic data ({payload['train_samples']} training samples; MAG-BERT and the aligned-only "
+        "models on its aligned layout, MLF-DNN/MTFN/MLMF on the SIMS-shaped set of `msakit synth --kind sims`). "
         "Both sides share one set of weights and alternate batch by batch; see `benchmarks/model_speed.py` for how each reference side is built.",
         "",
-        "| model | text | batch | msakit samples/s | reference-style samples/s | msakit speed / reference | msakit s/epoch (implied) | predictions on unpadded input, max abs diff | reference side |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | text | batch | msakit samples/s | reference-style samples/s | msakit speed / reference | msakit s/epoch (implied) | msakit text cache fill, ms per training sample, once | predictions on unpadded input, max abs diff | reference side |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["results"]:
         for name in r["msakit_speed_over"]:
             text = ("fixed features" if r["text"].startswith("fixed") else "msakit frozen MiniLM (cached) vs fixed features"
                     if r["text"].startswith("msakit") else "MiniLM, fine-tuned")
-            label = r["label"] + ("" if name == "reference" else " (reference, frames' own lengths)")
+            label = r["label"] + ("" if name == "reference" else f" ({VARIANTS.get(name, name)})")
             lines.append(
                 f"| {label} | {text} | {r['batch_size']} | {r['samples_per_s']['msakit']:.1f} | {r['samples_per_s'][name]:.1f} | "
                 f"**{r['msakit_speed_over'][name]:.2f}x** | {payload['train_samples'] / r['samples_per_s']['msakit']:.1f} | "
+                f"{'-' if r['cache_warm_ms_per_sample_once'] is None else format(r['cache_warm_ms_per_sample_once'], '.1f')} | "
                 f"{_difference(r['unpadded_max_abs_difference'][name])} | {r['reference_built_as'][name]} |"
             )
     lines += [
@@ -878,16 +1265,18 @@ def main() -> None:
         datasets = {}
         for aligned in (False, True):
             path = write_synthetic(workdir / f"synthetic_{'aligned' if aligned else 'unaligned'}.pkl", SyntheticSpec(aligned=aligned))
-            datasets[aligned] = read_mmsa_pickle(path, kind="mosi")
+            datasets[aligned, "mosi"] = read_mmsa_pickle(path, kind="mosi")
+        if any(case.kind == "sims" for model in models for case in CASES[model]):  # msakit synth --kind sims
+            datasets[False, "sims"] = read_mmsa_pickle(write_synthetic(workdir / "synthetic_sims.pkl", sims_spec()), kind="sims")
         for model in models:
             for case in CASES[model]:
                 print(f"{case.label}, text: {case.text}", flush=True)
-                results.append(run_case(case, datasets[case.aligned], workdir, args))
+                results.append(run_case(case, datasets[case.aligned, case.kind], workdir, args))
                 payload = {
                     "what": "training time per sample of each model: msakit's Trainer step against a reference-style step (MMSA 2.2.1's "
                             "inputs, padding, passes, clipping and optimiser) sharing the same weights, alternated batch by batch",
                     "threads": args.threads,
-                    "train_samples": len(datasets[False]["train"]),
+                    "train_samples": len(datasets[False, "mosi"]["train"]),
                     "results": results,
                 }
                 path = write_result(args.name, payload)  # after every case: nothing lost if a later one fails

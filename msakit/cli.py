@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aligned", action="store_true", help="word-aligned layout like aligned_50.pkl (one frame per token, no *_lengths)")
     p.add_argument("--raw-scale", action="store_true", help="audio/vision in raw extractor units (per-column scales 1e-3..1e2, offsets, near-constant and heavy-tailed columns)")
     p.add_argument("--weak-noisy", action="store_true", help="weak, noisy, heavy-tailed, raw-scale audio/vision: the setting where fusion can lose to text alone")
+    p.add_argument("--kind", choices=["mosi", "sims"], default="mosi",
+                   help="mosi (default): labels in [-3, 3]; sims: CH-SIMS-shaped (audio 33, vision 709 columns, labels in [-1, 1], "
+                        "unimodal labels regression_labels_T/A/V), train it with --kind sims")
     p.add_argument("--utterance", action="store_true", help="one vector per utterance and modality, speakers disjoint across splits with their own a/v offsets, many all-zero visual vectors (like utterance-level real features)")
     return parser
 
@@ -570,7 +573,7 @@ def _run(args, command_line: str) -> int | None:
               max_mb=args.max_mb, workers=args.workers, queue=args.queue, max_clips=args.max_clips, device=args.device, kind=args.kind)
     elif args.command == "synth" and args.clips is not None:
         ignored = [flag for flag, given in (("--aligned", args.aligned), ("--raw-scale", args.raw_scale), ("--weak-noisy", args.weak_noisy),
-                                            ("--utterance", args.utterance), ("--n-train", args.n_train is not None),
+                                            ("--utterance", args.utterance), ("--kind", args.kind != "mosi"), ("--n-train", args.n_train is not None),
                                             ("--n-valid", args.n_valid is not None), ("--n-test", args.n_test is not None)) if given]
         if ignored:
             raise ConfigError(f"synth --clips: {ignored[0]} shapes the synthetic pickle, not the clip set; leave it out (the clips' "
@@ -589,7 +592,8 @@ def _run(args, command_line: str) -> int | None:
                 spec[name] = getattr(args, name)
         if args.raw_scale:
             spec["raw_scale"] = True
-        path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, utterance=args.utterance, overwrite=args.overwrite, **spec)
+        path = msakit.make_synthetic(Path(args.output), weak_noisy=args.weak_noisy, utterance=args.utterance, kind=args.kind,
+                                     overwrite=args.overwrite, **spec)
         print(f"synthetic dataset written to {path}")
 
 

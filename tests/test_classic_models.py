@@ -247,3 +247,49 @@ def test_reconstruction_loss_counts_only_missing_positions():
     off = target + missing[..., None] * 0.5  # off by 0.5 at the 9 missing values: smooth L1 0.125 each
     assert masked_reconstruction_loss(off, target, missing, sim_weight=0.0).item() == pytest.approx(0.125, rel=1e-3)
 
+
+
+# --- msakit synth --kind sims: the SIMS-shaped set the multi-task models train on ---------------
+
+
+def test_synth_kind_sims_writes_sims_shaped_data_that_mlf_dnn_trains_on(tiny_bert_dir, tmp_path, capsys):
+    from msakit.cli import main
+    from msakit.models import get_model_class
+
+    sizes = ["--n-train", "32", "--n-valid", "8", "--n-test", "8", "--seed", "3"]
+    sims = tmp_path / "sims.pkl"
+    assert main(["synth", str(sims), "--kind", "sims", *sizes]) == 0
+    written = safe_load(sims)
+    same = make_synthetic_data(SyntheticSpec(n_train=32, n_valid=8, n_test=8, seed=3, audio_dim=33, vision_dim=709))
+    for split in ("train", "valid", "test"):
+        assert written[split]["audio"].shape[2] == 33 and written[split]["vision"].shape[2] == 709  # CH-SIMS's feature sizes
+        for key in ("regression_labels", "regression_labels_T", "regression_labels_A", "regression_labels_V"):
+            labels = np.asarray(written[split][key])
+            assert np.abs(labels).max() <= 1.0 and np.abs(labels).max() > 0.5  # CH-SIMS's [-1, 1], spread over it
+            np.testing.assert_allclose(labels, np.asarray(same[split][key]) / 3.0, rtol=1e-6)  # the generator's labels, rescaled
+        assert written[split]["raw_text"] == same[split]["raw_text"]
+    # The multi-task model trains on it from the command line, unimodal heads included.
+    run = tmp_path / "run"
+    settings = {"text_encoder": str(tiny_bert_dir), **get_model_class("mlf_dnn").TEST_OVERRIDES}
+    sets = [a for key, value in settings.items() for a in ("--set", f"model.{key}={value}")]
+    assert main(["train", "--model", "mlf_dnn", "--data", str(sims), "--kind", "sims", "--epochs", "1", "--quiet",
+                 "--run-dir", str(run), "--set", "train.batch_size=16", "--set", "train.num_threads=1", *sets]) == 0
+    results = msakit.evaluate(run, sims, device="cpu")
+    assert np.isfinite(results["summary"]["MAE"]["mean"]) and results["summary"]["MAE"]["mean"] < 1.5  # on SIMS's scale
+    with open(run / "seed_1111" / "test_predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and all(np.isfinite(float(row["prediction"])) for row in rows)
+
+
+@pytest.mark.parametrize("other", ["--aligned", "--weak-noisy", "--utterance"])
+def test_synth_kind_sims_refuses_settings_that_are_not_sims_shaped(other, tmp_path, capsys):
+    from msakit.cli import main
+
+    assert main(["synth", str(tmp_path / "x.pkl"), "--kind", "sims", other]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "--kind sims" in error and other in error
+    assert not (tmp_path / "x.pkl").exists()
+    if other == "--aligned":  # and the clip set has no kind
+        assert main(["synth", str(tmp_path / "clips"), "--clips", "4", "--kind", "sims"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "\n" not in error and "--kind" in error and "--clips" in error

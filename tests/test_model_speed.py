@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import model_speed  # noqa: E402
 
 from msakit.data.mmsa import read_mmsa_pickle  # noqa: E402
-from msakit.data.synthetic import SyntheticSpec, write_synthetic  # noqa: E402
+from msakit.data.synthetic import SyntheticSpec, sims_spec, write_synthetic  # noqa: E402
 from msakit.models import get_model_class  # noqa: E402
 
 # "frozen" cases give the two sides different text states (msakit its frozen encoder, the reference fixed
@@ -26,17 +26,19 @@ CASES = [case for cases in model_speed.CASES.values() for case in cases if case.
 def datasets(tmp_path_factory):
     directory = tmp_path_factory.mktemp("model_speed")
     spec = dict(n_train=48, n_valid=8, n_test=8, max_audio_frames=24, max_vision_frames=30, seed=3)
-    return {
-        aligned: read_mmsa_pickle(write_synthetic(directory / f"{aligned}.pkl", SyntheticSpec(aligned=aligned, **spec)), kind="mosi")
+    files = {
+        (aligned, "mosi"): read_mmsa_pickle(write_synthetic(directory / f"{aligned}.pkl", SyntheticSpec(aligned=aligned, **spec)), kind="mosi")
         for aligned in (False, True)
     }
+    files[False, "sims"] = read_mmsa_pickle(write_synthetic(directory / "sims.pkl", sims_spec(**spec)), kind="sims")  # msakit synth --kind sims
+    return files
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.model}-{c.text}" for c in CASES])
 def test_reference_side_matches_msakit_and_trains(case, datasets, tiny_bert_dir, tmp_path):
     torch.manual_seed(0)
     overrides = {"text_encoder": str(tiny_bert_dir), **getattr(get_model_class(case.model), "TEST_OVERRIDES", {})}
-    trainer, msakit, references = model_speed.prepare_case(case, datasets[case.aligned], tmp_path, model_overrides=overrides)
+    trainer, msakit, references = model_speed.prepare_case(case, datasets[case.aligned, case.kind], tmp_path, model_overrides=overrides)
     length, differences = model_speed.unpadded_differences(trainer, msakit, references)
     assert length >= 4
     assert max(differences.values()) < 1e-5, differences

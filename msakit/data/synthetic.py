@@ -84,6 +84,10 @@ class SyntheticSpec:
     waveform_rate: int = 0
     waveform_seconds: float = 0.25
     split_shift: float = 0.0  # std (per column) of one a/v offset common to all of valid's, and another to test's, samples
+    # Labels (multimodal and unimodal) span [-label_range, label_range]: every stored label is
+    # divided by 3 / label_range after generation (1.0: CH-SIMS's [-1, 1]); the text, frames and
+    # annotations are generated on the 3-point scale as always, so they are unchanged.
+    label_range: float = 3.0
 
 
 def weak_noisy_spec(**changes) -> SyntheticSpec:
@@ -127,6 +131,17 @@ def utterance_spec(**changes) -> SyntheticSpec:
                 max_audio_frames=1, max_vision_frames=1, weights=(0.7, 0.15, 0.15), frame_signal=0.6,
                 noise_df=3.0, raw_scale=True, clips_per_speaker=20, speaker_label_shift=0.5,
                 speaker_label_bias=0.4, speaker_offset=2.0, speaker_gain=0.3, vision_zero_rate=0.4, arousal=0.5, split_shift=1.0)
+    return SyntheticSpec(**{**base, **changes})
+
+
+def sims_spec(**changes) -> SyntheticSpec:
+    """Shaped like CH-SIMS's MMSA features (``unaligned_39.pkl``): audio 33 and vision 709
+    columns, every label on [-1, 1] (the default generator's labels divided by 3), and the
+    planted unimodal labels stored as ``regression_labels_T/A/V`` as CH-SIMS stores its human
+    unimodal annotations. Read it with ``kind="sims"``: the multi-task models (MLF-DNN, MTFN,
+    MLMF) train on those unimodal labels. Generated as ``SyntheticSpec(audio_dim=33,
+    vision_dim=709)`` is (the same text, frames and annotations), with every label divided by 3."""
+    base = dict(audio_dim=33, vision_dim=709, label_range=1.0)
     return SyntheticSpec(**{**base, **changes})
 
 
@@ -266,6 +281,12 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
         text_bert = np.zeros((n, 3, 50), dtype=np.float32)
         for i, text in enumerate(texts):
             text_bert[i, 1, : min(50, len(text.split()) + 2)] = 1
+        labels = {"regression_labels": y_m, "regression_labels_T": unimodal["t"], "regression_labels_A": unimodal["a"],
+                   "regression_labels_V": unimodal["v"]}
+        for key, value in labels.items():
+            labels[key] = value.astype(np.float32)
+            if spec.label_range != 3.0:
+                labels[key] = (labels[key] / (3.0 / spec.label_range)).astype(np.float32)
         ids = [f"synth{split}spk{speaker[i]:03d}$_${i:05d}" for i in range(n)] if speakers_on else [f"synth{split}{i:05d}$_$0" for i in range(n)]
         data[split] = {
             "id": ids,
@@ -275,10 +296,7 @@ def make_synthetic_data(spec: SyntheticSpec | None = None) -> dict:
             "audio_lengths": audio_lengths.tolist(),
             "vision": vision,
             "vision_lengths": vision_lengths.tolist(),
-            "regression_labels": y_m.astype(np.float32),
-            "regression_labels_T": unimodal["t"].astype(np.float32),
-            "regression_labels_A": unimodal["a"].astype(np.float32),
-            "regression_labels_V": unimodal["v"].astype(np.float32),
+            **labels,
             "annotations": ["Positive" if y > 0 else "Negative" if y < 0 else "Neutral" for y in y_m],
         }
         if spec.aligned:
@@ -298,9 +316,11 @@ def write_synthetic(path: str | Path, spec: SyntheticSpec | None = None) -> Path
     return path
 
 
-def make_synthetic(path: str | Path, weak_noisy: bool = False, overwrite: bool = False, utterance: bool = False, **spec) -> Path:
+def make_synthetic(path: str | Path, weak_noisy: bool = False, overwrite: bool = False, utterance: bool = False, kind: str = "mosi",
+                   **spec) -> Path:
     """Write the synthetic MMSA-format pickle to ``path``; ``weak_noisy=True`` starts from
-    ``weak_noisy_spec()``, ``utterance=True`` from ``utterance_spec()`` (``spec`` still overrides). Every split gets at least one sample (a
+    ``weak_noisy_spec()``, ``utterance=True`` from ``utterance_spec()``, ``kind="sims"`` from
+    ``sims_spec()`` (``spec`` still overrides). Every split gets at least one sample (a
     file training would refuse is not written); an existing file is replaced only with
     ``overwrite``."""
     from msakit.errors import ConfigError
@@ -312,8 +332,17 @@ def make_synthetic(path: str | Path, weak_noisy: bool = False, overwrite: bool =
             raise ConfigError(f"--{name.replace('_', '-')}={value!r}: every split needs at least one sample (train, valid and test are all used)")
     if "seed" in spec and (isinstance(spec["seed"], bool) or not isinstance(spec["seed"], int) or not 0 <= spec["seed"] < 2**63):
         raise ConfigError(f"--seed={spec['seed']!r}: must be an integer in [0, 2**63)")
+    if kind not in ("mosi", "sims"):
+        raise ConfigError(f"--kind={kind!r}: the synthetic data comes as 'mosi' (labels in [-3, 3]) or 'sims' (CH-SIMS-shaped, labels in [-1, 1])")
     if weak_noisy and utterance:
         raise ConfigError("--weak-noisy and --utterance are two different settings: give one")
+    if kind == "sims":
+        other = "--weak-noisy" if weak_noisy else "--utterance" if utterance else "--aligned" if spec.get("aligned") else None
+        if other == "--aligned":
+            raise ConfigError("--kind sims with --aligned: CH-SIMS is released unaligned only (unaligned_39.pkl); leave out --aligned, "
+                              "or use --kind mosi for the aligned_50 layout")
+        if other:
+            raise ConfigError(f"--kind sims with {other}: two different settings (CH-SIMS's feature sizes vs {other}'s own); give one")
     path, = check_outputs([("output", path)], overwrite=overwrite)
-    make = weak_noisy_spec if weak_noisy else utterance_spec if utterance else SyntheticSpec
+    make = weak_noisy_spec if weak_noisy else utterance_spec if utterance else sims_spec if kind == "sims" else SyntheticSpec
     return write_synthetic(path, make(**spec))
