@@ -3,7 +3,7 @@ the same model reading its neighbours of the same video (``data.context=K``).
 
 Data: ``../shared/data/mosi_text_ctx`` (the CMU standard train and dev folds with ``video_id`` and
 ``clip_id``): trained on train, selected on dev by validation MAE, reported on dev (the test fold
-is held out of this project). Packaged all-MiniLM-L6-v2 encoder, fine-tuned. Each setting runs
+is held out of this project). Packaged all-MiniLM-L6-v2 encoder, fine-tuned or frozen as the model's default is. Each setting runs
 the same seeds with the same settings; only ``data.context`` differs. Writes
 ``benchmarks/results/context_mosi_text.json`` and ``.md`` (per seed and mean ± std, with the
 training time of each run).
@@ -67,9 +67,13 @@ def main() -> int:
                    "best_epochs": epochs}
         print(f"context={k}: " + ", ".join(f"{m} {result.summary[m]['mean']:.4f}" for m in METRICS) + f" ({seconds:.0f} s)", flush=True)
     name = args.name or ("context_mosi_text" if args.model == "self_mm" else f"context_mosi_text_{args.model}")
+    from msakit.models import get_model_class
+
+    finetuned = getattr(get_model_class(args.model).config_class(), "text_finetune", True)
+    encoder_use = "fine-tuned" if finetuned else "frozen (the model's default: a fixed feature extractor)"
     payload = {
         "protocol": (f"{args.model} on mosi_text_ctx (CMU-MOSI transcripts, standard folds): trained on train, selected on dev by "
-                     f"validation MAE, metrics on dev; packaged all-MiniLM-L6-v2 fine-tuned; train.max_epochs={args.epochs}; "
+                     f"validation MAE, metrics on dev; packaged all-MiniLM-L6-v2 {encoder_use}; train.max_epochs={args.epochs}; "
                      f"data.context_side={args.side}; seeds {seeds}; only data.context differs between rows"),
         "command": "python benchmarks/context_mosi_text.py " + shlex.join(sys.argv[1:]),
         "rows": {str(k): v for k, v in rows.items()},

@@ -252,3 +252,20 @@ def test_a_manifests_video_id_names_the_video_in_the_clip_ids(tmp_path):
     (tmp_path / "m.csv").write_text("path,label,video_id\ntalks/a_1.mp4,1,a\ntalks/a_2.mp4,1,a\ntalks/b_1.wav,-1,b\n")
     ids = [c.id for c in read_manifest(tmp_path / "m.csv").clips]
     assert ids == ["a$_$a_1", "a$_$a_2", "b$_$b_1"] and [video_of(i)[0] for i in ids] == ["a", "a", "b"]
+
+
+def test_text_context_on_a_frozen_encoder_is_warned_about(tiny_bert_dir, tmp_path, capsys):
+    """Joined transcripts through a frozen encoder lowered TFN's accuracy on CMU-MOSI: the run says so."""
+    from msakit.config import resolve_config
+    from msakit.training.trainer import Trainer
+
+    data = write_video_table(tmp_path / "t")
+
+    def build(**model):
+        config = resolve_config("tfn", data_path=str(data), overrides={
+            "model": {"text_encoder": str(tiny_bert_dir), **model}, "data": {"context": 1}, "train": {"progress": False}})
+        Trainer(config, tmp_path / "run")
+        return capsys.readouterr().err
+
+    assert "text encoder is frozen" in build() and "model.text_finetune=true" in build()
+    assert "text encoder is frozen" not in build(text_finetune=True)
