@@ -41,6 +41,11 @@ class DataConfig:
     # Which modalities are read with their neighbours: text as above; audio/vision get the
     # neighbours' mean utterance vector as extra columns on every frame (the width doubles).
     context_modalities: str = setting("t", doc="modalities read with their neighbours when data.context > 0: t, a, v or a list (t,a,v)")
+    # How the neighbours are read: join (text: the neighbours' transcripts after the scored one;
+    # audio/vision: the neighbours' mean) or lstm (bc-LSTM style: a bidirectional LSTM over the
+    # window's utterance vectors gives each utterance a context vector; msakit/encoders/context.py).
+    context_encoder: str = setting("join", choices=("join", "lstm"), doc="join: neighbours joined to the transcript, their mean beside the frames; lstm: a bidirectional LSTM over the window's utterance vectors (bc-LSTM)")
+    context_hidden: int = setting(64, min=1, doc="with data.context_encoder=lstm: the LSTM's hidden size in each direction")
 
 
 @dataclass

@@ -39,6 +39,11 @@ class Batch:
     # Training batches under modality dropout: which samples were given each modality as absent
     # (bool (B,) per modality); objectives that pair modalities skip those samples.
     absent: dict[str, torch.Tensor] | None = None
+    # data.context_encoder=lstm: each modality's window of utterances (msakit.data.context.windows):
+    # "a"/"v": (B, W, D) utterance vectors; "t_ids"/"t_mask": (B, W, L) the window's transcripts;
+    # "<m>_lengths"/"<m>_position": (B,) the window's length (0: the scored one's m is absent)
+    # and the scored utterance's place in it. Read by msakit.encoders.context.
+    context: dict[str, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -77,7 +82,9 @@ class BatchBuilder:
         ``context`` (a ``msakit.data.context.ContextSpec``): each transcript is tokenized with its
         neighbours of the same video in this split (``msakit.data.context.context_token_ids``),
         and audio/vision, where the spec names them, get the neighbours' mean utterance vector
-        as extra columns on every valid frame (``msakit.data.context.frame_context``)."""
+        as extra columns on every valid frame (``msakit.data.context.frame_context``). With the
+        spec's ``lstm`` encoder, transcripts are tokenized alone and each batch carries every
+        row's window of utterances instead (``Batch.context``)."""
         missing = [m for m in modalities if m not in split.modalities]
         if missing:
             raise ConfigError(
@@ -92,7 +99,7 @@ class BatchBuilder:
         if "t" in modalities:
             if tokenizer is None:
                 raise ConfigError("text modality requested but no tokenizer given")
-            if context is not None and context.reads("t"):
+            if context is not None and context.reads("t") and not context.windowed("t"):
                 from msakit.data.context import context_token_ids
 
                 plain = tokenizer(list(split.raw_text), add_special_tokens=False, truncation=True, max_length=max_text_tokens)["input_ids"]
@@ -104,11 +111,22 @@ class BatchBuilder:
             self.empty_ids = tokenizer("", truncation=True, max_length=max_text_tokens)["input_ids"]  # absent text
         self.labels = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in split.labels.items()}
         self.frame_context: dict[str, np.ndarray] = {}
+        self.window_vectors: dict[str, np.ndarray] = {}  # data.context_encoder=lstm: each row's utterance vector
+        self.windows = None
         for m, key in (("a", "audio"), ("v", "vision")):
-            if m in modalities and context is not None and context.reads(m):
+            if m in modalities and context is not None and context.windowed(m):
+                from msakit.data.context import utterance_vectors
+
+                self.window_vectors[m] = utterance_vectors(getattr(split, key), getattr(split, f"{key}_lengths"))[0].astype(np.float32)
+            elif m in modalities and context is not None and context.reads(m):
                 from msakit.data.context import frame_context
 
                 self.frame_context[m] = frame_context(getattr(split, key), getattr(split, f"{key}_lengths"), split.ids, context)
+        self.windowed = tuple(m for m in modalities if context is not None and context.windowed(m))
+        if self.windowed:
+            from msakit.data.context import windows
+
+            self.windows = windows(split.ids, context)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -166,12 +184,41 @@ class BatchBuilder:
             batch.audio, batch.audio_lengths = self._frames(self.split.audio, self.split.audio_lengths, rows, absent.get("a"), self.frame_context.get("a"))
         if "v" in self.modalities:
             batch.vision, batch.vision_lengths = self._frames(self.split.vision, self.split.vision_lengths, rows, absent.get("v"), self.frame_context.get("v"))
+        if self.windowed:
+            batch.context = self._windows(rows, absent)
         marked = dict(absent)
         for m, e in self.empty.items():  # an empty sample is absent; its frames and length stay as they are
             marked[m] = e | marked[m] if m in marked else e
         if marked:
             batch.absent = {m: torch.from_numpy(np.asarray(a[rows], dtype=bool)) for m, a in marked.items()}
         return batch
+
+    def _windows(self, rows: np.ndarray, absent: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """``Batch.context`` of ``rows``: each modality's window, cut to the batch's longest. A row
+        whose modality is withheld (modality dropout) gets an empty window: its own utterance
+        vector would give the withheld modality back."""
+        members, lengths, positions = (w[rows] for w in self.windows)
+        width = int(lengths.max())
+        members = members[:, :width]
+        out: dict[str, torch.Tensor] = {}
+        for m in self.windowed:
+            kept = lengths * ~np.asarray(absent[m][rows], dtype=bool) if m in absent else lengths
+            out[f"{m}_lengths"] = torch.from_numpy(kept.astype(np.int64))
+            out[f"{m}_position"] = torch.from_numpy(positions.astype(np.int64))
+            valid = members >= 0
+            if m == "t":
+                seqs = [[self.token_ids[r] if ok else [] for r, ok in zip(row, ok_row)] for row, ok_row in zip(members, valid)]
+                longest = max(1, max(len(x) for row in seqs for x in row))
+                ids = np.full((len(rows), width, longest), self.pad_id, dtype=np.int64)
+                mask = np.zeros((len(rows), width, longest), dtype=np.int64)
+                for i, row in enumerate(seqs):
+                    for j, x in enumerate(row):
+                        ids[i, j, :len(x)], mask[i, j, :len(x)] = x, 1
+                out["t_ids"], out["t_mask"] = torch.from_numpy(ids), torch.from_numpy(mask)
+            else:
+                vectors = self.window_vectors[m][np.where(valid, members, 0)] * valid[:, :, None]
+                out[m] = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        return out
 
     @staticmethod
     def _frames(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray, absent: np.ndarray | None = None,

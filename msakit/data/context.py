@@ -22,6 +22,15 @@ What each modality gets (``data.context_modalities``, default ``t``):
   Every model then reads it through its own audio/vision encoder (the feature width doubles);
   what a speaker's voice, room or camera adds to every clip is in the neighbours' mean too, so a
   model can read the scored utterance relative to its speaker.
+
+``data.context_encoder=lstm`` reads the neighbours the way bc-LSTM does (Poria et al. 2017): each
+utterance of the window (previous ones, the scored one, next ones, in video order) is one vector
+(text: the model's text encoder's first-token state; audio/vision: the frames' mean), and a
+bidirectional LSTM over that sequence gives the scored utterance a context vector
+(``msakit.encoders.context``): for audio/vision it takes the neighbours' mean's place as the
+extra columns; for text it is added to every state of the text encoder's output (through a layer
+that starts at zero, so training starts from the model without context), and the transcript is
+read alone. The windows come from ``windows``.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from msakit.errors import ConfigError
 
 SEPARATOR = "$_$"
 SIDES = ("both", "past")
+ENCODERS = ("join", "lstm")
 MODALITIES = ("t", "a", "v")
 
 
@@ -51,11 +61,14 @@ def parse_context_modalities(value) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ContextSpec:
     """``k`` neighbours on each side (``k=0``: off); ``side``: ``both`` or ``past``;
-    ``modalities``: the modalities read with their neighbours (see the module docstring)."""
+    ``modalities``: the modalities read with their neighbours; ``encoder``: ``join`` (text joined
+    to the transcript, audio/vision the neighbours' mean) or ``lstm`` (bc-LSTM style); see the
+    module docstring."""
 
     k: int = 0
     side: str = "both"
     modalities: tuple[str, ...] = ("t",)
+    encoder: str = "join"
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 0:
@@ -63,6 +76,9 @@ class ContextSpec:
         if self.side not in SIDES:
             raise ConfigError(f"data.context_side={self.side!r}: use both (previous and next utterances) or past (previous only)")
         object.__setattr__(self, "modalities", parse_context_modalities(self.modalities))
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"data.context_encoder={self.encoder!r}: use join (neighbours joined to the transcript, their mean "
+                              "beside the frames) or lstm (a bidirectional LSTM over the window's utterance vectors, bc-LSTM style)")
 
     @property
     def on(self) -> bool:
@@ -77,15 +93,21 @@ class ContextSpec:
         modality gets its neighbours' mean as extra columns."""
         return 2 * width if modality in ("a", "v") and self.reads(modality) else width
 
+    def windowed(self, modality: str) -> bool:
+        """Whether ``modality`` is read through the utterance-level context encoder (``lstm``)."""
+        return self.encoder == "lstm" and self.reads(modality)
+
     def describe(self) -> str:
-        return "off" if not self.on else f"{self.k} previous" + (f" and {self.k} next" if self.side == "both" else "") + " utterance(s)"
+        if not self.on:
+            return "off"
+        text = f"{self.k} previous" + (f" and {self.k} next" if self.side == "both" else "") + " utterance(s)"
+        return text + (" through an utterance-level LSTM" if self.encoder == "lstm" else "")
 
 
-def frame_context(frames, lengths, ids, spec: ContextSpec, chunk: int = 512):
-    """``(N, D)``: for each row, the mean of its neighbours' utterance vectors (each neighbour's
-    frames averaged over its valid frames), zeros where no neighbour has any non-zero frame.
-    ``frames`` is ``(N, T, D)`` (an array or a view that reads ``frames[rows, :]``), ``lengths``
-    its valid frames per row."""
+def utterance_vectors(frames, lengths, chunk: int = 512):
+    """``(pooled (N, D) float64, present (N,) bool)``: each row's frames averaged over its valid
+    frames, and whether the row has any non-zero frame. ``frames`` is ``(N, T, D)`` (an array or
+    a view that reads ``frames[rows, :]``), ``lengths`` its valid frames per row."""
     import numpy as np
 
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -99,7 +121,17 @@ def frame_context(frames, lengths, ids, spec: ContextSpec, chunk: int = 512):
         count = np.maximum(valid.sum(axis=1), 1)[:, None]
         pooled[start:start + chunk] = block.sum(axis=1) / count
         present[start:start + chunk] = np.any(block != 0, axis=(1, 2))
-    out = np.zeros((n, dim), dtype=np.float32)
+    return pooled, present
+
+
+def frame_context(frames, lengths, ids, spec: ContextSpec, chunk: int = 512):
+    """``(N, D)``: for each row, the mean of its neighbours' utterance vectors (each neighbour's
+    frames averaged over its valid frames, ``utterance_vectors``), zeros where no neighbour has
+    any non-zero frame."""
+    import numpy as np
+
+    pooled, present = utterance_vectors(frames, lengths, chunk)
+    out = np.zeros(pooled.shape, dtype=np.float32)
     for row, (before, after) in enumerate(neighbours(ids, spec.k, spec.side)):
         used = [r for r in (*before, *after) if present[r]]
         if used:
@@ -154,6 +186,24 @@ def neighbours(ids, k: int, side: str = "both") -> list[tuple[list[int], list[in
             after = members[position + 1:position + 1 + k] if side == "both" else []
             result[row] = (before, after)
     return result
+
+
+def windows(ids, spec: ContextSpec):
+    """Each row's window for the utterance-level context encoder: ``(rows (N, W) int64, lengths
+    (N,), positions (N,))``; row ``i``'s window is ``rows[i, :lengths[i]]``: its previous
+    utterances (farthest first), itself at ``positions[i]``, then its next ones (closest first),
+    all of its video in this split; ``-1`` pads. ``W`` is ``2k + 1`` (``k + 1`` with ``past``)."""
+    import numpy as np
+
+    width = spec.k * (2 if spec.side == "both" else 1) + 1
+    rows = np.full((len(ids), width), -1, dtype=np.int64)
+    lengths = np.zeros(len(ids), dtype=np.int64)
+    positions = np.zeros(len(ids), dtype=np.int64)
+    for row, (before, after) in enumerate(neighbours(ids, spec.k, spec.side)):
+        members = [*before[::-1], row, *after]
+        rows[row, :len(members)] = members
+        lengths[row], positions[row] = len(members), len(before)
+    return rows, lengths, positions
 
 
 def videos_across_splits(splits: dict) -> dict[str, list[str]]:
@@ -217,4 +267,5 @@ def context_token_ids(target: list[list[int]], spec: ContextSpec, ids, tokenizer
     return out
 
 
-__all__ = ["SEPARATOR", "ContextSpec", "check_ids", "context_token_ids", "frame_context", "neighbours", "parse_context_modalities", "video_of", "video_order", "videos_across_splits"]
+__all__ = ["ENCODERS", "SEPARATOR", "ContextSpec", "check_ids", "context_token_ids", "frame_context", "neighbours", "parse_context_modalities", "utterance_vectors", "video_of", "video_order",
+           "videos_across_splits", "windows"]

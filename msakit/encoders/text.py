@@ -160,6 +160,10 @@ class TextEncoder(nn.Module):
         # Real-tokens-only forward (see unpadded_bert.py); False gives the stock forward.
         self.unpadded = unpadded and supports_unpadded(backbone)
         self.frozen = False  # see freeze()
+        # data.context_encoder=lstm (msakit.encoders.context): (B, H) added to every state returned
+        # for the batch being scored, set around the model's forward; ``context_shift_read`` says it was used.
+        self.context_shift: torch.Tensor | None = None
+        self.context_shift_read = False
 
     @property
     def max_tokens(self) -> int | None:
@@ -272,9 +276,20 @@ class TextEncoder(nn.Module):
         if self.frozen:
             if embedding_hook is not None:
                 raise ValueError("a frozen text encoder takes no embedding hook (its states are cached)")
-            return self._frozen_token_states(input_ids, attention_mask)
+            return self._shifted(self._frozen_token_states(input_ids, attention_mask))
         with self._embedding_hook(embedding_hook):
-            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self._shifted(self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
+
+    def _shifted(self, states: torch.Tensor) -> torch.Tensor:
+        """``states`` ``(B, L, H)`` or ``(B, H)`` plus the context shift, where one is set."""
+        shift = self.context_shift
+        if shift is None:
+            return states
+        if shift.shape[0] != states.shape[0]:
+            raise ValueError(f"the text encoder was given {states.shape[0]} transcripts for a batch of {shift.shape[0]}: "
+                             "this model cannot read text context through data.context_encoder=lstm; use join")
+        self.context_shift_read = True
+        return states + (shift[:, None, :] if states.dim() == 3 else shift).to(states.dtype)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, embedding_hook=None) -> torch.Tensor:
         """The first token's last hidden state ``(B, H)``. ``embedding_hook(embeddings) ->
@@ -285,9 +300,9 @@ class TextEncoder(nn.Module):
         with self._embedding_hook(embedding_hook):
             # The packed path needs right padding ([CLS] first in every row), as our batches are.
             if self.unpadded and bool(attention_mask[:, 0].all()):
-                return bert_cls_unpadded(self.backbone, input_ids, attention_mask)
+                return self._shifted(bert_cls_unpadded(self.backbone, input_ids, attention_mask))
             states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return states[:, 0]
+            return self._shifted(states[:, 0])
 
     @contextlib.contextmanager
     def _embedding_hook(self, hook):

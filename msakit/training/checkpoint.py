@@ -51,6 +51,8 @@ def save_best_model(directory: Path, model, kind: str, tokenizer=None, absent_fr
         "input_dims": dataclasses.asdict(model.dims),
         "text_encoder_config": model.text_model.config_dict() if hasattr(model, "text_model") else None,
     }
+    if hasattr(model, "utterance_context"):  # data.context_encoder=lstm: its sizes, to rebuild it before the weights load
+        meta["utterance_context"] = model.utterance_context.architecture()
     if hasattr(model, "checkpoint_architecture"):  # encoders a model builds itself (mmml's speech encoder)
         meta["model_architecture"] = model.checkpoint_architecture()
     if absent_frames:
@@ -105,6 +107,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     if meta.get("model_architecture") is not None:
         kwargs["architecture"] = meta["model_architecture"]
     model = model_class(config, dims, **kwargs)
+    if meta.get("utterance_context") is not None:
+        from msakit.encoders.context import attach_utterance_context
+
+        context = meta["utterance_context"]
+        try:
+            attach_utterance_context(model, {str(m): int(d) for m, d in dict(context["sizes"]).items()}, int(context["hidden"]))
+        except (MsakitError, TypeError, KeyError, ValueError) as error:
+            raise RunDirError(f"{meta_path}: 'utterance_context' {error}; the file is damaged or was written by another msakit version") from None
     weights = directory / "model.safetensors"
     try:
         state = load_file(str(weights))

@@ -322,8 +322,10 @@ def run_context(run: Path, data: dict | None = None):
 
     data = _run_data_config(run) if data is None else data
     k, side, modalities = data.get("context", 0), data.get("context_side", "both"), data.get("context_modalities", "t")
+    encoder = data.get("context_encoder", "join")
     try:
-        return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both", modalities)
+        return ContextSpec(k if isinstance(k, int) else 0, side if isinstance(side, str) else "both", modalities,
+                           encoder if isinstance(encoder, str) else "join")
     except ConfigError:
         return ContextSpec()
 

@@ -228,7 +228,12 @@ class Trainer:
         self.model = model_class(config.model_config, dims, **kwargs).to(self.device)
         if frozen_text_from is not None:
             self._adopt_frozen_text_encoder(Path(frozen_text_from))
-        elif self.context.on and self.context.reads("t") and getattr(getattr(self.model, "text_model", None), "frozen", False) and self.dist.is_main:
+        if any(self.context.windowed(m) for m in self.modalities):  # data.context_encoder=lstm (msakit/encoders/context.py)
+            from msakit.encoders.context import attach_utterance_context, context_sizes
+
+            attach_utterance_context(self.model, context_sizes(self.context, self.model), config.data.context_hidden)
+            self.model.utterance_context.to(self.device)
+        if frozen_text_from is None and self.context.reads("t") and not self.context.windowed("t") and getattr(getattr(self.model, "text_model", None), "frozen", False) and self.dist.is_main:
             # Measured: TFN on the MOSI transcripts, 82.25 -> 75.15 Acc-2 with one neighbour a side (train guide).
             print(f"warning: data.context={self.context.k} joins the neighbours' transcripts to each utterance, but {config.model}'s "
                   "text encoder is frozen: its first-token state is then mostly the neighbours' and cannot learn to pick the scored "
@@ -240,7 +245,14 @@ class Trainer:
         self.objectives = [o.to(self.device) for o in objectives]
         # The fused kernel applies the same Adam update in one pass (several times faster than
         # the per-tensor loop on CPU for BERT-sized parameter lists).
-        self.optimizer = torch.optim.Adam(self.model.parameter_groups(), fused=True)
+        groups = self.model.parameter_groups()
+        if hasattr(self.model, "utterance_context"):  # a model listing its own groups does not know the context encoder
+            listed = {id(p) for g in groups for p in g["params"]}
+            missing = [p for p in self.model.utterance_context.parameters() if id(p) not in listed]
+            if missing:
+                groups.append({"name": "context", "params": missing, "lr": groups[-1].get("lr", 1e-3),
+                               "weight_decay": groups[-1].get("weight_decay", 0.0)})
+        self.optimizer = torch.optim.Adam(groups, fused=True)
         # The model's reference clipping (msakit.models.base.GradientClipping), applied here only.
         self.clipping = self.model.gradient_clipping()
 
@@ -952,7 +964,7 @@ def check_context(config, data, modalities) -> "ContextSpec":
 
     from msakit.data.context import ContextSpec, check_ids, videos_across_splits
 
-    spec = ContextSpec(config.data.context, config.data.context_side, config.data.context_modalities)
+    spec = ContextSpec(config.data.context, config.data.context_side, config.data.context_modalities, config.data.context_encoder)
     if not spec.on:
         return spec
     if not set(spec.modalities) & set(modalities):
