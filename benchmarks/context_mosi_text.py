@@ -74,7 +74,7 @@ def main() -> int:
     payload = {
         "protocol": (f"{args.model} on mosi_text_ctx (CMU-MOSI transcripts, standard folds): trained on train, selected on dev by "
                      f"validation MAE, metrics on dev; packaged all-MiniLM-L6-v2 {encoder_use}; train.max_epochs={args.epochs}; "
-                     f"data.context_side={args.side}; seeds {seeds}; only data.context differs between rows"),
+                     f"data.context_side={args.side}; " + "".join(f"{item}; " for item in args.set) + f"seeds {seeds}; only data.context differs between rows"),
         "command": "python benchmarks/context_mosi_text.py " + shlex.join(sys.argv[1:]),
         "rows": {str(k): v for k, v in rows.items()},
     }

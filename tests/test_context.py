@@ -199,7 +199,8 @@ def test_a_trained_run_reports_the_standard_error_of_its_evaluated_split(tiny_be
     assert "Standard error within the valid split the run was selected on (bootstrap over its" in summary.table()
 
 
-def test_clips_of_one_video_are_each_others_context_when_scored(tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("encoder", ["join", "lstm"])
+def test_clips_of_one_video_are_each_others_context_when_scored(tiny_bert_dir, tmp_path, encoder):
     pytest.importorskip("av")
     pytest.importorskip("moonshine_voice")
     import msakit
@@ -209,7 +210,7 @@ def test_clips_of_one_video_are_each_others_context_when_scored(tiny_bert_dir, t
     # lr_text: the tiny random encoder learns the words in 4 epochs (at Self-MM's 5e-5 the run
     # stays near a constant, and a neighbour's effect hides below the score's 4 decimals).
     run = msakit.train("self_mm", write_video_table(tmp_path / "t"), run_dir=tmp_path / "run", overrides={
-        "model": {"text_encoder": str(tiny_bert_dir), "lr_text": 1e-3}, "data": {"context": 1},
+        "model": {"text_encoder": str(tiny_bert_dir), "lr_text": 1e-3}, "data": {"context": 1, "context_encoder": encoder},
         "train": {"max_epochs": 4, "progress": False}}).run_dir
     clips = [write_clip(tmp_path / f"c{i}.mp4", seconds=0.6, size=(160, 120), audio=voice(0.6, seed=i)) for i in range(3)]
     texts = ["a great film", "a terrible film", "a great film"]
@@ -261,11 +262,12 @@ def test_text_context_on_a_frozen_encoder_is_warned_about(tiny_bert_dir, tmp_pat
 
     data = write_video_table(tmp_path / "t")
 
-    def build(**model):
+    def build(encoder="join", **model):
         config = resolve_config("tfn", data_path=str(data), overrides={
-            "model": {"text_encoder": str(tiny_bert_dir), **model}, "data": {"context": 1}, "train": {"progress": False}})
+            "model": {"text_encoder": str(tiny_bert_dir), **model}, "data": {"context": 1, "context_encoder": encoder}, "train": {"progress": False}})
         Trainer(config, tmp_path / "run")
         return capsys.readouterr().err
 
-    assert "text encoder is frozen" in build() and "model.text_finetune=true" in build()
+    assert "text encoder is frozen" in build() and "model.text_finetune=true" in build() and "data.context_encoder=lstm" in build()
     assert "text encoder is frozen" not in build(text_finetune=True)
+    assert "text encoder is frozen" not in build("lstm")  # the transcript is read alone, its neighbours through the LSTM

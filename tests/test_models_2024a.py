@@ -368,3 +368,46 @@ def test_a_killed_run_resumes_to_the_same_result(name, small_synthetic, tiny_ber
     resumed = Trainer(config, tmp_path / "killed").fit(resume=True)
     assert resumed.metrics == straight.metrics
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
+
+
+def test_confede_pretrains_each_unimodal_encoder_inside_one_run_and_fuses_from_them(small_synthetic, tiny_bert_dir, tmp_path, monkeypatch):
+    """``unimodal_pretraining=true``: Ttrain/Vtrain/Atrain as stages of the one run, each learning
+    the label from its modality alone; the fusion's first epoch starts from their encoders."""
+    import json
+
+    from msakit.models.confede import ConFEDE
+    from msakit.training.trainer import Trainer
+
+    stage_weights, first_epoch = {}, {}
+    adopt = ConFEDE.adopt_pretrained
+
+    def recording(self, name, model):
+        s = model.config.stage
+        module = model.text_model if s == "t" else model.frame_encoders[s]
+        stage_weights[s] = {k: v.clone() for k, v in module.state_dict().items()}
+        return adopt(self, name, model)
+
+    train_epoch = Trainer.train_epoch
+
+    def watching(self, epoch):
+        if not self.model.config.stage and not first_epoch:
+            first_epoch.update({s: {k: v.clone() for k, v in (self.model.text_model if s == "t" else self.model.frame_encoders[s]).state_dict().items()}
+                                for s in ("t", "v", "a")})
+        return train_epoch(self, epoch)
+
+    monkeypatch.setattr(ConFEDE, "adopt_pretrained", recording)
+    monkeypatch.setattr(Trainer, "train_epoch", watching)
+    settings = {"text_encoder": str(tiny_bert_dir), **get_model_class("confede").TEST_OVERRIDES, "unimodal_pretraining": True,
+                "pretrain_epochs_t": 2, "pretrain_epochs_v": 1, "pretrain_epochs_a": 1, "pretrain_lr": 2e-3, "pretrain_batch_size": 64}
+    config = resolve_config("confede", data_path=str(small_synthetic), overrides={
+        "model": settings, "train": {"batch_size": 32, "grad_accumulation": 1, "max_epochs": 1, "early_stop": 100, "progress": False, "num_threads": 1}})
+    Trainer(config, tmp_path / "run").fit()
+    stages = json.loads((tmp_path / "run" / "results.json").read_text())["stages"]
+    assert list(stages) == ["unimodal_t", "unimodal_v", "unimodal_a"]
+    assert [stages[f"unimodal_{s}"]["epochs_run"] for s in ("t", "v", "a")] == [2, 1, 1]
+    for s in ("t", "v", "a"):
+        saved = json.loads((tmp_path / "run" / f"stage_unimodal_{s}" / "config.json").read_text())
+        assert saved["data"]["modalities"] == [s] and saved["model_config"]["stage"] == s and saved["train"]["batch_size"] == 64
+        assert all(torch.equal(first_epoch[s][k], v) for k, v in stage_weights[s].items()), s
+    with pytest.raises(ConfigError, match="needs data.modalities=t,a,v"):
+        _model("confede", dims=InputDims(("t",)))

@@ -34,12 +34,20 @@ what the reference's audio and vision encoders build and never run: ``fc`` (``Li
 ``Linear(20 → 768)``) and ``dense`` (``Linear(768 → 768)`` each). Output ``(B,)`` (reference ``(B, 1)``).
 
 Deliberate differences from the reference:
-- **One stage.** The reference first pre-trains each unimodal encoder with its own regressor
-  (``Ttrain.py``, ``Vtrain.py``, ``Atrain.py``: 200/100/100 epochs) and loads them before the
-  fusion training, BERT frozen; here the encoders train with the fusion from the start, and the
-  text encoder, which no pre-training stage has tuned, is fine-tuned with it at ``lr``
-  (``text_finetune=false`` freezes it, as the reference's fusion stage does after its text
-  stage). The pre-training stages are not built.
+- **One stage by default.** The reference first pre-trains each unimodal encoder with its own
+  regressor (``Ttrain.py``, ``Vtrain.py``, ``Atrain.py``) and loads them before the fusion
+  training, BERT frozen. By default the encoders here train with the fusion from the start, and
+  the text encoder, which no pre-training stage has tuned, is fine-tuned with it at ``lr``
+  (``text_finetune=false`` freezes it). ``unimodal_pretraining=true`` runs the reference's
+  recipe inside the one ``msakit train`` (``RUN/stage_unimodal_{t,v,a}``, resumable, each
+  stage's metrics in ``results.json``): each encoder with a regressor MLP
+  ``[D/2, D/4, D/8] → 1`` (``BaseClassifier``'s sizes, GELU, dropout ``encoder_dropout``) learns
+  the multimodal label alone, as ``Ttrain``/``Vtrain``/``Atrain`` do, at ``pretrain_lr``
+  1e-4, weight decay 1e-3, batch 128, for ``pretrain_epochs_{t,v,a}`` (200/100/100, MOSI's
+  ``config.py``; the best validation MAE is kept), then the fusion starts from the encoders.
+  With it, set ``text_finetune=false`` to freeze the pre-trained text encoder as the reference
+  does. Not kept: the text stage's first third of epochs with BERT frozen (the regressor alone),
+  and the linear warm-up schedule.
 - **Partners come from the batch.** The reference ranks the whole training set by the cosine
   similarity of the encoders' embeddings (refreshed every second epoch) and draws 2 of the top
   10 per kind, adding the 6 partners of each sample to the batch (their predictions also enter
@@ -72,7 +80,7 @@ from msakit.data.types import Split
 from msakit.encoders import TextEncoder
 from msakit.errors import ConfigError
 from msakit.models._registry import register_model
-from msakit.models.base import InputDims, ModelOutput, MSAModel
+from msakit.models.base import InputDims, ModelOutput, MSAModel, PretrainingStage
 from msakit.models.dmd import require_text_audio_vision
 from msakit.objectives import RegressionMSE
 from msakit.objectives.contrastive_decomposition import AuxiliaryMSE, ContrastiveDecomposition
@@ -99,6 +107,14 @@ class ConFEDEConfig:
     mono_weight: float = setting(0.01, min=0.0, doc="weight of the per-feature (mono) regression MSE")
     lr: float = 1e-4
     weight_decay: float = 0.0
+    unimodal_pretraining: bool = setting(False, doc="the reference's first stage: pre-train each unimodal encoder with a regressor on the label, then fuse")
+    pretrain_epochs_t: int = setting(200, min=1, doc="epochs of the text pre-training stage (config.py textPretrain.epoch)")
+    pretrain_epochs_v: int = setting(100, min=1, doc="epochs of the vision pre-training stage")
+    pretrain_epochs_a: int = setting(100, min=1, doc="epochs of the audio pre-training stage")
+    pretrain_lr: float = 1e-4
+    pretrain_weight_decay: float = setting(1e-3, min=0.0)
+    pretrain_batch_size: int = setting(128, min=1)
+    stage: str = setting("", choices=("", "t", "a", "v"), doc="set by the trainer: the unimodal pre-training model of one modality")
 
     def validate(self) -> None:
         if self.encoder_dim and (self.encoder_dim % self.heads or self.encoder_dim % 8):
@@ -133,10 +149,10 @@ def _projector(dim: int, out: int, dropout: float) -> nn.Module:
     return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, out), nn.Tanh(), nn.Dropout(dropout))
 
 
-def _mlp(in_dim: int, hidden: list[int]) -> nn.Module:
+def _mlp(in_dim: int, hidden: list[int], dropout: float = 0.0) -> nn.Module:
     layers, previous = [], in_dim
     for h in hidden:
-        layers += [nn.Linear(previous, h), nn.GELU()]
+        layers += [nn.Linear(previous, h), nn.GELU()] + ([nn.Dropout(dropout)] if dropout else [])
         previous = h
     return nn.Sequential(*layers, nn.Linear(previous, 1))
 
@@ -159,21 +175,34 @@ class ConFEDE(MSAModel):
 
     def __init__(self, config: ConFEDEConfig, dims: InputDims, text_encoder: TextEncoder | None = None):
         super().__init__(config, dims)
-        self._check_modalities(dims.modalities)
-        if text_encoder is None:
-            raise ValueError("ConFEDE needs a text encoder")
         c = config
-        self.text_model = text_encoder
-        if not c.text_finetune and hasattr(text_encoder, "freeze"):  # stand-ins (tests) are fixed already
-            text_encoder.freeze()
-        d = c.encoder_dim or text_encoder.hidden_size
+        if c.stage:
+            if dims.modalities != (c.stage,):
+                raise ConfigError(f"model.stage={c.stage}: ConFEDE's unimodal pre-training model needs data.modalities={c.stage}, "
+                                  f"got {','.join(dims.modalities)}")
+        else:
+            self._check_modalities(dims.modalities)
+        if text_encoder is None and "t" in dims.modalities:
+            raise ValueError("ConFEDE needs a text encoder")
+        if text_encoder is not None:
+            self.text_model = text_encoder
+            if not c.text_finetune and hasattr(text_encoder, "freeze") and c.stage != "t":  # stand-ins (tests) are fixed already
+                text_encoder.freeze()
+        hidden = text_encoder.hidden_size if text_encoder is not None else 0
+        d = c.encoder_dim or hidden
+        if not d:
+            raise ConfigError("ConFEDE's unimodal audio/vision model needs model.encoder_dim (0 takes the text encoder's width)")
         if d % c.heads or d % 8:
             raise ConfigError(f"ConFEDE's encoder width {d} must be divisible by model.heads={c.heads} and by 8; set model.encoder_dim")
-        self.text_proj = nn.Identity() if text_encoder.hidden_size == d else nn.Linear(text_encoder.hidden_size, d)
-        self.frame_encoders = nn.ModuleDict({
-            "v": FrameEncoder(dims.vision_dim, d, c.video_positions, c.heads, c.video_layers, c.encoder_dropout),
-            "a": FrameEncoder(dims.audio_dim, d, c.audio_positions, c.heads, c.audio_layers, c.encoder_dropout),
-        })
+        if text_encoder is not None:
+            self.text_proj = nn.Identity() if hidden == d else nn.Linear(hidden, d)
+        frames = {"v": (dims.vision_dim, c.video_positions, c.video_layers), "a": (dims.audio_dim, c.audio_positions, c.audio_layers)}
+        self.frame_encoders = nn.ModuleDict({s: FrameEncoder(width, d, positions, c.heads, layers, c.encoder_dropout)
+                                             for s, (width, positions, layers) in frames.items() if s in dims.modalities})
+        if c.stage:  # Ttrain/Vtrain/Atrain: the encoder and a regressor (BaseClassifier [D/2, D/4, D/8] -> 1)
+            self.unimodal_head = _mlp(d, [d // 2, d // 4, d // 8], c.encoder_dropout)
+            self.feature_dims = {"m": d, c.stage: d}
+            return
         half = d // 2
         self.similarity = nn.ModuleDict({s: _projector(d, half, c.projector_dropout) for s in ORDER})
         self.dissimilarity = nn.ModuleDict({s: _projector(d, half, c.projector_dropout) for s in ORDER})
@@ -187,9 +216,20 @@ class ConFEDE(MSAModel):
 
     @classmethod
     def check_data(cls, data, modalities: tuple[str, ...]) -> None:
-        cls._check_modalities(modalities)
+        if len(modalities) != 1:  # one modality: a pre-training stage (the model refuses it otherwise)
+            cls._check_modalities(modalities)
+
+    def _embed(self, s: str, batch) -> torch.Tensor:
+        if s == "t":
+            return self.text_proj(self.text_model(batch.text_ids, batch.text_mask))
+        key = "vision" if s == "v" else "audio"
+        return self.frame_encoders[s](getattr(batch, key), getattr(batch, f"{key}_lengths"))
 
     def forward(self, batch) -> ModelOutput:
+        if self.config.stage:
+            s = self.config.stage
+            embedded = self._embed(s, batch)
+            return ModelOutput(predictions={"m": self.unimodal_head(embedded).squeeze(-1)}, features={"m": embedded, s: embedded})
         embedded = {
             "t": self.text_proj(self.text_model(batch.text_ids, batch.text_mask)),
             "v": self.frame_encoders["v"](batch.vision, batch.vision_lengths),
@@ -211,9 +251,33 @@ class ConFEDE(MSAModel):
         c = self.config
         return [{"name": "all", "params": [p for p in self.parameters() if p.requires_grad], "lr": c.lr, "weight_decay": c.weight_decay}]
 
+    def pretraining_stages(self) -> list[PretrainingStage]:
+        c = self.config
+        if c.stage or not c.unimodal_pretraining:
+            return []
+        epochs = {"t": c.pretrain_epochs_t, "v": c.pretrain_epochs_v, "a": c.pretrain_epochs_a}
+        return [PretrainingStage(f"unimodal_{s}", (s,), label="m",
+                                 model={"stage": s, "encoder_dim": self.feature_dims["t"], "lr": c.pretrain_lr,
+                                        "weight_decay": c.pretrain_weight_decay},
+                                 train={"max_epochs": epochs[s], "early_stop": epochs[s], "batch_size": c.pretrain_batch_size,
+                                        "grad_accumulation": 1})
+                for s in ORDER]  # main.py: text, vision, audio
+
+    def adopt_pretrained(self, name: str, model: MSAModel) -> None:
+        s = getattr(model.config, "stage", "")
+        if not isinstance(model, ConFEDE) or name != f"unimodal_{s}" or self.config.stage:
+            raise ValueError(f"adopt_pretrained({name!r}): expected ConFEDE's unimodal pre-training model of t, v or a")
+        if s == "t":
+            self.text_model.load_state_dict(model.text_model.state_dict())
+            self.text_proj.load_state_dict(model.text_proj.state_dict())
+        else:
+            self.frame_encoders[s].load_state_dict(model.frame_encoders[s].state_dict())
+
     def build_objectives(self, train_split: Split, kind: str) -> list[nn.Module]:
         c = self.config
         objectives: list[nn.Module] = [RegressionMSE("m")]
+        if c.stage:  # the unimodal regressor's MSE alone
+            return objectives
         if c.contrastive_weight > 0:
             objectives.append(ContrastiveDecomposition(c.contrastive_weight, c.temperature))
         if c.mono_weight > 0:

@@ -237,7 +237,8 @@ class Trainer:
             # Measured: TFN on the MOSI transcripts, 82.25 -> 75.15 Acc-2 with one neighbour a side (train guide).
             print(f"warning: data.context={self.context.k} joins the neighbours' transcripts to each utterance, but {config.model}'s "
                   "text encoder is frozen: its first-token state is then mostly the neighbours' and cannot learn to pick the scored "
-                  "utterance out (this lowered TFN's accuracy on CMU-MOSI); set model.text_finetune=true, or data.context_modalities=a,v",
+                  "utterance out (this lowered TFN's accuracy on CMU-MOSI); set data.context_encoder=lstm (the neighbours through an "
+                  "utterance-level LSTM, which raised it), model.text_finetune=true, or data.context_modalities=a,v",
                   file=sys.stderr)
         objectives = self.model.build_objectives(self.data["train"], config.data.kind)
         if pairs:  # plug-and-play: any model exposing per-modality features can be aligned
