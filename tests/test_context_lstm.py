@@ -117,3 +117,35 @@ def test_audio_read_through_the_lstm_lets_a_model_read_a_clip_against_its_speake
     assert meta["input_dims"]["audio_dim"] == 8 and meta["utterance_context"] == {"sizes": {"a": 4}, "hidden": 8}
     again, target, _ = predict_split(seed_dir, data, None, "test", "cpu")
     assert float(np.mean(np.abs(again["m"] - target.labels["m"]))) == pytest.approx(maes[3], abs=1e-4)
+
+
+def test_a_killed_lstm_context_run_resumes_to_the_same_bytes(tiny_bert_dir, tmp_path, monkeypatch):
+    """The context LSTM, its optimiser state and the neighbours' encodings (through a fine-tuned
+    encoder, in training mode) resume exactly."""
+    from msakit.config import resolve_config
+    from msakit.training.trainer import Trainer
+
+    data = _neighbour_table(tmp_path / "t")
+    config = resolve_config("late_fusion", data_path=str(data), overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"modalities": ("t",), "context": 1, "context_encoder": "lstm", "context_hidden": 8},
+        "train": {"max_epochs": 3, "batch_size": 16, "grad_accumulation": 1, "early_stop": 100, **FAST}})
+    Trainer(config, tmp_path / "straight").fit()
+    original, calls = Trainer.train_epoch, []
+
+    def dying(self, epoch):
+        calls.append(epoch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "killed").fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    Trainer(config, tmp_path / "killed").fit(resume=True)
+    for name in ("test_predictions.csv", "metrics.jsonl"):
+        straight, killed = (tmp_path / "straight" / name).read_text(), (tmp_path / "killed" / name).read_text()
+        if name == "metrics.jsonl":  # wall-clock timings aside
+            strip = lambda text: [{k: v for k, v in json.loads(line).items() if "seconds" not in k and "per_s" not in k} for line in text.splitlines()]  # noqa: E731
+            straight, killed = strip(straight), strip(killed)
+        assert straight == killed, name
