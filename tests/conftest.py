@@ -60,6 +60,26 @@ def tiny_overrides(tiny_bert_dir):
     return make
 
 
+def fit_killed_at(config, run_dir: Path, monkeypatch, epoch: int) -> None:
+    """Train ``config`` into ``run_dir`` and kill it (KeyboardInterrupt) as epoch ``epoch`` starts,
+    after the previous epoch's checkpoint was written; ``Trainer.train_epoch`` is restored after."""
+    from msakit.training.trainer import Trainer
+
+    original = Trainer.train_epoch
+
+    def dying(self, at):
+        if at == epoch:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, at)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dying)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, run_dir).fit()
+    finally:
+        monkeypatch.setattr(Trainer, "train_epoch", original)
+
+
 def write_text_table(directory: Path, seed: int = 0) -> Path:
     """train/dev/test tables of short positive and negative phrases (words the tiny BERT knows)."""
     import numpy as np

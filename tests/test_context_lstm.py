@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import fit_killed_at
 from msakit.data.context import ContextSpec, windows
 from msakit.errors import ConfigError
 
@@ -130,18 +131,7 @@ def test_a_killed_lstm_context_run_resumes_to_the_same_bytes(tiny_bert_dir, tmp_
         "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"modalities": ("t",), "context": 1, "context_encoder": "lstm", "context_hidden": 8},
         "train": {"max_epochs": 3, "batch_size": 16, "grad_accumulation": 1, "early_stop": 100, **FAST}})
     Trainer(config, tmp_path / "straight").fit()
-    original, calls = Trainer.train_epoch, []
-
-    def dying(self, epoch):
-        calls.append(epoch)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(config, tmp_path / "killed").fit()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    fit_killed_at(config, tmp_path / "killed", monkeypatch, 2)
     Trainer(config, tmp_path / "killed").fit(resume=True)
     for name in ("test_predictions.csv", "metrics.jsonl"):
         straight, killed = (tmp_path / "straight" / name).read_text(), (tmp_path / "killed" / name).read_text()
