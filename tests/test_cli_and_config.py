@@ -71,3 +71,25 @@ def test_predict_on_unlabelled_clips_of_one_split(small_synthetic, tiny_override
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 40 and "label" not in rows[0] and rows[0]["id"] == clips["id"][0]
+
+
+def test_every_command_is_one_module_with_add_parser_and_run():
+    """A new command is one module in msakit/commands/ and its entry in COMMANDS: the parser's
+    subcommands are exactly those modules, each adding its own subcommand and nothing else."""
+    import argparse
+    from pathlib import Path
+
+    import msakit.commands
+    from msakit.cli import build_parser
+    from msakit.commands import COMMANDS
+
+    modules = {p.stem for p in Path(msakit.commands.__file__).parent.glob("*.py") if not p.stem.startswith("_")}
+    assert set(COMMANDS) == modules, "a module in msakit/commands/ that is not in COMMANDS (or the reverse)"
+    for name, module in COMMANDS.items():
+        assert module.__name__ == f"msakit.commands.{name}"
+        assert callable(module.add_parser) and callable(module.run)
+        alone = argparse.ArgumentParser().add_subparsers(dest="command")
+        module.add_parser(alone, argparse.ArgumentParser(add_help=False))
+        assert list(alone.choices) == [name]
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(COMMANDS)
