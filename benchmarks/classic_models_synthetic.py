@@ -1,10 +1,13 @@
-"""The incumbent's classic models (EF-LSTM, LF-DNN, MLF-DNN, MTFN, MLMF, TFR-Net) on synthetic data.
+"""The incumbent's classic models (EF-LSTM, LF-DNN, MLF-DNN, MTFN, MLMF, TFR-Net, MFN, Graph-MFN,
+MFM, MCTN) on synthetic data.
 
-Two comparisons (``msakit compare``, 3 seeds, every model at its own defaults, model selected on
+Three comparisons (``msakit compare``, 3 seeds, every model at its own defaults, model selected on
 validation MAE, test metrics mean ± std):
 
 - ``standard``: the default synthetic data (``msakit synth``); EF-LSTM, which needs word-aligned
   frames, trains on the aligned file of the same samples (``msakit synth --aligned``).
+- ``aligned``: the word-aligned models (MFN, Graph-MFN, MFM, MCTN) on the aligned file of the
+  default synthetic samples (``msakit synth --aligned``).
 - ``sims``: a SIMS-shaped set (``msakit synth --kind sims``, ``sims_spec()``): the same generator with CH-SIMS's feature sizes (audio 33,
   vision 709) and labels on [-1, 1] (every label, multimodal and unimodal, divided by 3), read
   as ``kind=sims``; its planted unimodal labels play CH-SIMS's human ``regression_labels_T/A/V``.
@@ -13,6 +16,7 @@ validation MAE, test metrics mean ± std):
 
     python benchmarks/classic_models_synthetic.py --part standard --models lf_dnn,mlf_dnn
     python benchmarks/classic_models_synthetic.py --part sims
+    python benchmarks/classic_models_synthetic.py --part aligned
 
 Results: ``benchmarks/results/classic_models_<part>/compare.md`` (and ``.json``).
 """
@@ -31,6 +35,7 @@ from msakit.workflows.compare import compare  # noqa: E402
 
 PARTS = {
     "standard": ("ef_lstm", "lf_dnn", "mlf_dnn", "mtfn", "mlmf", "tfr_net"),
+    "aligned": ("mfn", "graph_mfn", "mfm", "mctn"),
     "sims": ("mlf_dnn", "mtfn", "mlmf", "self_mm"),
 }
 
@@ -51,7 +56,12 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     model_data = {}
-    if args.part == "standard":
+    if args.part == "aligned":  # the word-aligned models, on the aligned file of the default samples
+        data = work / "synthetic_aligned.pkl"
+        if not data.exists():
+            write_synthetic(data, SyntheticSpec(aligned=True))
+        kind = "mosi"
+    elif args.part == "standard":
         data = work / "synthetic.pkl"
         if not data.exists():
             write_synthetic(data, SyntheticSpec())
