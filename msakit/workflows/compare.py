@@ -197,12 +197,13 @@ def _train_on_ray(tasks: list[tuple], address: str | None) -> None:
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         pending = {}
+        remote = ray.remote(max_retries=3)(_train_one)  # one remote function; each task asks for its own resources
         for label, name, data, kind, seed, run_dir, overrides in tasks:
             train_settings = overrides.get("train", {})
             cpus = max(1, int(train_settings.get("num_threads", 0) or 1))
             on_gpu = gpus >= 1 and str(train_settings.get("device", "auto")) != "cpu"
-            remote = ray.remote(num_cpus=cpus, num_gpus=1 if on_gpu else 0, max_retries=3)(_train_one)
-            pending[remote.remote(name, data, kind, seed, run_dir, overrides)] = (label, seed)
+            task = remote.options(num_cpus=cpus, num_gpus=1 if on_gpu else 0)
+            pending[task.remote(name, data, kind, seed, run_dir, overrides)] = (label, seed)
         print(f"[compare] {len(tasks)} run(s) on Ray ({int(ray.cluster_resources().get('CPU', 0))} CPU(s), {int(gpus)} GPU(s))", flush=True)
         done_count = 0
         while pending:
