@@ -56,6 +56,34 @@ def cell(summary: dict, metric: str) -> str:
     return f"{s['mean'] * 100:.2f} ± {s['std'] * 100:.2f}" if metric not in ("MAE", "Corr") else f"{s['mean']:.4f} ± {s['std']:.4f}"
 
 
+def plot(rows: dict, path: Path) -> None:
+    """Acc-2 and MAE of each model alone and with its best context, mean ± std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = np.arange(len(names))
+    for ax, metric, scale, label in ((axes[0], "Acc-2 (non-0)", 100, "Acc-2 (non-0), %"), (axes[1], "MAE", 1, "MAE (lower is better)")):
+        for offset, key, text in ((-0.2, "alone", "each utterance alone"), (0.2, "best", "best context (lstm)")):
+            means = [rows[n][key][metric]["mean"] * scale for n in names]
+            stds = [rows[n][key][metric]["std"] * scale for n in names]
+            ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=text)
+        ax.set_xticks(x, names)
+        ax.set_ylabel(label)
+        low = min(rows[n][k][metric]["mean"] * scale for n in names for k in ("alone", "best"))
+        high = max(rows[n][k][metric]["mean"] * scale for n in names for k in ("alone", "best"))
+        ax.set_ylim(low - 0.15 * (high - low + 1e-9) - (2 if scale == 100 else 0.05), high + 0.15 * (high - low + 1e-9) + (2 if scale == 100 else 0.05))
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle("CMU-MOSI transcripts (dev): each utterance alone vs with its neighbours, 3 seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> int:
     rows, sources = {}, {}
     for path in sorted(RESULTS.glob("context_mosi_text_*_lstm.json")):
@@ -101,7 +129,9 @@ def main() -> int:
     if payload["refused"]:
         lines += ["Models that need audio or vision (or CH-SIMS's unimodal labels) and refuse the transcripts alone:", ""]
         lines += [f"- `{m}`: {r}" for m, r in payload["refused"].items()]
+    lines.insert(4, "![each model alone and with its best context](context_mosi_text_models.png)\n")
     (RESULTS / "context_mosi_text_models.md").write_text("\n".join(lines) + "\n")
+    plot(rows, RESULTS / "context_mosi_text_models.png")
     print("\n".join(lines))
     return 0
 
