@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--workdir", default="/tmp/msakit-bench-context")
     parser.add_argument("--name", default=None, help="result file stem (default context_mosi_text[_MODEL])")
+    parser.add_argument("--reuse", action="store_true", help="keep finished seeds in --workdir (same settings) instead of training anew")
     args = parser.parse_args()
     data = SHARED_DATA / "mosi_text_ctx"
     if not data.is_dir():
@@ -54,10 +55,14 @@ def main() -> int:
         run_dir = Path(args.workdir) / f"{args.model}_context{k}_{args.side}"
         import shutil
 
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not args.reuse:
+            shutil.rmtree(run_dir, ignore_errors=True)
         start = time.perf_counter()
-        result = msakit.train(args.model, data, kind="mosi", seeds=seeds, run_dir=run_dir, overrides=overrides)
+        result = msakit.train(args.model, data, kind="mosi", seeds=seeds, run_dir=run_dir, overrides=overrides, reuse=args.reuse)
         seconds = time.perf_counter() - start
+        if args.reuse:  # seeds trained earlier: the time their runs recorded (training and validation, each seed)
+            seconds = sum((json.loads((d / "results.json").read_text()).get("timings") or {}).get("total_s", 0.0)
+                          for d in sorted(run_dir.glob("seed_*")))
         per_seed = {seed: {m: result.per_seed[seed][m] for m in METRICS} for seed in result.per_seed}
         epochs = {}
         for seed_dir in sorted(run_dir.glob("seed_*")):
