@@ -12,6 +12,16 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds: expected comma-separated integers, got {text!r}") from None
 
 
+def add_run_evaluation_arguments(p) -> None:
+    """The arguments of a command that evaluates a trained run on a data file: the run, the
+    data, its kind, the split and the device."""
+    p.add_argument("run_dir")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+
+
 def _floats(text: str, option: str) -> list[float]:
     from msakit.errors import ConfigError
 

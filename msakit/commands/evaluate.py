@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from msakit.commands._common import add_run_evaluation_arguments
+
 
 def add_parser(sub, common) -> None:
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a trained run on a data file")
-    p.add_argument("run_dir")
-    p.add_argument("--data", default="synthetic")
-    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
-    p.add_argument("--split", default="test")
-    p.add_argument("--device", default="auto")
+    add_run_evaluation_arguments(p)
 
 
 def run(args, command_line: str) -> int | None:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msakit.commands._common import _floats
+from msakit.commands._common import _floats, add_run_evaluation_arguments
 
 
 def add_parser(sub, common) -> None:
     p = sub.add_parser("robustness", parents=[common], help="evaluate a trained run with modalities missing or corrupted; write a table and a figure")
-    p.add_argument("run_dir")
-    p.add_argument("--data", default="synthetic")
-    p.add_argument("--kind", choices=["mosi", "mosei", "sims"], help="default: the kind the run was trained on")
-    p.add_argument("--split", default="test")
-    p.add_argument("--device", default="auto")
+    add_run_evaluation_arguments(p)
     p.add_argument("--rates", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="rates of the missing / frame-drop / word-error curves")
     p.add_argument("--missing", default="each,all", help="'each' (a curve per modality), 'all' (every modality, each independently), sets like t+a, or 'none'")
     p.add_argument("--frame-drop", default="", help="modalities whose frames are zeroed at each rate, e.g. a,v")
