@@ -200,12 +200,12 @@ class BatchBuilder:
         members, lengths, positions = (w[rows] for w in self.windows)
         width = int(lengths.max())
         members = members[:, :width]
+        valid = members >= 0
         out: dict[str, torch.Tensor] = {}
         for m in self.windowed:
             kept = lengths * ~np.asarray(absent[m][rows], dtype=bool) if m in absent else lengths
             out[f"{m}_lengths"] = torch.from_numpy(kept.astype(np.int64))
             out[f"{m}_position"] = torch.from_numpy(positions.astype(np.int64))
-            valid = members >= 0
             if m == "t":
                 seqs = [[self.token_ids[r] if ok else [] for r, ok in zip(row, ok_row)] for row, ok_row in zip(members, valid)]
                 longest = max(1, max(len(x) for row in seqs for x in row))

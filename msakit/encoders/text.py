@@ -286,8 +286,10 @@ class TextEncoder(nn.Module):
         if shift is None:
             return states
         if shift.shape[0] != states.shape[0]:
-            raise ValueError(f"the text encoder was given {states.shape[0]} transcripts for a batch of {shift.shape[0]}: "
-                             "this model cannot read text context through data.context_encoder=lstm; use join")
+            from msakit.errors import ConfigError
+
+            raise ConfigError(f"the text encoder was given {states.shape[0]} transcripts for a batch of {shift.shape[0]}: "
+                              "this model cannot read text context through data.context_encoder=lstm; use data.context_encoder=join")
         self.context_shift_read = True
         return states + (shift[:, None, :] if states.dim() == 3 else shift).to(states.dtype)
 
