@@ -5,7 +5,8 @@ mean ± std over those seeds from its per-seed metrics and timings (no training)
 ``compare.md``, ``compare.json`` and ``compare.png`` in ``--output`` with the table format of
 ``msakit compare`` (its own formatting functions). The markdown names every source file, its
 command and its machine. Sources that differ in data, kind, evaluated split, modalities, the
-epoch budget or any other setting (torch threads and progress bars aside) are refused; a model
+epoch budget or any other setting (torch threads and progress bars aside) are refused (two data
+paths are the same data when both files are still there and hold the same bytes); a model
 found in several sources must have the same per-seed metrics on the kept seeds (the first
 source's row is used).
 
@@ -17,10 +18,13 @@ source's row is used).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from functools import lru_cache
 from pathlib import Path
 
+from msakit.data import SYNTHETIC, synthetic_path
 from msakit.metrics import summarize_seeds
 from msakit.workflows.compare import compare_table, plot_compare
 
@@ -48,6 +52,28 @@ def _protocol(payload: dict) -> dict:
         "other settings": {f"{s}.{k}": v for (s, k), v in sorted(settings.items())},
         "per-model settings": payload.get("model_overrides") or {},
     }
+
+
+@lru_cache(maxsize=None)
+def _digest(data: str | None) -> str | None:
+    """sha256 of the file a compare read (``synthetic``: the packaged generator's file); None where
+    it is not on this machine any more."""
+    if data is None:
+        return None
+    path = synthetic_path() if data == SYNTHETIC else Path(data)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _same(field: str, a, b) -> bool:
+    if a == b:
+        return True
+    return field == "data" and _digest(a) is not None and _digest(a) == _digest(b)
 
 
 def _restrict(row: dict, seeds: list[str]) -> dict:
@@ -84,7 +110,7 @@ def combine(paths: list[Path]) -> dict:
     for path, payload in sources[1:]:
         protocol = _protocol(payload)
         for field, value in reference.items():
-            if protocol[field] != value:
+            if not _same(field, protocol[field], value):
                 raise CombineError(f"{path} and {first_path} differ in {field} ({protocol[field]!r} vs {value!r}); "
                                    "only comparisons on the same data and budget are combined")
     seeds = sorted(set.intersection(*(set(p["seeds"]) for _, p in sources)))
@@ -110,6 +136,7 @@ def combine(paths: list[Path]) -> dict:
         "combined_from": [{"file": str(p), "command": s.get("command"), "seeds": s["seeds"], "machine": s.get("machine"),
                            "rows": list(s["rows"])} for p, s in sources],
         "data": first["data"],
+        "same_data": {str(p): {"data": s["data"], "sha256": _digest(s["data"])} for p, s in sources if s["data"] != first["data"]},
         "kind": first["kind"],
         "seeds": seeds,
         "modalities": first.get("modalities"),
@@ -133,6 +160,8 @@ def markdown(payload: dict, command: str) -> str:
     ]
     for label, path in payload["model_data"].items():
         lines += ["", f"{label}: trained and scored on `{path}` (the same samples in another layout)."]
+    for source, same in (payload.get("same_data") or {}).items():
+        lines += ["", f"`{source}` read `{same['data']}`: the same bytes as `{payload['data']}` (sha256 {same['sha256'][:16]}…)."]
     lines += ["", "Sources:", ""]
     for source in payload["combined_from"]:
         m = source.get("machine") or {}
