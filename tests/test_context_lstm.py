@@ -139,3 +139,41 @@ def test_a_killed_lstm_context_run_resumes_to_the_same_bytes(tiny_bert_dir, tmp_
             strip = lambda text: [{k: v for k, v in json.loads(line).items() if "seconds" not in k and "per_s" not in k} for line in text.splitlines()]  # noqa: E731
             straight, killed = strip(straight), strip(killed)
         assert straight == killed, name
+
+
+def _text_context_model(tiny_bert_dir):
+    """late_fusion on text with the utterance-level LSTM, its output layer made non-zero (as
+    after training), and a builder over two videos of four clips."""
+    import torch
+
+    from msakit.data.batching import BatchBuilder
+    from msakit.data.types import Split
+    from msakit.encoders.context import attach_utterance_context
+    from msakit.encoders.text import TextEncoder, load_tokenizer
+    from msakit.models import InputDims, get_model_class
+
+    torch.manual_seed(0)
+    model_class = get_model_class("late_fusion")
+    model = model_class(model_class.config_class(), InputDims(("t",)), text_encoder=TextEncoder.from_pretrained(tiny_bert_dir))
+    attach_utterance_context(model, {"t": 32}, 8)
+    torch.nn.init.normal_(model.utterance_context.encoders["t"].project.weight)
+    texts = ["a great film", "a film", "a terrible film", "a film"] * 2
+    split = Split(name="test", ids=[f"v{i // 4}$_${i % 4}" for i in range(8)], raw_text=texts, labels={"m": np.zeros(8, np.float32)})
+    builder = BatchBuilder(split, ("t",), load_tokenizer(tiny_bert_dir), context=ContextSpec(1, encoder="lstm"))
+    return model.eval(), builder
+
+
+def test_a_forward_that_fails_leaves_no_context_behind(tiny_bert_dir):
+    """A forward that raises (out of memory, a bad request in a server) skips the hook that
+    clears the text encoder's context shift; the next batch must not read it."""
+    import torch
+
+    model, builder = _text_context_model(tiny_bert_dir)
+    with torch.no_grad():
+        clean = model(builder.make_batch(np.arange(3))).predictions["m"]
+        model.forward = lambda batch: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
+        with pytest.raises(RuntimeError, match="out of memory"):
+            model(builder.make_batch(np.arange(8)))
+        del model.forward
+        again = model(builder.make_batch(np.arange(3))).predictions["m"]
+    assert torch.equal(clean, again)

@@ -97,6 +97,11 @@ def _before_forward(model, args):
         raise ConfigError(f"{model.name}: this model reads each utterance with its neighbours (data.context_encoder=lstm) but the "
                           "batch carries no window; build batches with the run's context (msakit.training.runs.run_context)")
     module = model.utterance_context
+    text_model = getattr(model, "text_model", None)
+    if text_model is not None and hasattr(text_model, "context_shift"):
+        # A forward that raised (out of memory, a bad request to a server) skipped _after_forward:
+        # its shift must not reach this batch's neighbours or transcripts.
+        text_model.context_shift, text_model.context_shift_read = None, False
     changes = {}
     for m, key in (("a", "audio"), ("v", "vision")):
         if m in module.sizes and getattr(batch, key) is not None:
