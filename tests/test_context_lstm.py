@@ -177,3 +177,42 @@ def test_a_forward_that_fails_leaves_no_context_behind(tiny_bert_dir):
         del model.forward
         again = model(builder.make_batch(np.arange(3))).predictions["m"]
     assert torch.equal(clean, again)
+
+
+@pytest.mark.parametrize("encoder", ["join", "lstm"])
+def test_a_clip_missing_a_modality_is_scored_as_training_withheld_it(tmp_path, encoder):
+    """``predict --video``/serve (a clip without audio) and robustness (audio missing) give the
+    model what training's modality dropout gave it for a withheld modality: no context from
+    the neighbours either, not the neighbours' audio beside zero frames (a pattern it never saw)."""
+    import torch
+
+    import msakit
+    from msakit.data import load_dataset
+    from msakit.data.batching import BatchBuilder
+    from msakit.data.standardize import load_run_standardizer
+    from msakit.training.checkpoint import load_model
+    from msakit.training.runs import predict_split, run_context
+    from msakit.workflows.robustness import _SeedEvaluator
+    from test_context_frames import _speaker_relative
+
+    data = _speaker_relative(tmp_path / "speakers.pkl", seed=3)
+    msakit.train("late_fusion", data, run_dir=tmp_path / "run", overrides={
+        "data": {"modalities": ("a", "v"), "context": 2, "context_modalities": "a", "context_encoder": encoder, "context_hidden": 4},
+        "model": {"lr_other": 5e-3},
+        "train": {"max_epochs": 2, "batch_size": 32, "grad_accumulation": 1, "modality_dropout": "a:0.5", **FAST}})
+    seed_dir = tmp_path / "run" / "seed_1111"
+    model, _, _ = load_model(seed_dir)
+    test = load_dataset(data, "mosi", ("a", "v"), splits=("test",))["test"]
+    test = load_run_standardizer(seed_dir).apply(test)
+    builder = BatchBuilder(test, ("a", "v"), context=run_context(seed_dir))
+    n = len(test)
+    withheld = np.arange(n) % 3 == 0
+
+    def as_trained(absent):
+        with torch.no_grad():
+            return model(builder.make_batch(np.arange(n), {"a": absent})).predictions["m"].numpy()
+
+    served, _, _ = predict_split(seed_dir, data, None, "test", "cpu", absent={"a": withheld})
+    assert np.allclose(served["m"][withheld], as_trained(withheld)[withheld], atol=1e-5)
+    missing = _SeedEvaluator(seed_dir, test, "mosi", "cpu", 64, 0).pattern(frozenset("a"))
+    assert np.allclose(missing, as_trained(np.ones(n, bool)), atol=1e-5)

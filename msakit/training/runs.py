@@ -384,7 +384,8 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
 
             print(f"note: {data}: {alone} of {len(target)} sample(s) name no video ('<video_id>$_$<clip_id>'): the run reads each "
                   f"utterance with its neighbours ({context.describe()}), these are read alone", file=sys.stderr)
-    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(data_config)), empty=absent, context=context)
+    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(data_config)), withheld=absent,
+                           context=context)  # absent rows as training's dropout gave them, context included
     return predict_builder(model, builder, 64, torch_device), target, kind
 
 

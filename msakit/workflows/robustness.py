@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from msakit.data.corruption import ABSENT_CONVENTION, Corruption, absent_draws, apply_corruption, blank_split
+from msakit.data.corruption import ABSENT_CONVENTION, Corruption, absent_draws, apply_corruption, blank_split, missing_rows
 from msakit.data.types import MODALITIES
 from msakit.errors import ConfigError
 from msakit.metrics import regression_metrics, summarize_seeds
@@ -168,21 +168,25 @@ class _SeedEvaluator:
         self.clean = self.standardizer.apply(split) if self.standardizer is not None else split
         self._patterns: dict[frozenset, np.ndarray] = {}
 
-    def predict(self, split) -> np.ndarray:
+    def predict(self, split, withheld: dict | None = None) -> np.ndarray:
+        """``withheld`` (``{m: bool per row}``): the rows ``blank_split`` blanked, given to the
+        model as training's modality dropout gave a withheld modality (with ``data.context``: no
+        context from the neighbours either)."""
         from msakit.data.batching import BatchBuilder
         from msakit.training.trainer import predict_builder
 
         from msakit.encoders.text import text_token_limit
 
         builder = BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, self.max_text_tokens),
-                               context=self.context)
+                               context=self.context, withheld=withheld)
         return predict_builder(self.model, builder, self.batch_size, self.device)["m"]
 
     def pattern(self, absent: frozenset) -> np.ndarray:
         """Predictions with the modalities in ``absent`` absent for every sample."""
         if absent not in self._patterns:
             n = len(self.split)
-            self._patterns[absent] = self.predict(blank_split(self.clean, {m: np.ones(n, bool) for m in absent}))
+            flags = {m: np.ones(n, bool) for m in absent}
+            self._patterns[absent] = self.predict(blank_split(self.clean, flags), flags)
         return self._patterns[absent]
 
     def missing_composed(self, curve: Curve, rate: float) -> np.ndarray:
@@ -201,8 +205,9 @@ class _SeedEvaluator:
             return self.pattern(frozenset())
         if curve.kind == "missing" and compose_missing:
             return self.missing_composed(curve, x)
-        if curve.kind == "missing":
-            return self.predict(apply_corruption(self.clean, corruption, self.seed))
+        if curve.kind == "missing":  # apply_corruption's draws, so the model is told which rows lack what
+            flags = missing_rows(len(self.split), corruption, self.seed)
+            return self.predict(apply_corruption(self.clean, corruption, self.seed), flags)
         corrupted = apply_corruption(self.split, corruption, self.seed)
         return self.predict(self.standardizer.apply(corrupted) if self.standardizer is not None else corrupted)
 
