@@ -216,3 +216,35 @@ def test_a_clip_missing_a_modality_is_scored_as_training_withheld_it(tmp_path, e
     assert np.allclose(served["m"][withheld], as_trained(withheld)[withheld], atol=1e-5)
     missing = _SeedEvaluator(seed_dir, test, "mosi", "cpu", 64, 0).pattern(frozenset("a"))
     assert np.allclose(missing, as_trained(np.ones(n, bool)), atol=1e-5)
+
+
+def test_text_first_keeps_its_text_stage_context(tiny_bert_dir, tmp_path):
+    """model.fusion=text_first (Self-MM; a candidate of the default fusion=auto): the frozen text
+    prediction is the text stage's, context LSTM included. A correction that only hurts never
+    beats epoch 0, and the run then scores exactly as its text stage did."""
+    import torch
+
+    from msakit.config import resolve_config
+    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+    from msakit.training.trainer import Trainer
+
+    data = write_synthetic(tmp_path / "speakers.pkl", SyntheticSpec(n_train=64, n_valid=24, n_test=24, max_audio_frames=24,
+                                                                    max_vision_frames=24, clips_per_speaker=4, seed=5))
+    config = resolve_config("self_mm", data_path=str(data), overrides={
+        "model": {"text_encoder": str(tiny_bert_dir), "fusion": "text_first"},
+        "data": {"modalities": ("t", "a"), "context": 1, "context_encoder": "lstm", "context_hidden": 8},
+        "train": {"batch_size": 16, "max_epochs": 2, **FAST}})
+    trainer = Trainer(config, tmp_path / "tf")
+    train_epoch = trainer.train_epoch
+
+    def harmful(epoch):
+        record = train_epoch(epoch)
+        with torch.no_grad():
+            trainer.model.regressors["m"][-1].bias.add_(5.0)
+        return record
+
+    trainer.train_epoch = harmful
+    trainer.fit()
+    results = json.loads((tmp_path / "tf" / "results.json").read_text())
+    assert results["best_epoch"] == 0
+    assert results["metrics"] == results["text_stage"]["metrics"]

@@ -405,6 +405,9 @@ class Trainer:
             self._refuse_existing(resume)
             self.text_stage = self._text_stage()
             self.model.adopt_text_model(self.text_stage["model"])
+            from msakit.encoders.context import adopt_text_context
+
+            adopt_text_context(self.model, self.text_stage["model"])  # data.context_encoder=lstm on text: the stage's LSTM too
             seed_everything(t.seed)  # the second stage starts from the seed, as a run of its own
             self.dist.seed_rank(t.seed)
             # Killed in (or right after) the text stage: nothing of the second stage to resume.
