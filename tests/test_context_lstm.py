@@ -248,3 +248,44 @@ def test_text_first_keeps_its_text_stage_context(tiny_bert_dir, tmp_path):
     results = json.loads((tmp_path / "tf" / "results.json").read_text())
     assert results["best_epoch"] == 0
     assert results["metrics"] == results["text_stage"]["metrics"]
+
+
+@pytest.mark.parametrize("encoder", ["join", "lstm"])
+def test_a_stage_on_other_modalities_than_the_context_trains_without_it(tiny_bert_dir, tmp_path, encoder):
+    """Context on audio only and model.fusion=text_first: the text stage (text alone) has no
+    modality to read with its neighbours and trains without context, instead of refusing the
+    run with data.context_modalities naming none of the stage's modalities."""
+    from msakit.config import resolve_config
+    from msakit.data.synthetic import SyntheticSpec, write_synthetic
+    from msakit.training.trainer import Trainer
+
+    data = write_synthetic(tmp_path / "speakers.pkl", SyntheticSpec(n_train=48, n_valid=16, n_test=16, max_audio_frames=24,
+                                                                    max_vision_frames=24, clips_per_speaker=4, seed=5))
+    config = resolve_config("self_mm", data_path=str(data), overrides={
+        "model": {"text_encoder": str(tiny_bert_dir), "fusion": "text_first"},
+        "data": {"modalities": ("t", "a"), "context": 1, "context_modalities": "a", "context_encoder": encoder, "context_hidden": 4},
+        "train": {"batch_size": 16, "max_epochs": 1, **FAST}})
+    Trainer(config, tmp_path / "tf").fit()
+    assert json.loads((tmp_path / "tf" / "text_stage" / "config.json").read_text())["data"]["context"] == 0
+    # --compare-text-only's run on text alone is the text stage, settings included
+    from msakit.workflows.text_only import text_only_overrides
+
+    alone = text_only_overrides({"data": {"context": 1, "context_modalities": "a", "context_encoder": encoder}})
+    assert alone["data"]["context"] == 0
+    assert text_only_overrides({"data": {"context": 2, "context_modalities": "t,a"}})["data"]["context"] == 2
+    meta = json.loads((tmp_path / "tf" / "best" / "model.json").read_text())
+    assert meta["input_dims"]["audio_dim"] == 2 * 5  # the run itself reads its audio with the neighbours
+    assert ("utterance_context" in meta) == (encoder == "lstm")
+
+
+def test_a_pretraining_stage_reads_only_its_own_modalities_context(tiny_bert_dir, small_synthetic, tmp_path):
+    """KuDA's knowledge stages (one per modality) with text context: the text stage keeps it, the
+    audio and vision stages train without it (they refused the run before)."""
+    from msakit.config import resolve_config
+    from msakit.training.trainer import Trainer
+
+    config = resolve_config("kuda", data_path=str(small_synthetic), overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"context": 1, "context_encoder": "lstm"}, "train": FAST})
+    trainer = Trainer(config, tmp_path / "k")
+    stages = {s.name: trainer.stage_config(s).data for s in trainer.model.pretraining_stages()}
+    assert {name: data.context for name, data in stages.items()} == {"knowledge_t": 1, "knowledge_v": 0, "knowledge_a": 0}

@@ -645,7 +645,7 @@ class Trainer:
         dropout = {m: p for m, p in parse_modality_dropout(c.train.modality_dropout).items() if m == "t"}
         return dataclasses.replace(
             c,
-            data=dataclasses.replace(c.data, modalities=("t",)),
+            data=stage_data(c.data, ("t",)),
             train=dataclasses.replace(c.train, modality_dropout=format_modality_dropout(dropout)),
             alignment=dataclasses.replace(c.alignment, pairs="none"),
         )
@@ -718,7 +718,7 @@ class Trainer:
         dropout = {m: p for m, p in parse_modality_dropout(c.train.modality_dropout).items() if m in stage.modalities}
         return dataclasses.replace(
             c,
-            data=dataclasses.replace(c.data, modalities=tuple(stage.modalities)),
+            data=stage_data(c.data, tuple(stage.modalities)),
             model_config=dataclasses.replace(c.model_config, **stage.model),
             train=dataclasses.replace(c.train, **{**stage.train, "modality_dropout": format_modality_dropout(dropout)}),
             alignment=dataclasses.replace(c.alignment, pairs="none"),
@@ -957,6 +957,19 @@ def check_resume_state(state: dict, max_epochs: int, early_stop: int) -> None:
         raise ValueError(f"best_mae={best!r} is not a finite score >= 0 (best_epoch={best_epoch})")
     if not isinstance(state["history"], list) or len(state["history"]) != epoch:
         raise ValueError(f"history holds {len(state['history']) if isinstance(state['history'], list) else '?'} epochs, epoch={epoch}")
+
+
+def stage_data(data, modalities: tuple[str, ...]):
+    """The ``data`` section of a run's stage on ``modalities`` alone (a text stage, a unimodal
+    pretraining stage): ``data.context`` off where it names none of them (context on audio only
+    leaves a text stage nothing to read with its neighbours), else unchanged."""
+    import dataclasses
+
+    from msakit.data.context import parse_context_modalities
+
+    if data.context and not set(parse_context_modalities(data.context_modalities)) & set(modalities):
+        return dataclasses.replace(data, modalities=modalities, context=0)
+    return dataclasses.replace(data, modalities=modalities)
 
 
 def check_context(config, data, modalities) -> "ContextSpec":
