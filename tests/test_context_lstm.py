@@ -289,3 +289,23 @@ def test_a_pretraining_stage_reads_only_its_own_modalities_context(tiny_bert_dir
     trainer = Trainer(config, tmp_path / "k")
     stages = {s.name: trainer.stage_config(s).data for s in trainer.model.pretraining_stages()}
     assert {name: data.context for name, data in stages.items()} == {"knowledge_t": 1, "knowledge_v": 0, "knowledge_a": 0}
+
+
+@pytest.mark.parametrize("encoder", ["join", "lstm"])
+def test_a_model_folder_alone_reads_its_neighbours_as_trained(tiny_bert_dir, tmp_path, encoder):
+    """``best/`` loads on its own (the user guide's run layout): shipped without the run's
+    config.json, it still reads each utterance with the neighbours it was trained with."""
+    import shutil
+
+    import msakit
+    from msakit.training.runs import predict_split
+
+    data = _neighbour_table(tmp_path / "t")
+    msakit.train("late_fusion", data, run_dir=tmp_path / "run", overrides={
+        "model": {"text_encoder": str(tiny_bert_dir)}, "data": {"modalities": ("t",), "context": 1, "context_encoder": encoder, "context_hidden": 4},
+        "train": {"max_epochs": 1, "batch_size": 16, "grad_accumulation": 1, **FAST}})
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tmp_path / "run" / "seed_1111" / "best", shipped / "best")
+    trained, _, _ = predict_split(tmp_path / "run" / "seed_1111", data, None, "test", "cpu")
+    alone, _, _ = predict_split(shipped, data, None, "test", "cpu")
+    assert np.array_equal(alone["m"], trained["m"])

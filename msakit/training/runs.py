@@ -288,13 +288,20 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
 
 
 def _run_data_config(run: Path) -> dict:
+    """The run's ``data`` config section; without a readable ``config.json`` (a ``best/`` folder
+    shipped on its own), the settings ``best/model.json`` records of how the model reads its
+    input (truncation, ``data.context``); ``{}`` for older runs without either."""
     import json
 
-    try:
-        data = json.loads((Path(run) / "config.json").read_text()).get("data", {})
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError, AttributeError):
-        return {}
+    for path, read in ((Path(run) / "config.json", lambda d: d.get("data")),
+                       (Path(run) / "best" / "model.json", lambda d: d.get("data"))):
+        try:
+            data = read(json.loads(path.read_text()))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return {}
 
 
 def _max_text_tokens(data: dict) -> int:

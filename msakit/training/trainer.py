@@ -624,7 +624,9 @@ class Trainer:
         train = self.data["train"]
         widths = {m: int(getattr(train, key).shape[1]) for m, key in (("a", "audio"), ("v", "vision"))
                   if m in self.modalities and getattr(train, key) is not None}
-        save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer, absent_frames=widths)
+        # How the model reads its input, so best/ alone reads it as trained (msakit.training.runs._run_data_config).
+        reading = {k: getattr(self.config.data, k) for k in ("max_text_tokens", "context", "context_side", "context_modalities", "context_encoder")}
+        save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer, absent_frames=widths, data_settings=reading)
         # Features from `msakit extract`: keep their extractor description with the model.
         from msakit.extract.sidecar import copy_sidecar_into
 

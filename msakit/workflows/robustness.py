@@ -149,14 +149,12 @@ class _SeedEvaluator:
 
         self.model, self.tokenizer, self.meta = load_model(seed_dir, device)
         self.modalities = tuple(self.meta["input_dims"]["modalities"])
-        self.max_text_tokens = 128
-        from msakit.training.runs import check_feature_dims, run_context
+        from msakit.training.runs import _max_text_tokens, _run_data_config, check_feature_dims, run_context
 
-        self.context = run_context(seed_dir)  # neighbours read as the run was trained to
+        data_config = _run_data_config(seed_dir)
+        self.max_text_tokens = _max_text_tokens(data_config)
+        self.context = run_context(seed_dir, data_config)  # neighbours read as the run was trained to
         check_feature_dims(split, self.meta, self.context, f"{seed_dir}", "the model")
-        config_path = seed_dir / "config.json"
-        if config_path.is_file():
-            self.max_text_tokens = int(json.loads(config_path.read_text()).get("data", {}).get("max_text_tokens", 128))
         self.split, self.kind, self.device, self.batch_size, self.seed = split, kind, device, batch_size, corruption_seed
         from msakit.data.standardize import load_run_standardizer
 
