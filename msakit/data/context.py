@@ -25,8 +25,9 @@ What each modality gets (``data.context_modalities``, default ``t``):
 
 ``data.context_encoder=lstm`` reads the neighbours the way bc-LSTM does (Poria et al. 2017): each
 utterance of the window (previous ones, the scored one, next ones, in video order) is one vector
-(text: the model's text encoder's first-token state; audio/vision: the frames' mean), and a
-bidirectional LSTM over that sequence gives the scored utterance a context vector
+(text: the mean of the model's text encoder's token states over that transcript alone;
+audio/vision: the frames' mean), and a bidirectional LSTM over that sequence gives the scored
+utterance a context vector
 (``msakit.encoders.context``): for audio/vision it takes the neighbours' mean's place as the
 extra columns; for text it is added to every state of the text encoder's output (through a layer
 that starts at zero, so training starts from the model without context), and the transcript is
