@@ -309,3 +309,29 @@ def test_a_model_folder_alone_reads_its_neighbours_as_trained(tiny_bert_dir, tmp
     trained, _, _ = predict_split(tmp_path / "run" / "seed_1111", data, None, "test", "cpu")
     alone, _, _ = predict_split(shipped, data, None, "test", "cpu")
     assert np.array_equal(alone["m"], trained["m"])
+
+
+@pytest.mark.parametrize("encoder", ["join", "lstm"])
+def test_robustness_reads_the_neighbours_and_its_missing_curves_are_the_corrupted_splits(tmp_path, encoder):
+    """``msakit robustness`` on a run with audio context: the clean point is the run's own
+    evaluation (the neighbours read as trained), and a missing-audio curve is what the corrupted
+    split gives, point by point: with context a clip's prediction depends on its neighbours'
+    audio too, so the per-pattern composition (each clip's own modalities only) does not apply."""
+    import msakit
+    from msakit.workflows.robustness import build_grid, robustness
+    from test_context_frames import _speaker_relative
+
+    data = _speaker_relative(tmp_path / "speakers.pkl", seed=3)
+    msakit.train("late_fusion", data, run_dir=tmp_path / "run", overrides={
+        "data": {"modalities": ("a", "v"), "context": 2, "context_modalities": "a", "context_encoder": encoder, "context_hidden": 4},
+        "model": {"lr_other": 5e-3},
+        "train": {"max_epochs": 2, "batch_size": 32, "grad_accumulation": 1, "modality_dropout": "a:0.3", **FAST}})
+    curves = build_grid(("a", "v"), rates=(0.0, 0.5, 1.0), missing="a")
+    composed = robustness(tmp_path / "run", data, curves=curves, output_dir=tmp_path / "c", progress=False, device="cpu")
+    direct = robustness(tmp_path / "run", data, curves=curves, output_dir=tmp_path / "d", compose_missing=False, progress=False, device="cpu")
+    evaluated = msakit.evaluate(tmp_path / "run", data, device="cpu")["per_seed"]["seed_1111"]
+    (curve,) = composed["curves"].values()
+    assert curve["points"][0]["per_seed"]["run" if "run" in curve["points"][0]["per_seed"] else "seed_1111"]["MAE"] == pytest.approx(evaluated["MAE"], abs=1e-6)
+    for p, q in zip(curve["points"], next(iter(direct["curves"].values()))["points"]):
+        for seed in p["per_seed"]:
+            assert p["per_seed"][seed]["MAE"] == pytest.approx(q["per_seed"][seed]["MAE"], abs=1e-6)

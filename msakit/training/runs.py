@@ -293,10 +293,12 @@ def _run_data_config(run: Path) -> dict:
     input (truncation, ``data.context``); ``{}`` for older runs without either."""
     import json
 
-    for path, read in ((Path(run) / "config.json", lambda d: d.get("data")),
-                       (Path(run) / "best" / "model.json", lambda d: d.get("data"))):
+    run = Path(run)
+    best = run / "best" if (run / "best").is_dir() else run
+    home = run.parent if best == run and (run / "model.json").is_file() else run  # given best/ itself: the run is above it
+    for path in (home / "config.json", best / "model.json"):  # model.json: the settings it records (save_best_model)
         try:
-            data = read(json.loads(path.read_text()))
+            data = json.loads(path.read_text()).get("data")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(data, dict):

@@ -20,7 +20,8 @@ modalities (2^k patterns for k modalities): sample i at rate r takes the predict
 pattern {m : u_{i,m} < r}. Each sample's prediction depends only on its own inputs, so this
 equals evaluating the corrupted split point by point (up to float rounding of a different batch
 padding; ``compose_missing=False`` evaluates directly, and the tests check the two agree), and
-costs 2^k evaluations instead of one per point.
+costs 2^k evaluations instead of one per point. A run trained with ``data.context`` reads each
+sample with its neighbours, so a curve over a modality it reads that way is evaluated directly.
 """
 
 from __future__ import annotations
@@ -197,11 +198,17 @@ class _SeedEvaluator:
             out[rows] = self.pattern(key)[rows]
         return out.astype(self.pattern(frozenset()).dtype)
 
+    def composes(self, curve: Curve) -> bool:
+        """Whether ``curve``'s missing-modality points can be composed from per-pattern
+        predictions: not where the run reads one of its modalities with the neighbours (a
+        sample's prediction then depends on whether its neighbours have it too)."""
+        return not (self.context.on and set(self.context.modalities) & set(curve.modalities))
+
     def curve_predictions(self, curve: Curve, x: float, compose_missing: bool) -> np.ndarray:
         corruption = curve.corruption(x)
         if corruption.is_identity():
             return self.pattern(frozenset())
-        if curve.kind == "missing" and compose_missing:
+        if curve.kind == "missing" and compose_missing and self.composes(curve):
             return self.missing_composed(curve, x)
         if curve.kind == "missing":  # apply_corruption's draws, so the model is told which rows lack what
             flags = missing_rows(len(self.split), corruption, self.seed)
@@ -253,7 +260,7 @@ def robustness(
     per_seed: dict[str, dict[str, list[dict]]] = {}
     labels = target.labels["m"]
     for seed_dir in seed_dirs:
-        evaluator = _SeedEvaluator(seed_dir / "best", target, kind, torch_device, batch_size, corruption_seed)
+        evaluator = _SeedEvaluator(seed_dir, target, kind, torch_device, batch_size, corruption_seed)  # its config: data.context
         if evaluator.modalities != modalities:
             raise ConfigError(f"{seed_dir}: uses modalities {list(evaluator.modalities)}, the other seeds {list(modalities)}")
         name = seed_dir.name if seed_dir != run_dir else "run"
@@ -278,7 +285,9 @@ def robustness(
         "seeds": list(per_seed),
         "corruption_seed": corruption_seed,
         "absent_convention": ABSENT_CONVENTION,
-        "missing_evaluation": "composed from per-pattern predictions" if compose_missing else "direct",
+        "missing_evaluation": ("direct" if not compose_missing or not any(evaluator.composes(c) for c in curves if c.kind == "missing")
+                               else "composed from per-pattern predictions" if all(evaluator.composes(c) for c in curves if c.kind == "missing")
+                               else "composed from per-pattern predictions, direct for the modalities the run reads with their neighbours"),
         "how_to_read": "nauc: area under metric-vs-x divided by the x range (the curve's average value, in the "
         "metric's units; compare with clean). nauc_over_clean: nauc / clean value. Lower MAE is better; higher "
         "accuracy, F1, Corr are better.",
