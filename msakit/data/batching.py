@@ -76,9 +76,15 @@ class BatchBuilder:
     """Holds one split, tokenized, and cuts it into batches for the chosen modalities."""
 
     def __init__(self, split: Split, modalities: tuple[str, ...], tokenizer=None, max_text_tokens: int = 128,
-                 empty: dict[str, np.ndarray] | None = None, context=None, buckets: tuple[str, int, int] | None = None):
+                 empty: dict[str, np.ndarray] | None = None, context=None, buckets: tuple[str, int, int] | None = None,
+                 withheld: dict[str, np.ndarray] | None = None):
         """``empty[m]`` (bool over the split's rows, ``data.empty_as_absent``): samples whose
         ``m`` is all zeros; every batch marks them absent (their frames are already zero).
+        ``withheld[m]`` (bool over the split's rows): samples that lack ``m`` where a trained model
+        is used (a clip without audio, a robustness curve's missing modality); every batch gives
+        them as training's modality dropout gave a withheld modality (``make_batch``'s
+        ``absent``), context included: with ``data.context`` a withheld modality also gets no
+        context from the neighbours, as in training, not the neighbours' context beside its zeros.
         ``context`` (a ``msakit.data.context.ContextSpec``): each transcript is tokenized with its
         neighbours of the same video in this split (``msakit.data.context.context_token_ids``),
         and audio/vision, where the spec names them, get the neighbours' mean utterance vector
@@ -95,6 +101,7 @@ class BatchBuilder:
         self.modalities = modalities
         self.buckets = buckets  # (modality, batch size, batches per window): see the module docstring
         self.empty = {m: np.asarray(e, dtype=bool) for m, e in (empty or {}).items() if np.any(e)}
+        self.withheld = {m: np.asarray(w, dtype=bool) for m, w in (withheld or {}).items() if m in modalities and np.any(w)}
         self.token_ids: list[list[int]] | None = None
         if "t" in modalities:
             if tokenizer is None:
@@ -168,7 +175,9 @@ class BatchBuilder:
         """``absent[m]`` (bool over the split's rows): rows given modality ``m`` as absent, by
         ``msakit.data.corruption.ABSENT_CONVENTION`` (empty transcript; zero frames)."""
         rows = np.asarray(rows, dtype=np.int64)
-        absent = absent or {}
+        absent = dict(absent or {})
+        for m, w in self.withheld.items():
+            absent[m] = w | absent[m] if m in absent else w
         index = torch.from_numpy(rows)
         batch = Batch(index=index, labels={k: v[index] for k, v in self.labels.items()})
         if self.token_ids is not None:

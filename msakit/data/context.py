@@ -25,8 +25,9 @@ What each modality gets (``data.context_modalities``, default ``t``):
 
 ``data.context_encoder=lstm`` reads the neighbours the way bc-LSTM does (Poria et al. 2017): each
 utterance of the window (previous ones, the scored one, next ones, in video order) is one vector
-(text: the model's text encoder's first-token state; audio/vision: the frames' mean), and a
-bidirectional LSTM over that sequence gives the scored utterance a context vector
+(text: the mean of the model's text encoder's token states over that transcript alone;
+audio/vision: the frames' mean), and a bidirectional LSTM over that sequence gives the scored
+utterance a context vector
 (``msakit.encoders.context``): for audio/vision it takes the neighbours' mean's place as the
 extra columns; for text it is added to every state of the text encoder's output (through a layer
 that starts at zero, so training starts from the model without context), and the transcript is
@@ -233,7 +234,7 @@ def pair_template(tokenizer) -> tuple[list[int], list[int], list[int]]:
 
 def context_token_ids(target: list[list[int]], spec: ContextSpec, ids, tokenizer, max_tokens: int) -> list[list[int]]:
     """Token ids of every row read with its neighbours: the tokenizer's pair form, the scored
-    utterance first and whole (truncated only where it alone exceeds ``max_tokens``), then the
+    utterance first and whole (truncated only where it and the special tokens exceed ``max_tokens``), then the
     previous utterances (far to near), the tokenizer's separator, and the next ones (near to far).
     ``target`` holds each row's tokens without special tokens. Neighbours are added closest first
     (previous 1, next 1, previous 2, ...) while they fit; one that does not fit whole is cut
@@ -246,8 +247,8 @@ def context_token_ids(target: list[list[int]], spec: ContextSpec, ids, tokenizer
         raise ConfigError("data.context: the text encoder's tokenizer has no separator token to mark the scored utterance")
     out = []
     for row, (before, after) in enumerate(neighbours(ids, spec.k, spec.side)):
-        own = target[row][: max(1, max_tokens - specials)]
-        budget = max_tokens - specials - len(own) - 1  # 1: the separator between previous and next
+        own = target[row][: max(1, max_tokens - specials - 1)]  # 1: the separator between previous and next
+        budget = max_tokens - specials - len(own) - 1
         previous: list[list[int]] = []
         following: list[list[int]] = []
         order = []

@@ -100,6 +100,11 @@ def absent_draws(n: int, modality: str, seed: int) -> np.ndarray:
     return _stream(seed, "missing", modality).random(n)
 
 
+def missing_rows(n: int, corruption: "Corruption", seed: int = 0) -> dict[str, np.ndarray]:
+    """``{m: bool (n,)}``: the rows a ``missing`` corruption blanks (``apply_corruption``)."""
+    return {m: absent_draws(n, m, seed) < corruption.rate for m in corruption.modalities}
+
+
 def blank_split(split: Split, absent: dict[str, np.ndarray]) -> Split:
     """A copy of ``split`` in which the rows flagged in ``absent[m]`` (bool ``(N,)``) lack
     modality ``m``, by ``ABSENT_CONVENTION``. Unflagged rows are untouched."""
@@ -131,7 +136,7 @@ def apply_corruption(split: Split, corruption: Corruption, seed: int = 0) -> Spl
         return split
     n = len(split)
     if c.kind == "missing":
-        return blank_split(split, {m: absent_draws(n, m, seed) < c.rate for m in c.modalities})
+        return blank_split(split, missing_rows(n, c, seed))
     if c.kind == "frames":
         changes = {}
         for m in c.modalities:

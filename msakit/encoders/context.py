@@ -97,6 +97,11 @@ def _before_forward(model, args):
         raise ConfigError(f"{model.name}: this model reads each utterance with its neighbours (data.context_encoder=lstm) but the "
                           "batch carries no window; build batches with the run's context (msakit.training.runs.run_context)")
     module = model.utterance_context
+    text_model = getattr(model, "text_model", None)
+    if text_model is not None and hasattr(text_model, "context_shift"):
+        # A forward that raised (out of memory, a bad request to a server) skipped _after_forward:
+        # its shift must not reach this batch's neighbours or transcripts.
+        text_model.context_shift, text_model.context_shift_read = None, False
     changes = {}
     for m, key in (("a", "audio"), ("v", "vision")):
         if m in module.sizes and getattr(batch, key) is not None:
@@ -132,6 +137,22 @@ def attach_utterance_context(model: nn.Module, sizes: dict[str, int], hidden: in
     return model
 
 
+def adopt_text_context(model: nn.Module, text_run: nn.Module) -> None:
+    """``model.fusion=text_first``: ``model`` takes ``text_run``'s (its text stage's) LSTM over the
+    text window with the text encoder and head it adopts, frozen like them, so the frozen text
+    prediction is the text stage's, its neighbours included. Nothing where the stage read none."""
+    source, target = getattr(text_run, "utterance_context", None), getattr(model, "utterance_context", None)
+    if source is None or "t" not in source.sizes:
+        return
+    if target is None or target.sizes.get("t") != source.sizes["t"] or target.hidden != source.hidden:
+        raise ConfigError(f"{model.name}: the text stage read its neighbours through an utterance-level LSTM "
+                          f"({source.architecture()}) this run has not ({target.architecture() if target is not None else 'none'}); "
+                          "train both with the same data.context settings")
+    target.encoders["t"].load_state_dict(source.encoders["t"].state_dict())
+    for p in target.encoders["t"].parameters():
+        p.requires_grad_(False)
+
+
 def context_sizes(spec, model) -> dict[str, int]:
     """``{m: utterance vector width}`` of the modalities ``spec`` reads through the LSTM, for
     ``model`` (its ``dims``' audio/vision widths already include the context columns)."""
@@ -150,4 +171,4 @@ def context_sizes(spec, model) -> dict[str, int]:
     return sizes
 
 
-__all__ = ["UtteranceContext", "WindowLSTM", "attach_utterance_context", "context_sizes"]
+__all__ = ["UtteranceContext", "WindowLSTM", "adopt_text_context", "attach_utterance_context", "context_sizes"]

@@ -31,10 +31,12 @@ from msakit.outputs import TMP_SUFFIX, atomic_write, finite_json, read_json, rem
 FORMAT_VERSION = 1
 
 
-def save_best_model(directory: Path, model, kind: str, tokenizer=None, absent_frames: dict | None = None) -> None:
+def save_best_model(directory: Path, model, kind: str, tokenizer=None, absent_frames: dict | None = None,
+                    data_settings: dict | None = None) -> None:
     """``absent_frames``: the training split's padded frame count per audio/vision modality, the
     length training's modality dropout gave a withheld modality (scoring a clip without it
-    gives it the same)."""
+    gives it the same). ``data_settings``: the ``data`` settings that say how the model reads
+    its input (truncation, ``data.context``), so ``best/`` alone reads it as trained."""
     from safetensors.torch import save_file
 
     from msakit._version import __version__
@@ -57,6 +59,8 @@ def save_best_model(directory: Path, model, kind: str, tokenizer=None, absent_fr
         meta["model_architecture"] = model.checkpoint_architecture()
     if absent_frames:
         meta["absent_frames"] = {m: int(n) for m, n in absent_frames.items()}
+    if data_settings:
+        meta["data"] = dict(data_settings)
     write_json(directory / "model.json", meta)
     if tokenizer is not None and not (directory / "tokenizer").exists():
         tokenizer.save_pretrained(str(directory / "tokenizer"))

@@ -288,13 +288,22 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
 
 
 def _run_data_config(run: Path) -> dict:
+    """The run's ``data`` config section; without a readable ``config.json`` (a ``best/`` folder
+    shipped on its own), the settings ``best/model.json`` records of how the model reads its
+    input (truncation, ``data.context``); ``{}`` for older runs without either."""
     import json
 
-    try:
-        data = json.loads((Path(run) / "config.json").read_text()).get("data", {})
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError, AttributeError):
-        return {}
+    run = Path(run)
+    best = run / "best" if (run / "best").is_dir() else run
+    home = run.parent if best == run and (run / "model.json").is_file() else run  # given best/ itself: the run is above it
+    for path in (home / "config.json", best / "model.json"):  # model.json: the settings it records (save_best_model)
+        try:
+            data = json.loads(path.read_text()).get("data")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return {}
 
 
 def _max_text_tokens(data: dict) -> int:
@@ -384,7 +393,8 @@ def predict_split(run: Path, data: str | Path, kind: str | None, split: str, dev
 
             print(f"note: {data}: {alone} of {len(target)} sample(s) name no video ('<video_id>$_$<clip_id>'): the run reads each "
                   f"utterance with its neighbours ({context.describe()}), these are read alone", file=sys.stderr)
-    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(data_config)), empty=absent, context=context)
+    builder = BatchBuilder(target, modalities, tokenizer, text_token_limit(model, _max_text_tokens(data_config)), withheld=absent,
+                           context=context)  # absent rows as training's dropout gave them, context included
     return predict_builder(model, builder, 64, torch_device), target, kind
 
 

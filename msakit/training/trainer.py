@@ -405,6 +405,9 @@ class Trainer:
             self._refuse_existing(resume)
             self.text_stage = self._text_stage()
             self.model.adopt_text_model(self.text_stage["model"])
+            from msakit.encoders.context import adopt_text_context
+
+            adopt_text_context(self.model, self.text_stage["model"])  # data.context_encoder=lstm on text: the stage's LSTM too
             seed_everything(t.seed)  # the second stage starts from the seed, as a run of its own
             self.dist.seed_rank(t.seed)
             # Killed in (or right after) the text stage: nothing of the second stage to resume.
@@ -621,7 +624,9 @@ class Trainer:
         train = self.data["train"]
         widths = {m: int(getattr(train, key).shape[1]) for m, key in (("a", "audio"), ("v", "vision"))
                   if m in self.modalities and getattr(train, key) is not None}
-        save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer, absent_frames=widths)
+        # How the model reads its input, so best/ alone reads it as trained (msakit.training.runs._run_data_config).
+        reading = {k: getattr(self.config.data, k) for k in ("max_text_tokens", "context", "context_side", "context_modalities", "context_encoder")}
+        save_best_model(self.run_dir / "best", self.model, self.config.data.kind, self.tokenizer, absent_frames=widths, data_settings=reading)
         # Features from `msakit extract`: keep their extractor description with the model.
         from msakit.extract.sidecar import copy_sidecar_into
 
@@ -642,7 +647,7 @@ class Trainer:
         dropout = {m: p for m, p in parse_modality_dropout(c.train.modality_dropout).items() if m == "t"}
         return dataclasses.replace(
             c,
-            data=dataclasses.replace(c.data, modalities=("t",)),
+            data=stage_data(c.data, ("t",)),
             train=dataclasses.replace(c.train, modality_dropout=format_modality_dropout(dropout)),
             alignment=dataclasses.replace(c.alignment, pairs="none"),
         )
@@ -715,7 +720,7 @@ class Trainer:
         dropout = {m: p for m, p in parse_modality_dropout(c.train.modality_dropout).items() if m in stage.modalities}
         return dataclasses.replace(
             c,
-            data=dataclasses.replace(c.data, modalities=tuple(stage.modalities)),
+            data=stage_data(c.data, tuple(stage.modalities)),
             model_config=dataclasses.replace(c.model_config, **stage.model),
             train=dataclasses.replace(c.train, **{**stage.train, "modality_dropout": format_modality_dropout(dropout)}),
             alignment=dataclasses.replace(c.alignment, pairs="none"),
@@ -954,6 +959,19 @@ def check_resume_state(state: dict, max_epochs: int, early_stop: int) -> None:
         raise ValueError(f"best_mae={best!r} is not a finite score >= 0 (best_epoch={best_epoch})")
     if not isinstance(state["history"], list) or len(state["history"]) != epoch:
         raise ValueError(f"history holds {len(state['history']) if isinstance(state['history'], list) else '?'} epochs, epoch={epoch}")
+
+
+def stage_data(data, modalities: tuple[str, ...]):
+    """The ``data`` section of a run's stage on ``modalities`` alone (a text stage, a unimodal
+    pretraining stage): ``data.context`` off where it names none of them (context on audio only
+    leaves a text stage nothing to read with its neighbours), else unchanged."""
+    import dataclasses
+
+    from msakit.data.context import parse_context_modalities
+
+    if data.context and not set(parse_context_modalities(data.context_modalities)) & set(modalities):
+        return dataclasses.replace(data, modalities=modalities, context=0)
+    return dataclasses.replace(data, modalities=modalities)
 
 
 def check_context(config, data, modalities) -> "ContextSpec":

@@ -20,7 +20,8 @@ modalities (2^k patterns for k modalities): sample i at rate r takes the predict
 pattern {m : u_{i,m} < r}. Each sample's prediction depends only on its own inputs, so this
 equals evaluating the corrupted split point by point (up to float rounding of a different batch
 padding; ``compose_missing=False`` evaluates directly, and the tests check the two agree), and
-costs 2^k evaluations instead of one per point.
+costs 2^k evaluations instead of one per point. A run trained with ``data.context`` reads each
+sample with its neighbours, so a curve over a modality it reads that way is evaluated directly.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from msakit.data.corruption import ABSENT_CONVENTION, Corruption, absent_draws, apply_corruption, blank_split
+from msakit.data.corruption import ABSENT_CONVENTION, Corruption, absent_draws, apply_corruption, blank_split, missing_rows
 from msakit.data.types import MODALITIES
 from msakit.errors import ConfigError
 from msakit.metrics import regression_metrics, summarize_seeds
@@ -149,14 +150,12 @@ class _SeedEvaluator:
 
         self.model, self.tokenizer, self.meta = load_model(seed_dir, device)
         self.modalities = tuple(self.meta["input_dims"]["modalities"])
-        self.max_text_tokens = 128
-        from msakit.training.runs import check_feature_dims, run_context
+        from msakit.training.runs import _max_text_tokens, _run_data_config, check_feature_dims, run_context
 
-        self.context = run_context(seed_dir)  # neighbours read as the run was trained to
+        data_config = _run_data_config(seed_dir)
+        self.max_text_tokens = _max_text_tokens(data_config)
+        self.context = run_context(seed_dir, data_config)  # neighbours read as the run was trained to
         check_feature_dims(split, self.meta, self.context, f"{seed_dir}", "the model")
-        config_path = seed_dir / "config.json"
-        if config_path.is_file():
-            self.max_text_tokens = int(json.loads(config_path.read_text()).get("data", {}).get("max_text_tokens", 128))
         self.split, self.kind, self.device, self.batch_size, self.seed = split, kind, device, batch_size, corruption_seed
         from msakit.data.standardize import load_run_standardizer
 
@@ -168,21 +167,25 @@ class _SeedEvaluator:
         self.clean = self.standardizer.apply(split) if self.standardizer is not None else split
         self._patterns: dict[frozenset, np.ndarray] = {}
 
-    def predict(self, split) -> np.ndarray:
+    def predict(self, split, withheld: dict | None = None) -> np.ndarray:
+        """``withheld`` (``{m: bool per row}``): the rows ``blank_split`` blanked, given to the
+        model as training's modality dropout gave a withheld modality (with ``data.context``: no
+        context from the neighbours either)."""
         from msakit.data.batching import BatchBuilder
         from msakit.training.trainer import predict_builder
 
         from msakit.encoders.text import text_token_limit
 
         builder = BatchBuilder(split, self.modalities, self.tokenizer, text_token_limit(self.model, self.max_text_tokens),
-                               context=self.context)
+                               context=self.context, withheld=withheld)
         return predict_builder(self.model, builder, self.batch_size, self.device)["m"]
 
     def pattern(self, absent: frozenset) -> np.ndarray:
         """Predictions with the modalities in ``absent`` absent for every sample."""
         if absent not in self._patterns:
             n = len(self.split)
-            self._patterns[absent] = self.predict(blank_split(self.clean, {m: np.ones(n, bool) for m in absent}))
+            flags = {m: np.ones(n, bool) for m in absent}
+            self._patterns[absent] = self.predict(blank_split(self.clean, flags), flags)
         return self._patterns[absent]
 
     def missing_composed(self, curve: Curve, rate: float) -> np.ndarray:
@@ -195,14 +198,21 @@ class _SeedEvaluator:
             out[rows] = self.pattern(key)[rows]
         return out.astype(self.pattern(frozenset()).dtype)
 
+    def composes(self, curve: Curve) -> bool:
+        """Whether ``curve``'s missing-modality points can be composed from per-pattern
+        predictions: not where the run reads one of its modalities with the neighbours (a
+        sample's prediction then depends on whether its neighbours have it too)."""
+        return not (self.context.on and set(self.context.modalities) & set(curve.modalities))
+
     def curve_predictions(self, curve: Curve, x: float, compose_missing: bool) -> np.ndarray:
         corruption = curve.corruption(x)
         if corruption.is_identity():
             return self.pattern(frozenset())
-        if curve.kind == "missing" and compose_missing:
+        if curve.kind == "missing" and compose_missing and self.composes(curve):
             return self.missing_composed(curve, x)
-        if curve.kind == "missing":
-            return self.predict(apply_corruption(self.clean, corruption, self.seed))
+        if curve.kind == "missing":  # apply_corruption's draws, so the model is told which rows lack what
+            flags = missing_rows(len(self.split), corruption, self.seed)
+            return self.predict(apply_corruption(self.clean, corruption, self.seed), flags)
         corrupted = apply_corruption(self.split, corruption, self.seed)
         return self.predict(self.standardizer.apply(corrupted) if self.standardizer is not None else corrupted)
 
@@ -250,7 +260,7 @@ def robustness(
     per_seed: dict[str, dict[str, list[dict]]] = {}
     labels = target.labels["m"]
     for seed_dir in seed_dirs:
-        evaluator = _SeedEvaluator(seed_dir / "best", target, kind, torch_device, batch_size, corruption_seed)
+        evaluator = _SeedEvaluator(seed_dir, target, kind, torch_device, batch_size, corruption_seed)  # its config: data.context
         if evaluator.modalities != modalities:
             raise ConfigError(f"{seed_dir}: uses modalities {list(evaluator.modalities)}, the other seeds {list(modalities)}")
         name = seed_dir.name if seed_dir != run_dir else "run"
@@ -275,7 +285,9 @@ def robustness(
         "seeds": list(per_seed),
         "corruption_seed": corruption_seed,
         "absent_convention": ABSENT_CONVENTION,
-        "missing_evaluation": "composed from per-pattern predictions" if compose_missing else "direct",
+        "missing_evaluation": ("direct" if not compose_missing or not any(evaluator.composes(c) for c in curves if c.kind == "missing")
+                               else "composed from per-pattern predictions" if all(evaluator.composes(c) for c in curves if c.kind == "missing")
+                               else "composed from per-pattern predictions, direct for the modalities the run reads with their neighbours"),
         "how_to_read": "nauc: area under metric-vs-x divided by the x range (the curve's average value, in the "
         "metric's units; compare with clean). nauc_over_clean: nauc / clean value. Lower MAE is better; higher "
         "accuracy, F1, Corr are better.",

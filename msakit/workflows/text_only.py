@@ -13,9 +13,15 @@ TEXT_ONLY_DIR = "text_only"
 
 def text_only_overrides(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """The same settings with text as the only modality; alignment pairs and modality dropout
-    that name audio or vision are dropped (there is nothing to align or drop)."""
+    that name audio or vision are dropped (there is nothing to align or drop), and so is
+    ``data.context`` where it reads audio/vision only."""
     out = {k: dict(v) for k, v in (overrides or {}).items()}
     out.setdefault("data", {})["modalities"] = "t"
+    from msakit.data.context import parse_context_modalities
+
+    data = out["data"]
+    if data.get("context") and "t" not in parse_context_modalities(data.get("context_modalities", "t")):
+        data["context"] = 0  # context on audio/vision only: nothing to read with its neighbours (as a text stage)
     out.setdefault("alignment", {})["pairs"] = "none"
     from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
 
