@@ -1,7 +1,8 @@
 """One run over 2 processes (torchrun, gloo on CPU) against the same run in one process.
 
 Two launches: tests/ddp_worker.py trains Self-MM, the flagship (DMA: Self-MM + covariance
-alignment) and a Self-MM run killed after epoch 2 and resumed, in one 2-process group, with
+alignment), a Self-MM run killed after epoch 2 and resumed, and a Self-MM run that chooses its
+epochs by video-grouped k-fold selection (``train.select=kfold:2``), in one 2-process group, with
 rank 1's file writes recorded; ``msakit train --nproc 2`` trains the same Self-MM again. The
 models have no dropout (the tiny BERT's included), so one process and two see the same
 computation up to float rounding (each rank's share is padded to its own longest item, the
@@ -55,10 +56,11 @@ def nodrop_bert(tmp_path_factory) -> Path:
 
 def overrides(bert: Path, name: str = "") -> dict:
     """``short_last``: batches of 19 over 96 training samples, so the last batch has 1 sample and
-    rank 1's share of it is empty."""
+    rank 1's share of it is empty. ``kfold``: the epochs chosen on 2 folds of the training split."""
     return {
         "model": {"text_encoder": str(bert), "fusion": "concat", "post_text_dropout": 0.0, "post_audio_dropout": 0.0},
-        "train": {"batch_size": 19 if name == "short_last" else 16, "max_epochs": EPOCHS, "progress": False, "device": "cpu"},
+        "train": {"batch_size": 19 if name == "short_last" else 16, "max_epochs": EPOCHS, "progress": False, "device": "cpu",
+                  **({"select": "kfold:2"} if name == "kfold" else {})},
     }
 
 
@@ -77,7 +79,7 @@ def runs(tmp_path_factory, small_synthetic, nodrop_bert):
     base = tmp_path_factory.mktemp("ddp")
     out, root = base / "out", base / "runs"
     out.mkdir()
-    names = {"self_mm": "self_mm", "dma": "dma", "killed": "self_mm", "short_last": "self_mm"}
+    names = {"self_mm": "self_mm", "dma": "dma", "killed": "self_mm", "short_last": "self_mm", "kfold": "self_mm"}
     spec = {"data": str(small_synthetic), "out": str(out),
             "runs": [{"model": model, "run_dir": str(root / name), "overrides": overrides(nodrop_bert, name),
                       **({"kill_at_epoch": EPOCHS} if name == "killed" else {})} for name, model in names.items()]}
@@ -98,7 +100,7 @@ def runs(tmp_path_factory, small_synthetic, nodrop_bert):
 
     threads = torch.get_num_threads()
     try:
-        for name in ("self_mm", "dma", "short_last"):  # one thread, as each of the two processes had
+        for name in ("self_mm", "dma", "short_last", "kfold"):  # one thread, as each of the two processes had
             config = resolve_config(names[name], data_path=str(small_synthetic), overrides=overrides(nodrop_bert, name))
             Trainer(dataclasses.replace(config, train=dataclasses.replace(config.train, num_threads=1)), base / "one" / name).fit()
             one[name] = base / "one" / name
@@ -122,12 +124,13 @@ def test_rank_0_alone_writes_the_runs(runs):
     assert any("probe.txt" in w for w in writes), "rank 1's write recorder saw nothing: the check below would prove nothing"
     into_runs = [w for w in writes if str(runs["root"]) in w]
     assert into_runs == []
-    for run in runs["two"].values():  # one line per epoch (not one per rank), no resume state left
-        assert len((run / "metrics.jsonl").read_text().splitlines()) == EPOCHS
+    for name, run in runs["two"].items():  # one line per epoch (not one per rank), no resume state left
+        epochs = _results(run)["selection"]["epochs"][""] if name == "kfold" else EPOCHS
+        assert len((run / "metrics.jsonl").read_text().splitlines()) == epochs
         assert not (run / "last.pt").exists() and (run / "best" / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("model", ["self_mm", "dma", "short_last"])
+@pytest.mark.parametrize("model", ["self_mm", "dma", "short_last", "kfold"])
 def test_two_processes_match_one_process(runs, model):
     two, one = runs["two"][model], runs["one"][model]
     assert np.abs(_predictions(two) - _predictions(one)).max() < TOLERANCE
@@ -141,6 +144,12 @@ def test_two_processes_match_one_process(runs, model):
             assert r2["ulgm_labels"]["modalities"][s]["generated"][name] == pytest.approx(scores["generated"][name], abs=TOLERANCE)
     h2, h1 = ([json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (two, one))
     assert [e["valid_MAE"] for e in h2] == pytest.approx([e["valid_MAE"] for e in h1], abs=TOLERANCE)
+    if model == "kfold":  # the same folds, the same curves on each, the same epochs chosen
+        assert r2["selection"]["epochs"] == r1["selection"]["epochs"]
+        for fold in ("fold_1", "fold_2"):
+            f2, f1 = ([json.loads(line)["valid_MAE"] for line in (run / "select" / fold / "metrics.jsonl").read_text().splitlines()]
+                      for run in (two, one))
+            assert f2 == pytest.approx(f1, abs=TOLERANCE)
     if model == "dma":  # the covariance alignment term, computed on the whole batch
         assert [e["train_cov_av"] for e in h2] == pytest.approx([e["train_cov_av"] for e in h1], rel=1e-2, abs=1e-5)
 
