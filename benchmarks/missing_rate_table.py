@@ -10,8 +10,9 @@ rates 0 to 0.9 as LNLN reports them), one row per model.
 layout of the same samples is scored on its own file (``--model-data``, as ``msakit compare``); each
 model's curve is written beside the table (``<name>/<model>/robustness.json/.md/.png``); a model
 whose curve was already written for the same seeds is reused. Writes
-``benchmarks/results/<name>/table.md`` and ``table.json``: Acc-2 (non-0) and MAE at each rate,
-mean over seeds, and the normalised area under each curve (its mean over the rates).
+``benchmarks/results/<name>/table.md``, ``table.json`` and ``table.png`` (every model's two
+curves in one figure): Acc-2 (non-0) and MAE at each rate, mean over seeds, and the normalised
+area under each curve (its mean over the rates).
 """
 
 from __future__ import annotations
@@ -94,9 +95,37 @@ def main() -> int:
     if skipped:
         lines += ["", "Not in the table: " + "; ".join(f"`{m}` ({why})" for m, why in skipped.items()) + "."]
     lines += ["", "Made with:", "", "    " + table["command"]]
+    if rows:
+        lines[4:4] = ["![Acc-2 and MAE of every model against the missing rate](table.png)", ""]
+        plot(rows, out / "table.png", args.data)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def plot(rows: dict, path: Path, data: str) -> None:
+    """Acc-2 (non-0) and MAE against the missing rate, one line per model, best nAUC first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = sorted(rows, key=lambda m: -rows[m]["nauc"]["Acc-2 (non-0)"]["mean"])
+    colours = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    for i, model in enumerate(order):
+        style = dict(color=colours(i % 20), linestyle="-" if i < 10 else "--", marker="o", markersize=3, linewidth=1.4)
+        axes[0].plot(RATES, [100 * a for a in rows[model]["acc2"]], label=model, **style)
+        axes[1].plot(RATES, rows[model]["mae"], **style)
+    for ax, title in zip(axes, ("Acc-2 (non-0), %", "MAE (lower is better)")):
+        ax.set_title(title)
+        ax.set_xlabel("missing rate (every modality)")
+        ax.grid(alpha=0.3)
+    fig.legend(loc="center right", fontsize=8, title="best nAUC first")
+    fig.suptitle(f"LNLN's missing-rate protocol on {data}: test split, mean over seeds")
+    fig.tight_layout(rect=(0, 0, 0.87, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
