@@ -80,6 +80,23 @@ def fit_killed_at(config, run_dir: Path, monkeypatch, epoch: int) -> None:
         monkeypatch.setattr(Trainer, "train_epoch", original)
 
 
+def fit_with_harmful_correction(trainer) -> None:
+    """``trainer.fit()`` with every epoch of its second stage ending with the fused head's bias
+    pushed far off (+5): a correction that only hurts, so a text_first run must keep epoch 0."""
+    import torch
+
+    train_epoch = trainer.train_epoch
+
+    def harmful(epoch):
+        record = train_epoch(epoch)
+        with torch.no_grad():
+            trainer.model.regressors["m"][-1].bias.add_(5.0)
+        return record
+
+    trainer.train_epoch = harmful
+    trainer.fit()
+
+
 def write_text_table(directory: Path, seed: int = 0) -> Path:
     """train/dev/test tables of short positive and negative phrases (words the tiny BERT knows)."""
     import numpy as np

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import fit_killed_at
+from conftest import fit_killed_at, fit_with_harmful_correction
 from msakit.data.context import ContextSpec, windows
 from msakit.errors import ConfigError
 
@@ -222,8 +222,6 @@ def test_text_first_keeps_its_text_stage_context(tiny_bert_dir, tmp_path):
     """model.fusion=text_first (Self-MM; a candidate of the default fusion=auto): the frozen text
     prediction is the text stage's, context LSTM included. A correction that only hurts never
     beats epoch 0, and the run then scores exactly as its text stage did."""
-    import torch
-
     from msakit.config import resolve_config
     from msakit.data.synthetic import SyntheticSpec, write_synthetic
     from msakit.training.trainer import Trainer
@@ -234,17 +232,7 @@ def test_text_first_keeps_its_text_stage_context(tiny_bert_dir, tmp_path):
         "model": {"text_encoder": str(tiny_bert_dir), "fusion": "text_first"},
         "data": {"modalities": ("t", "a"), "context": 1, "context_encoder": "lstm", "context_hidden": 8},
         "train": {"batch_size": 16, "max_epochs": 2, **FAST}})
-    trainer = Trainer(config, tmp_path / "tf")
-    train_epoch = trainer.train_epoch
-
-    def harmful(epoch):
-        record = train_epoch(epoch)
-        with torch.no_grad():
-            trainer.model.regressors["m"][-1].bias.add_(5.0)
-        return record
-
-    trainer.train_epoch = harmful
-    trainer.fit()
+    fit_with_harmful_correction(Trainer(config, tmp_path / "tf"))
     results = json.loads((tmp_path / "tf" / "results.json").read_text())
     assert results["best_epoch"] == 0
     assert results["metrics"] == results["text_stage"]["metrics"]

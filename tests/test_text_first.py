@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from conftest import fit_with_harmful_correction
 from msakit.config import resolve_config
 from msakit.errors import ConfigError
 from msakit.training.trainer import Trainer
@@ -55,20 +56,8 @@ def test_the_text_stage_is_the_text_only_run_and_stays_frozen(small_synthetic, t
 def test_without_a_useful_correction_the_run_keeps_the_text_prediction(small_synthetic, tiny_bert_dir, tmp_path):
     """A correction that only hurts (every epoch ends with the fused head's bias pushed far off)
     never beats epoch 0: the run's model is the text stage's, with its test predictions."""
-    import torch
-
     run = tmp_path / "tf"
-    trainer = Trainer(_config(small_synthetic, tiny_bert_dir), run)
-    train_epoch = trainer.train_epoch
-
-    def harmful(epoch):
-        record = train_epoch(epoch)
-        with torch.no_grad():
-            trainer.model.regressors["m"][-1].bias.add_(5.0)
-        return record
-
-    trainer.train_epoch = harmful
-    trainer.fit()
+    fit_with_harmful_correction(Trainer(_config(small_synthetic, tiny_bert_dir), run))
     results = json.loads((run / "results.json").read_text())
     assert results["best_epoch"] == 0 and results["epochs_run"] == 2
     assert results["metrics"] == results["text_stage"]["metrics"]
