@@ -47,6 +47,12 @@ ENCODERS = ("join", "lstm")
 MODALITIES = ("t", "a", "v")
 
 
+def reads_any(context_modalities, modalities) -> bool:
+    """Whether context on ``context_modalities`` reads any of ``modalities`` (a stage or run on
+    fewer modalities turns ``data.context`` off where it reads none of them)."""
+    return bool(set(parse_context_modalities(context_modalities)) & set(modalities))
+
+
 def parse_context_modalities(value) -> tuple[str, ...]:
     """``"t"``, ``"t,a,v"``, ``"av"``... as a tuple in t, a, v order; one line if it is not."""
     if isinstance(value, (tuple, list)):
@@ -268,5 +274,5 @@ def context_token_ids(target: list[list[int]], spec: ContextSpec, ids, tokenizer
     return out
 
 
-__all__ = ["ENCODERS", "SEPARATOR", "ContextSpec", "check_ids", "context_token_ids", "frame_context", "neighbours", "parse_context_modalities", "utterance_vectors", "video_of", "video_order",
+__all__ = ["ENCODERS", "SEPARATOR", "ContextSpec", "check_ids", "context_token_ids", "frame_context", "neighbours", "parse_context_modalities", "reads_any", "utterance_vectors", "video_of", "video_order",
            "videos_across_splits", "windows"]

@@ -967,9 +967,9 @@ def stage_data(data, modalities: tuple[str, ...]):
     leaves a text stage nothing to read with its neighbours), else unchanged."""
     import dataclasses
 
-    from msakit.data.context import parse_context_modalities
+    from msakit.data.context import reads_any
 
-    if data.context and not set(parse_context_modalities(data.context_modalities)) & set(modalities):
+    if data.context and not reads_any(data.context_modalities, modalities):
         return dataclasses.replace(data, modalities=modalities, context=0)
     return dataclasses.replace(data, modalities=modalities)
 

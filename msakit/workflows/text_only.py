@@ -17,10 +17,10 @@ def text_only_overrides(overrides: dict[str, dict[str, Any]] | None) -> dict[str
     ``data.context`` where it reads audio/vision only."""
     out = {k: dict(v) for k, v in (overrides or {}).items()}
     out.setdefault("data", {})["modalities"] = "t"
-    from msakit.data.context import parse_context_modalities
+    from msakit.data.context import reads_any
 
     data = out["data"]
-    if data.get("context") and "t" not in parse_context_modalities(data.get("context_modalities", "t")):
+    if data.get("context") and not reads_any(data.get("context_modalities", "t"), ("t",)):
         data["context"] = 0  # context on audio/vision only: nothing to read with its neighbours (as a text stage)
     out.setdefault("alignment", {})["pairs"] = "none"
     from msakit.data.corruption import format_modality_dropout, parse_modality_dropout
