@@ -23,6 +23,13 @@ from common import RESULTS, SHARED_DATA, write_result  # noqa: E402
 
 METRICS = ("Acc-2 (non-0)", "F1 (non-0)", "MAE", "Corr")
 
+# Models that are another model to the byte on text alone, so their rows would repeat its rows
+# (each equivalence has a test).
+SAME_ON_TEXT = {
+    "dma": ("self_mm", "its default a-v alignment pair needs audio and vision and is dropped on text alone "
+            "(tests/test_dma.py::test_flagship_on_text_alone_is_self_mm)"),
+}
+
 
 def refusals() -> dict[str, str]:
     """``{model: reason}`` for every registered model that refuses the transcripts alone (its
@@ -108,7 +115,8 @@ def main() -> int:
     }
     from msakit.models import available_models
 
-    payload["not_run"] = [m for m in available_models() if m not in rows and m not in refused]
+    payload["same_as"] = {m: {"model": other, "why": why} for m, (other, why) in SAME_ON_TEXT.items() if m not in rows}
+    payload["not_run"] = [m for m in available_models() if m not in rows and m not in refused and m not in payload["same_as"]]
     write_result("context_mosi_text_models", payload)
     lines = ["# Every text-capable model, each utterance alone vs with its best context (CMU-MOSI dev)", "",
              payload["protocol"] + ".", "",
@@ -124,6 +132,8 @@ def main() -> int:
             lines.append(f"| {model} | no context setting beat 0 on MAE | | | | |")
     lines += ["", "Accuracies and F1 in % (mean ± std over seeds). Every context setting of each model: "
               "`context_mosi_text_<model>_lstm.md`.", ""]
+    for m, same in payload["same_as"].items():
+        lines += [f"`{m}` on text alone is `{same['model']}` to the byte: {same['why']}; its rows are `{same['model']}`'s.", ""]
     if payload["not_run"]:
         lines += ["Text-capable but not run yet: " + ", ".join(f"`{m}`" for m in payload["not_run"]) + ".", ""]
     if payload["refused"]:

@@ -79,3 +79,14 @@ def test_align_dim_never_silently_overrides_a_size_the_user_set():
     assert resolve_config("dma", overrides={"model": {"post_text_dim": 48}}).model_config.post_text_dim == 48
     sized_by_hand = resolve_config("dma", overrides={"model": {"post_audio_dim": 64, "post_video_dim": 64}, "alignment": {"align_dim": 0}})
     assert (sized_by_hand.model_config.post_audio_dim, sized_by_hand.model_config.post_video_dim) == (64, 64)
+
+
+def test_flagship_on_text_alone_is_self_mm(small_synthetic, tiny_overrides, tmp_path):
+    """The default a-v pair needs audio and vision; on text alone it is dropped, and the flagship
+    is Self-MM to the byte (the every-model tables on transcripts list it as Self-MM's rows)."""
+    overrides = tiny_overrides(max_epochs=1) | {"data": {"modalities": "t"}}
+    for model in ("dma", "self_mm"):
+        msakit.train(model, small_synthetic, run_dir=tmp_path / model, overrides=overrides)
+    dma, self_mm = ((tmp_path / m / "seed_1111" / "test_predictions.csv").read_bytes() for m in ("dma", "self_mm"))
+    assert dma == self_mm and len(dma.splitlines()) == 41
+    assert json.loads((tmp_path / "dma" / "seed_1111" / "config.json").read_text())["alignment"]["pairs"] == "none"
