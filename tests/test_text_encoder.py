@@ -36,6 +36,24 @@ def test_unpadded_forward_matches_the_stock_forward_and_its_gradients(tiny_bert_
         torch.testing.assert_close(p.grad, stock_grads[name].grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
+def test_sentence_vectors_are_the_mean_of_the_real_tokens_states_on_every_path(tiny_bert_dir):
+    """The utterance vector the context LSTM reads: the packed path, the stock forward and a
+    frozen encoder's cache give the same mean over real tokens (padding never enters it)."""
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    ids, mask = _batch(tokenizer, TEXTS)
+    fast = TextEncoder.from_pretrained(tiny_bert_dir).eval()
+    with torch.no_grad():
+        states = fast.token_states(ids, mask)
+        expected = torch.stack([states[i, : int(mask[i].sum())].mean(dim=0) for i in range(len(TEXTS))])
+        packed = fast.sentence_vectors(ids, mask)
+        fast.unpadded = False
+        stock = fast.sentence_vectors(ids, mask)
+        frozen = TextEncoder.from_pretrained(tiny_bert_dir).eval().freeze().sentence_vectors(ids, mask)
+    assert packed.dtype == torch.float32 and packed.shape == (len(TEXTS), fast.hidden_size)
+    for got in (packed, stock, frozen):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_packaged_minilm_loads_offline_and_reads_sentiment_words():
     try:
         path = default_text_encoder_path()

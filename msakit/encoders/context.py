@@ -78,9 +78,7 @@ class UtteranceContext(nn.Module):
             width = int(flat_mask.sum(dim=1).max())
             flat_ids, flat_mask = flat_ids[:, :width], flat_mask[:, :width]
             with torch.no_grad():  # the mean of the transcript's token states (MiniLM's sentence vector)
-                states = text_model.token_states(flat_ids, flat_mask).float()
-                weights = flat_mask.to(states.dtype)[:, :, None]
-                vectors[valid] = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+                vectors[valid] = text_model.sentence_vectors(flat_ids, flat_mask)
         return self.encoders["t"](vectors, lengths, ctx["t_position"])
 
     def frames(self, m: str, frames: torch.Tensor, lengths: torch.Tensor, batch) -> torch.Tensor:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from msakit.encoders.unpadded_bert import bert_cls_unpadded, supports_unpadded
+from msakit.encoders.unpadded_bert import bert_cls_unpadded, bert_mean_unpadded, supports_unpadded
 from msakit.errors import MissingFileError, MsakitError, RunDirError
 
 # Belt and braces: even a misconfigured cache must never trigger a download at run time.
@@ -279,6 +279,16 @@ class TextEncoder(nn.Module):
             return self._shifted(self._frozen_token_states(input_ids, attention_mask))
         with self._embedding_hook(embedding_hook):
             return self._shifted(self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
+
+    def sentence_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mean of each transcript's last token states over its real tokens ``(B, H)``, in
+        float32: the utterance vector ``data.context_encoder=lstm`` reads. A fine-tuned BERT takes
+        the real-tokens-only forward (``unpadded_bert.py``), a frozen one its cache."""
+        if not self.frozen and self.unpadded and bool(attention_mask[:, 0].all()):
+            return self._shifted(bert_mean_unpadded(self.backbone, input_ids, attention_mask)).float()
+        states = self.token_states(input_ids, attention_mask).float()
+        weights = attention_mask.to(states.dtype)[:, :, None]
+        return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
     def _shifted(self, states: torch.Tensor) -> torch.Tensor:
         """``states`` ``(B, L, H)`` or ``(B, H)`` plus the context shift, where one is set."""

@@ -7,7 +7,9 @@ matrix; only the attention product itself is laid out padded per sequence. And s
 reads only the first token's last hidden state, the last layer computes the query, attention
 output and feed-forward for that one row per sequence (keys and values still come from every
 token). The result equals the stock forward's ``last_hidden_state[:, 0]`` up to float
-rounding (tested), and trains the same parameters.
+rounding (tested), and trains the same parameters. ``bert_mean_unpadded`` runs every layer in
+full and returns the mean of the real tokens' last states instead (the utterance vector of
+``data.context_encoder=lstm``).
 
 Used only for plain BERT encoders (``model_type == "bert"``, absolute positions, no
 cross-attention) with right-padded batches; anything else takes the stock forward.
@@ -38,6 +40,16 @@ def _split_heads(x: torch.Tensor, batch: int, length: int, heads: int) -> torch.
 
 def bert_cls_unpadded(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """``last_hidden_state[:, 0]`` of a BERT ``backbone``, computed on real tokens only."""
+    return _packed_forward(backbone, input_ids, attention_mask, mean=False)
+
+
+def bert_mean_unpadded(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of ``last_hidden_state`` over each sequence's real tokens ``(B, H)`` (the
+    sentence vector the utterance-level context encoder reads), computed on real tokens only."""
+    return _packed_forward(backbone, input_ids, attention_mask, mean=True)
+
+
+def _packed_forward(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, mean: bool) -> torch.Tensor:
     batch, length = input_ids.shape
     embeddings = backbone.embeddings(input_ids=input_ids)  # (B, L, H); lookups are cheap
     hidden_size = embeddings.shape[-1]
@@ -58,7 +70,7 @@ def bert_cls_unpadded(backbone: nn.Module, input_ids: torch.Tensor, attention_ma
         keys = _split_heads(padded(attention.key(hidden)), batch, length, heads)
         values = _split_heads(padded(attention.value(hidden)), batch, length, heads)
         dropout = attention.dropout.p if attention.training else 0.0
-        if i < len(layers) - 1:
+        if i < len(layers) - 1 or mean:  # the mean reads every token's last state
             queries = _split_heads(padded(attention.query(hidden)), batch, length, heads)
             context = F.scaled_dot_product_attention(queries, keys, values, attn_mask=key_mask, dropout_p=dropout, scale=attention.scaling)
             context = context.transpose(1, 2).reshape(batch * length, hidden_size)[rows]
@@ -70,4 +82,9 @@ def bert_cls_unpadded(backbone: nn.Module, input_ids: torch.Tensor, attention_ma
             context = context.transpose(1, 2).reshape(batch, hidden_size)
         attended = layer.attention.output(context, residual)  # dense, dropout, LayerNorm(+residual)
         hidden = layer.output(layer.intermediate(attended), attended)  # feed-forward block
-    return hidden
+    if not mean:
+        return hidden
+    counts = valid.sum(dim=1)
+    owner = rows // length  # the sequence each packed token belongs to
+    sums = hidden.new_zeros(batch, hidden_size).index_add(0, owner, hidden)
+    return sums / counts.clamp(min=1)[:, None].to(hidden.dtype)
