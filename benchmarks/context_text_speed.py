@@ -24,19 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, SHARED_DATA, command_line, write_result  # noqa: E402
 
 
-def window_rows(batch):
-    """The flattened, trimmed ``(ids, mask)`` of a batch's context windows, as ``text_shift``."""
-    import torch
-
-    ctx = batch.context
-    ids, mask, lengths = ctx["t_ids"], ctx["t_mask"], ctx["t_lengths"]
-    w = ids.shape[1]
-    valid = (torch.arange(w)[None, :] < lengths[:, None]) & (mask.sum(dim=2) > 0)
-    flat_ids, flat_mask = ids[valid], mask[valid]
-    width = int(flat_mask.sum(dim=1).max())
-    return flat_ids[:, :width], flat_mask[:, :width]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=40)
@@ -50,6 +37,7 @@ def main() -> int:
     import torch
 
     from msakit.config import resolve_config
+    from msakit.encoders.context import window_transcripts
     from msakit.training.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -57,7 +45,7 @@ def main() -> int:
     config = resolve_config(args.model, kind="mosi", data_path=str(data), overrides=overrides)
     trainer = Trainer(config, Path(args.workdir) / "run")
     encoder = trainer.model.text_model
-    batches = [window_rows(b) for b in list(trainer.builders["train"].batches(16, shuffle=True, seed=1, epoch=1))[: args.batches + 2]]
+    batches = [window_transcripts(b.context)[1:] for b in list(trainer.builders["train"].batches(16, shuffle=True, seed=1, epoch=1))[: args.batches + 2]]
 
     def run(packed: bool, ids, mask):
         encoder.unpadded = packed

@@ -54,6 +54,17 @@ class WindowLSTM(nn.Module):
         return out.index_put((used.nonzero(as_tuple=True)[0],), self.project(at).to(out.dtype))
 
 
+def window_transcripts(ctx: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The transcripts of a batch's text windows (``batch.context``): ``valid`` ``(B, W)`` (which
+    window places hold a transcript), and their ``ids`` and ``mask`` ``(N, width)`` flattened in
+    that order and trimmed to the longest of them (no column of padding alone)."""
+    ids, mask, lengths = ctx["t_ids"], ctx["t_mask"], ctx["t_lengths"]
+    valid = (torch.arange(ids.shape[1], device=lengths.device)[None, :] < lengths[:, None]) & (mask.sum(dim=2) > 0)
+    flat_ids, flat_mask = ids[valid], mask[valid]
+    width = int(flat_mask.sum(dim=1).max()) if flat_ids.shape[0] else 0
+    return valid, flat_ids[:, :width], flat_mask[:, :width]
+
+
 class UtteranceContext(nn.Module):
     """One ``WindowLSTM`` per modality read with its neighbours; ``sizes``: ``{m: width}`` (the
     utterance vector's width: the features' for audio/vision, the text encoder's hidden size)."""
@@ -69,17 +80,12 @@ class UtteranceContext(nn.Module):
     def text_shift(self, text_model, batch) -> torch.Tensor:
         """``(B, H)``: what is added to the text encoder's states for each scored transcript."""
         ctx = batch.context
-        ids, mask, lengths = ctx["t_ids"], ctx["t_mask"], ctx["t_lengths"]
-        b, w, n = ids.shape
-        valid = (torch.arange(w, device=lengths.device)[None, :] < lengths[:, None]) & (mask.sum(dim=2) > 0)
-        vectors = torch.zeros((b, w, self.sizes["t"]), device=ids.device)
-        if bool(valid.any()):
-            flat_ids, flat_mask = ids[valid], mask[valid]
-            width = int(flat_mask.sum(dim=1).max())
-            flat_ids, flat_mask = flat_ids[:, :width], flat_mask[:, :width]
+        valid, flat_ids, flat_mask = window_transcripts(ctx)
+        vectors = torch.zeros((*valid.shape, self.sizes["t"]), device=ctx["t_ids"].device)
+        if flat_ids.shape[0]:
             with torch.no_grad():  # the mean of the transcript's token states (MiniLM's sentence vector)
                 vectors[valid] = text_model.sentence_vectors(flat_ids, flat_mask)
-        return self.encoders["t"](vectors, lengths, ctx["t_position"])
+        return self.encoders["t"](vectors, ctx["t_lengths"], ctx["t_position"])
 
     def frames(self, m: str, frames: torch.Tensor, lengths: torch.Tensor, batch) -> torch.Tensor:
         """``frames`` ``(B, T, D)`` with the context vector appended to every valid frame."""
